@@ -1,0 +1,164 @@
+//! Dispatch: push runs to connected workers over their streams.
+//!
+//! Each worker stream gets a [`Session`] that owns the worker's concurrency
+//! budget. Its loop claims up to `free slots` due runs of the worker's tasks
+//! in one statement and sends them; then it sleeps until a publish, a retry
+//! falling due, a freed slot, or the idle poll (which only matters for work
+//! made due by another replica) — never a tight polling loop. Leases are
+//! extended by heartbeats and expire into a failed attempt (the reaper);
+//! when the stream ends, the worker's leases are failed at once.
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::model::*;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// One connected worker.
+pub struct Session {
+    engine: Engine,
+    pub namespace: String,
+    pub worker_id: String,
+    tasks: Vec<String>,
+    concurrency: usize,
+    /// Runs sent and not yet reported: the worker's used slots.
+    in_flight: Mutex<HashSet<String>>,
+    slot_freed: Notify,
+}
+
+impl Session {
+    pub fn new(engine: Engine, namespace: String, worker_id: String, tasks: Vec<String>, concurrency: usize) -> Self {
+        Session {
+            engine,
+            namespace,
+            worker_id,
+            tasks,
+            concurrency: concurrency.max(1),
+            in_flight: Mutex::default(),
+            slot_freed: Notify::new(),
+        }
+    }
+
+    fn free_slots(&self) -> usize {
+        let used = self.in_flight.lock().map(|s| s.len()).unwrap_or(self.concurrency);
+        self.concurrency.saturating_sub(used)
+    }
+
+    /// Claim and send runs until cancelled or the stream is gone.
+    pub async fn dispatch_loop(self: Arc<Self>, out: mpsc::Sender<ClaimedRun>, cancel: CancellationToken) {
+        let idle = Duration::from_millis(self.engine.config().idle_poll_ms);
+        let wake = self.engine.wakeup().clone();
+        let mut failures = 0u32;
+        // Runs already due when the worker connects are found by the first
+        // claim; later ones by wake-ups. A retry scheduled before a restart
+        // has no timer here, so ask the store once when it falls due.
+        let mut next_due: Option<i64> = self.engine.store().next_due(&self.namespace, &self.tasks).await.ok().flatten();
+        loop {
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+
+            let free = self.free_slots();
+            let mut full = false;
+            if free > 0 {
+                match self.engine.store().claim(&self.namespace, &self.tasks, &self.worker_id, free as u32, now_ms()).await {
+                    Ok(claimed) => {
+                        failures = 0;
+                        full = claimed.len() == free;
+                        if let Ok(mut set) = self.in_flight.lock() {
+                            set.extend(claimed.iter().map(|c| c.run_id.clone()));
+                        }
+                        for run in claimed {
+                            tracing::debug!(run_id = %run.run_id, task = %run.task_id, attempt = run.attempt, worker = %self.worker_id, "run assigned");
+                            if out.send(run).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, worker = %self.worker_id, "claim failed");
+                        let pause = Duration::from_millis(50 * u64::from(failures.min(40)));
+                        tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = cancel.cancelled() => return }
+                        continue;
+                    }
+                }
+            }
+            if full {
+                continue;
+            }
+            let mut sleep_for = idle;
+            if let Some(at) = next_due {
+                let d = at - now_ms();
+                if d <= 0 {
+                    next_due = None;
+                } else {
+                    sleep_for = sleep_for.min(Duration::from_millis(d as u64));
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = &mut freed => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = cancel.cancelled() => return,
+                _ = out.closed() => return,
+            }
+        }
+    }
+
+    /// A result from the worker: record it and free the slot.
+    pub async fn on_result(&self, run_id: String, attempt: u32, outcome: Outcome) -> Result<CompletionEffect> {
+        let effect = self
+            .engine
+            .complete(Completion { run_id: run_id.clone(), attempt, worker_id: self.worker_id.clone(), outcome })
+            .await;
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.remove(&run_id);
+        }
+        self.slot_freed.notify_one();
+        effect
+    }
+
+    /// Extend the leases of runs the worker says it is still executing.
+    pub async fn on_heartbeat(&self, run_ids: &[String]) -> Result<u64> {
+        self.engine.store().heartbeat(&self.worker_id, run_ids, now_ms()).await
+    }
+
+    /// The stream ended: fail what the worker still held, so it retries now
+    /// rather than after the lease.
+    pub async fn close(&self) {
+        match self.engine.store().release_worker(&self.worker_id, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(worker = %self.worker_id, runs = n, "released runs of a disconnected worker");
+                self.engine.wakeup().now();
+            }
+            Err(e) => tracing::warn!(worker = %self.worker_id, error = %e, "could not release runs; leases will expire"),
+        }
+        // Retries scheduled by the release have timers via next_due of other
+        // sessions; wake them so they re-read it.
+        self.engine.wakeup().now();
+    }
+}
+
+/// Fail expired leases every `reap_interval_ms` until cancelled.
+pub async fn reaper(engine: Engine, cancel: CancellationToken) {
+    let every = Duration::from_millis(engine.config().reap_interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return,
+        }
+        match engine.reap().await {
+            Ok(n) if n > 0 => engine.wakeup().now(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
+        }
+    }
+}

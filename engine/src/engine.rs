@@ -1,0 +1,289 @@
+//! The engine core: define, publish, complete, inspect. The gRPC and HTTP
+//! layers are thin translations onto these methods.
+//!
+//! # The publish path, and what a crash does at each step
+//! 1. Validate (name, size, JSON, schema) and pick subscribers from the
+//!    in-memory registry. A crash here: nothing stored, the caller sees an
+//!    error or a dropped connection and may retry.
+//! 2. Queue into the publish [`Batcher`]; one transaction inserts the event
+//!    row (which doubles as the archive outbox entry), its idempotency key and
+//!    one run per subscriber. A crash before `COMMIT`: nothing stored.
+//! 3. `COMMIT` returns, then the caller gets the event id and run ids. A
+//!    crash between the two: everything is stored and will run; the caller
+//!    did not hear "ok" and retries, and the idempotency key (if given)
+//!    returns the original event instead of a second one.
+//! 4. Wake idle worker sessions and the archiver. Lost wake-ups are covered
+//!    by the sessions' idle poll and the archiver's tick.
+
+use crate::batch::Batcher;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::ratelimit::RateLimiter;
+use crate::registry::Registry;
+use crate::schema::{self, CompiledSchema};
+use crate::storage::Store;
+use crate::wakeup::Wakeup;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// What a caller asks to publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishInput {
+    pub event: String,
+    pub payload_json: String,
+    pub idempotency_key: String,
+    pub ordering_key: String,
+    pub tags: Vec<String>,
+    pub publisher_run_id: String,
+}
+
+/// Shared engine state. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Arc<dyn Store>,
+    registry: Registry,
+    limiter: Arc<dyn RateLimiter>,
+    wakeup: Wakeup,
+    archive_wakeup: Wakeup,
+    publisher: Batcher<NewEvent, Published>,
+    completer: Batcher<Completion, CompletionEffect>,
+}
+
+impl Engine {
+    /// Assemble an engine over ready backends. Spawns the batchers.
+    pub fn new(config: Config, store: Arc<dyn Store>, limiter: Arc<dyn RateLimiter>) -> Self {
+        let window = config.idempotency_window_ms as i64;
+        let s = store.clone();
+        let publisher = Batcher::spawn(
+            "publish",
+            config.publish_batch_max,
+            config.publish_concurrency,
+            move |batch: Vec<NewEvent>| {
+                let s = s.clone();
+                async move { s.publish(&batch, window).await }
+            },
+        );
+        let s = store.clone();
+        let completer = Batcher::spawn(
+            "complete",
+            config.publish_batch_max,
+            config.publish_concurrency,
+            move |batch: Vec<Completion>| {
+                let s = s.clone();
+                async move { s.complete(&batch, now_ms()).await }
+            },
+        );
+        Engine {
+            inner: Arc::new(Inner {
+                registry: Registry::new(store.clone()),
+                config,
+                store,
+                limiter,
+                wakeup: Wakeup::default(),
+                archive_wakeup: Wakeup::default(),
+                publisher,
+                completer,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.inner.limiter
+    }
+    /// Wakes worker sessions.
+    pub fn wakeup(&self) -> &Wakeup {
+        &self.inner.wakeup
+    }
+    /// Wakes the archiver.
+    pub fn archive_wakeup(&self) -> &Wakeup {
+        &self.inner.archive_wakeup
+    }
+
+    /// Define or redefine an event; returns the definition and whether a new
+    /// version was created.
+    pub async fn define_event(
+        &self,
+        ns: &str,
+        name: &str,
+        schema_json: &str,
+        description: &str,
+    ) -> Result<(EventDef, bool)> {
+        schema::check_event_name(name)?;
+        let value = schema::parse_json("schema_json", schema_json)?;
+        CompiledSchema::compile(&value)?;
+        let (def, created) = self
+            .inner
+            .store
+            .define_event(ns, name, schema_json, &schema::canonical(&value), description)
+            .await?;
+        if created {
+            self.inner.registry.invalidate_events(Some(ns));
+            tracing::info!(namespace = ns, event = name, version = def.version, "event defined");
+        }
+        Ok((def, created))
+    }
+
+    /// Validate and durably publish; see the module docs for the steps.
+    pub async fn publish(&self, ns: &str, input: PublishInput) -> Result<Published> {
+        let span = tracing::info_span!("publish", namespace = ns, event = %input.event);
+        self.publish_inner(ns, input).instrument(span).await
+    }
+
+    async fn publish_inner(&self, ns: &str, input: PublishInput) -> Result<Published> {
+        schema::check_event_name(&input.event)?;
+        let live = self.inner.registry.event(ns, &input.event).await?;
+        let size = input.payload_json.len();
+        let limit = self.inner.config.max_payload_bytes;
+        if size > limit {
+            return Err(Error::PayloadTooLarge { size, limit });
+        }
+        let payload = schema::parse_json("payload", &input.payload_json)?;
+        let violations = live.schema.violations(&payload);
+        if !violations.is_empty() {
+            return Err(Error::InvalidPayload {
+                event: input.event,
+                version: live.def.version,
+                violations,
+            });
+        }
+        for tag in &input.tags {
+            if tag.is_empty() || tag.len() > 200 {
+                return Err(Error::InvalidArgument(format!(
+                    "tags: '{tag}' is invalid: tags must be 1-200 characters"
+                )));
+            }
+        }
+        let subs = self.inner.registry.subscriptions(ns).await?;
+        let runs: Vec<NewRun> = subs
+            .iter()
+            .filter(|s| s.event == input.event)
+            .map(|s| NewRun {
+                id: new_id(),
+                task_id: s.task_id.clone(),
+                consumer_group: s.consumer_group.clone(),
+                retry: s.retry,
+                lease_ms: s.lease_ms,
+            })
+            .collect();
+        let event = NewEvent {
+            id: new_id(),
+            namespace: ns.to_string(),
+            name: input.event.clone(),
+            version: live.def.version,
+            // Store the compact form: what was validated is what is stored.
+            payload_json: payload.to_string(),
+            ordering_key: input.ordering_key,
+            idempotency_key: input.idempotency_key,
+            tags: input.tags,
+            published_at_ms: now_ms(),
+            publisher_run_id: input.publisher_run_id,
+            runs,
+        };
+        let published = self.inner.publisher.submit(event).await?;
+        if !published.deduplicated {
+            if !published.runs.is_empty() {
+                self.inner.wakeup.now();
+            }
+            self.inner.archive_wakeup.now();
+        }
+        tracing::debug!(event_id = %published.event_id, runs = published.runs.len(), deduplicated = published.deduplicated, "event published");
+        Ok(published)
+    }
+
+    /// Record a worker's result for one attempt (batched with others).
+    pub async fn complete(&self, completion: Completion) -> Result<CompletionEffect> {
+        let run_id = completion.run_id.clone();
+        let effect = self.inner.completer.submit(completion).await?;
+        self.after_effect(effect);
+        tracing::debug!(run_id = %run_id, ?effect, "attempt finished");
+        Ok(effect)
+    }
+
+    /// Schedule what a state change implies (a retry's wake-up).
+    pub fn after_effect(&self, effect: CompletionEffect) {
+        if let CompletionEffect::Retrying { at_ms } = effect {
+            self.inner.wakeup.at(at_ms);
+        }
+    }
+
+    /// Fail runs whose leases expired; returns how many.
+    pub async fn reap(&self) -> Result<usize> {
+        let effects = self.inner.store.reap_expired(now_ms()).await?;
+        for e in &effects {
+            self.after_effect(*e);
+        }
+        if !effects.is_empty() {
+            tracing::info!(runs = effects.len(), "expired leases reaped");
+        }
+        Ok(effects.len())
+    }
+}
+
+impl Engine {
+    /// Validate and durably store a worker's task subscriptions. Messages
+    /// name the offending entry (`tasks[1].event`).
+    pub async fn register_tasks(&self, ns: &str, subs: &[Subscription]) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in subs.iter().enumerate() {
+            schema::check_identifier(&format!("tasks[{i}].id"), &s.task_id)?;
+            if !seen.insert(&s.task_id) {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].id: task '{}' is registered twice by this worker",
+                    s.task_id
+                )));
+            }
+            schema::check_event_name(&s.event)
+                .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;
+            if let Err(Error::NotFound(_)) = self.inner.registry.event(ns, &s.event).await {
+                return Err(Error::NotFound(format!(
+                    "tasks[{i}]: task '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
+                    s.task_id, s.event
+                )));
+            }
+            if !s.filter_json.trim().is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].filter_json: content filters are not supported by this engine version yet; filter in the handler"
+                )));
+            }
+            if !s.consumer_group.is_empty() {
+                schema::check_identifier(&format!("tasks[{i}].consumer_group"), &s.consumer_group)?;
+            }
+            let r = &s.retry;
+            if r.max_attempts == 0 || r.max_attempts > 1000 {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].retry.max_attempts: {} is out of range 1..=1000",
+                    r.max_attempts
+                )));
+            }
+            if !(1.0..=100.0).contains(&r.multiplier) || r.initial_backoff_ms > r.max_backoff_ms {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].retry: multiplier must be in 1..=100 and initial_backoff_ms <= max_backoff_ms (got {r:?})"
+                )));
+            }
+            if s.lease_ms < 100 || s.lease_ms > 24 * 3_600_000 {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].lease_ms: {} is out of range 100..=86400000",
+                    s.lease_ms
+                )));
+            }
+        }
+        self.inner.store.upsert_subscriptions(subs).await?;
+        self.inner.registry.invalidate_subscriptions(Some(ns));
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! `AdminService`: list and inspect runs and subscriptions.
+
+use super::{convert, namespace};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::model::{RunQuery, RunStatus};
+use fanout_proto::v1 as pb;
+use fanout_proto::v1::admin_service_server::AdminService;
+use tonic::{Request, Response, Status};
+
+pub struct AdminApi {
+    pub engine: Engine,
+}
+
+fn opt(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let status = match r.status.as_str() {
+            "" => None,
+            s => Some(RunStatus::parse(s).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "status '{s}' is invalid: expected one of queued, running, retrying, completed, dead"
+                ))
+            })?),
+        };
+        let q = RunQuery { event: opt(r.event), task: opt(r.task), status, before: opt(r.before), limit: r.limit };
+        let runs = self.engine.store().list_runs(&ns, &q).await?;
+        Ok(Response::new(pb::ListRunsResponse { runs: runs.into_iter().map(convert::run).collect() }))
+    }
+
+    async fn get_run(&self, req: Request<pb::GetRunRequest>) -> Result<Response<pb::RunDetail>, Status> {
+        let ns = namespace(&req)?;
+        let id = req.into_inner().id;
+        let (run, attempts, payload) = self
+            .engine
+            .store()
+            .get_run(&ns, &id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("run '{id}' not found in namespace '{ns}'")))?;
+        Ok(Response::new(pb::RunDetail {
+            run: Some(convert::run(run)),
+            attempts: attempts.into_iter().map(convert::attempt).collect(),
+            payload_json: payload,
+        }))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        req: Request<pb::ListSubscriptionsRequest>,
+    ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
+        let ns = namespace(&req)?;
+        let subs = self.engine.store().list_subscriptions(Some(&ns)).await?;
+        Ok(Response::new(pb::ListSubscriptionsResponse {
+            subscriptions: subs.into_iter().map(convert::subscription).collect(),
+        }))
+    }
+}

@@ -1,0 +1,96 @@
+//! Model ⇄ proto conversions, kept in one place.
+
+use crate::model::*;
+use fanout_proto::v1 as pb;
+
+pub fn event_def(d: EventDef) -> pb::EventDefinition {
+    pb::EventDefinition {
+        namespace: d.namespace,
+        name: d.name,
+        version: d.version,
+        schema_json: d.schema_json,
+        description: d.description,
+        created_at_ms: d.created_at_ms,
+    }
+}
+
+pub fn retry_to_pb(r: RetryPolicy) -> pb::RetryPolicy {
+    pb::RetryPolicy {
+        max_attempts: r.max_attempts,
+        initial_backoff_ms: r.initial_backoff_ms,
+        max_backoff_ms: r.max_backoff_ms,
+        multiplier: r.multiplier,
+    }
+}
+
+/// Zero fields take the defaults (5 attempts, 1 s doubling to 60 s).
+pub fn retry_from_pb(r: Option<pb::RetryPolicy>) -> RetryPolicy {
+    let d = RetryPolicy::default();
+    let Some(r) = r else { return d };
+    RetryPolicy {
+        max_attempts: if r.max_attempts == 0 { d.max_attempts } else { r.max_attempts },
+        initial_backoff_ms: if r.initial_backoff_ms == 0 { d.initial_backoff_ms } else { r.initial_backoff_ms },
+        max_backoff_ms: if r.max_backoff_ms == 0 { d.max_backoff_ms } else { r.max_backoff_ms },
+        multiplier: if r.multiplier == 0.0 { d.multiplier } else { r.multiplier },
+    }
+}
+
+pub fn run(r: Run) -> pb::Run {
+    pb::Run {
+        id: r.id,
+        namespace: r.namespace,
+        event: r.event,
+        event_id: r.event_id,
+        task: r.task_id,
+        status: r.status.as_str().to_string(),
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        created_at_ms: r.created_at_ms,
+        updated_at_ms: r.updated_at_ms,
+        available_at_ms: r.available_at_ms,
+        output_json: r.output_json,
+        last_error: r.last_error,
+        worker_id: r.worker_id,
+        ordering_key: r.ordering_key,
+        consumer_group: r.consumer_group,
+    }
+}
+
+pub fn attempt(a: Attempt) -> pb::Attempt {
+    pb::Attempt {
+        attempt: a.attempt,
+        started_at_ms: a.started_at_ms,
+        finished_at_ms: a.finished_at_ms,
+        ok: a.ok,
+        output_json: a.output_json,
+        error: a.error,
+        worker_id: a.worker_id,
+    }
+}
+
+pub fn subscription(s: Subscription) -> pb::Subscription {
+    pb::Subscription {
+        task_id: s.task_id,
+        event: s.event,
+        filter_json: s.filter_json,
+        consumer_group: s.consumer_group,
+        retry: Some(retry_to_pb(s.retry)),
+        lease_ms: s.lease_ms,
+        updated_at_ms: s.updated_at_ms,
+    }
+}
+
+pub fn assignment(c: ClaimedRun) -> pb::RunAssignment {
+    pb::RunAssignment {
+        run_id: c.run_id,
+        attempt: c.attempt,
+        task_id: c.task_id,
+        event: c.event,
+        event_id: c.event_id,
+        payload_json: c.payload_json,
+        lease_ms: c.lease_ms,
+        ordering_key: c.ordering_key,
+        tags: c.tags,
+        published_at_ms: c.published_at_ms,
+    }
+}

@@ -1,0 +1,144 @@
+//! `WorkerService.Session`: the worker's one bidirectional stream.
+//!
+//! Protocol: the first message is `Register` (tasks + concurrency); the
+//! engine stores the subscriptions (they outlive the stream), answers
+//! `Registered`, then pushes `RunAssignment`s while the worker sends
+//! `RunResult`s and `Heartbeat`s. Stream end = worker gone: its runs fail
+//! over to a retry at once.
+
+use super::{convert, namespace};
+use crate::dispatch::Session;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::model::{Outcome, Subscription, new_id, now_ms};
+use fanout_proto::v1 as pb;
+use fanout_proto::v1::worker_service_server::WorkerService;
+use pb::{server_message::Msg as Out, worker_message::Msg as In};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct WorkersApi {
+    pub engine: Engine,
+    /// Engine shutdown: ends every session so graceful shutdown completes.
+    pub cancel: CancellationToken,
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, Status>> + Send>>;
+
+fn subscription(ns: &str, default_lease: u64, t: pb::TaskRegistration) -> Subscription {
+    Subscription {
+        namespace: ns.to_string(),
+        task_id: t.id,
+        event: t.event,
+        filter_json: t.filter_json,
+        consumer_group: t.consumer_group,
+        retry: convert::retry_from_pb(t.retry),
+        lease_ms: if t.lease_ms == 0 { default_lease } else { t.lease_ms },
+        updated_at_ms: now_ms(),
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkersApi {
+    type SessionStream = OutStream;
+
+    async fn session(&self, req: Request<Streaming<pb::WorkerMessage>>) -> Result<Response<OutStream>, Status> {
+        let ns = namespace(&req)?;
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Error::InvalidArgument("stream closed before the register message".into()))?;
+        let Some(In::Register(reg)) = first.msg else {
+            return Err(Error::InvalidArgument("the first message on a worker stream must be register".into()).into());
+        };
+        if reg.tasks.is_empty() {
+            return Err(Error::InvalidArgument("register.tasks: a worker must register at least one task".into()).into());
+        }
+        let concurrency = match reg.concurrency {
+            0 => 10,
+            n if n > 10_000 => {
+                return Err(Error::InvalidArgument(format!("register.concurrency: {n} is over the maximum of 10000")).into());
+            }
+            n => n as usize,
+        };
+        let lease = self.engine.config().default_lease_ms;
+        let subs: Vec<Subscription> = reg.tasks.into_iter().map(|t| subscription(&ns, lease, t)).collect();
+        self.engine.register_tasks(&ns, &subs).await?;
+
+        let worker_id = new_id();
+        tracing::info!(namespace = %ns, worker = %worker_id, name = %reg.worker_name, tasks = subs.len(), concurrency, "worker connected");
+        let tasks = subs.iter().map(|s| s.task_id.clone()).collect();
+        let session = Arc::new(Session::new(self.engine.clone(), ns.clone(), worker_id.clone(), tasks, concurrency));
+        let (tx, rx) = mpsc::channel::<Result<pb::ServerMessage, Status>>(concurrency + 8);
+        let _ = tx
+            .send(Ok(pb::ServerMessage {
+                msg: Some(Out::Registered(pb::Registered { worker_id: worker_id.clone(), namespace: ns })),
+            }))
+            .await;
+
+        let cancel = self.cancel.child_token();
+        // Claimed runs → stream.
+        let (runs_tx, mut runs_rx) = mpsc::channel(concurrency);
+        tokio::spawn(session.clone().dispatch_loop(runs_tx, cancel.clone()));
+        let fwd = tx.clone();
+        let fwd_cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    run = runs_rx.recv() => {
+                        let Some(run) = run else { break };
+                        let msg = pb::ServerMessage { msg: Some(Out::Assignment(convert::assignment(run))) };
+                        if fwd.send(Ok(msg)).await.is_err() { break; }
+                    }
+                    _ = fwd_cancel.cancelled() => break,
+                }
+            }
+        });
+        // Stream → results and heartbeats.
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = cancel.cancelled() => break,
+                };
+                match msg {
+                    Ok(Some(pb::WorkerMessage { msg: Some(In::Result(r)) })) => {
+                        let outcome = match r.outcome {
+                            Some(pb::run_result::Outcome::OutputJson(o)) => Outcome::Ok(o),
+                            Some(pb::run_result::Outcome::Failure(f)) => Outcome::Failed { message: f.message, fatal: f.fatal },
+                            None => Outcome::Failed { message: "worker sent a result with no outcome".into(), fatal: false },
+                        };
+                        let s = session.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = s.on_result(r.run_id.clone(), r.attempt, outcome).await {
+                                tracing::warn!(run_id = %r.run_id, error = %e, "could not record result; the lease will expire and the run retry");
+                            }
+                        });
+                    }
+                    Ok(Some(pb::WorkerMessage { msg: Some(In::Heartbeat(h)) })) => {
+                        if let Err(e) = session.on_heartbeat(&h.run_ids).await {
+                            tracing::warn!(worker = %session.worker_id, error = %e, "heartbeat not recorded");
+                        }
+                    }
+                    Ok(Some(pb::WorkerMessage { msg: Some(In::Register(_)) })) => {
+                        let _ = tx
+                            .send(Err(Error::InvalidArgument("register may only be sent once per stream".into()).into()))
+                            .await;
+                        break;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            cancel.cancel();
+            session.close().await;
+            tracing::info!(worker = %session.worker_id, "worker disconnected");
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,290 @@
+//! Domain types shared by the store, the dispatcher and the API layers.
+//!
+//! These are plain data: no I/O. Times are epoch milliseconds (`i64`), ids
+//! are UUIDv7 strings (time ordered, so primary keys append to the index).
+
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The life of a run. Terminal states are `Completed` and `Dead`.
+///
+/// ```text
+/// queued ──claim──▶ running ──ok──▶ completed
+///    ▲                 │ error (attempts left) ──▶ retrying ──due──▶ (claimable)
+///    │                 │ error (fatal / exhausted) ──▶ dead
+///    └── lease expired / worker gone: counted as a failed attempt ──┘
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Leased to a worker.
+    Running,
+    /// Failed, waiting for its backoff to elapse.
+    Retrying,
+    /// Finished with an output.
+    Completed,
+    /// Failed for good: fatal error or attempts exhausted.
+    Dead,
+}
+
+impl RunStatus {
+    /// The stored / wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Retrying => "retrying",
+            RunStatus::Completed => "completed",
+            RunStatus::Dead => "dead",
+        }
+    }
+
+    /// Parse the stored / wire spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "retrying" => RunStatus::Retrying,
+            "completed" => RunStatus::Completed,
+            "dead" => RunStatus::Dead,
+            _ => return None,
+        })
+    }
+
+    /// Completed or dead: nothing will happen to the run any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Dead)
+    }
+}
+
+/// Per-task retry policy: exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Total attempts, including the first.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt.
+    pub initial_backoff_ms: u64,
+    /// Cap on any single backoff.
+    pub max_backoff_ms: u64,
+    /// Growth factor per attempt.
+    pub multiplier: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff after failed attempt number `attempt` (1-based), before
+    /// jitter: `initial * multiplier^(attempt-1)`, capped.
+    pub fn base_backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .multiplier
+            .max(1.0)
+            .powi(attempt.saturating_sub(1).min(64) as i32);
+        let ms = (self.initial_backoff_ms as f64 * exp).min(self.max_backoff_ms as f64);
+        Duration::from_millis(ms.max(0.0) as u64)
+    }
+
+    /// The backoff with jitter: uniformly in `[base/2, base]`, so retries of
+    /// runs that failed together spread out without ever waiting longer than
+    /// the documented curve.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.base_backoff(attempt).as_millis() as u64;
+        if base < 2 {
+            return Duration::from_millis(base);
+        }
+        let jittered = rand::random_range(base / 2..=base);
+        Duration::from_millis(jittered)
+    }
+}
+
+/// A version of an event definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventDef {
+    pub namespace: String,
+    pub name: String,
+    pub version: u32,
+    /// The schema as given (JSON text).
+    pub schema_json: String,
+    pub description: String,
+    pub created_at_ms: i64,
+}
+
+/// A task's standing subscription to an event; outlives the worker that made it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subscription {
+    pub namespace: String,
+    pub task_id: String,
+    /// The event name (exact for now; patterns arrive with filters).
+    pub event: String,
+    /// Content filter as JSON text, empty for none.
+    pub filter_json: String,
+    pub consumer_group: String,
+    pub retry: RetryPolicy,
+    pub lease_ms: u64,
+    pub updated_at_ms: i64,
+}
+
+/// One run to create in a publish transaction.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub task_id: String,
+    pub consumer_group: String,
+    pub retry: RetryPolicy,
+    pub lease_ms: u64,
+}
+
+/// An event to store, with the runs it fans out to.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub version: u32,
+    pub payload_json: String,
+    pub ordering_key: String,
+    pub idempotency_key: String,
+    pub tags: Vec<String>,
+    pub published_at_ms: i64,
+    pub publisher_run_id: String,
+    pub runs: Vec<NewRun>,
+}
+
+/// What a publish committed (or, when deduplicated, found).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub event_id: String,
+    pub version: u32,
+    /// `(run id, task id)` per run.
+    pub runs: Vec<(String, String)>,
+    pub deduplicated: bool,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub namespace: String,
+    pub event_id: String,
+    pub event: String,
+    pub task_id: String,
+    pub status: RunStatus,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub available_at_ms: i64,
+    pub output_json: String,
+    pub last_error: String,
+    pub worker_id: String,
+    pub ordering_key: String,
+    pub consumer_group: String,
+}
+
+/// One finished attempt of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub ok: bool,
+    pub output_json: String,
+    pub error: String,
+}
+
+/// A run handed to a worker: what it needs to execute the handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedRun {
+    pub run_id: String,
+    pub attempt: u32,
+    pub task_id: String,
+    pub event: String,
+    pub event_id: String,
+    pub payload_json: String,
+    pub lease_ms: u64,
+    pub ordering_key: String,
+    pub tags: Vec<String>,
+    pub published_at_ms: i64,
+}
+
+/// How an attempt ended, as reported by a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Success with the handler's output (JSON text).
+    Ok(String),
+    /// Failure; `fatal` skips the remaining retries.
+    Failed { message: String, fatal: bool },
+}
+
+/// A worker's report for one attempt.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub run_id: String,
+    pub attempt: u32,
+    pub worker_id: String,
+    pub outcome: Outcome,
+}
+
+/// What became of a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionEffect {
+    Completed,
+    /// Scheduled for another attempt at this time.
+    Retrying { at_ms: i64 },
+    Dead,
+    /// The run was no longer held by that worker/attempt (lease expired and
+    /// it moved on); the report was ignored.
+    Stale,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub event: Option<String>,
+    pub task: Option<String>,
+    pub status: Option<RunStatus>,
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// An event waiting in the outbox to be shipped to the archive, and the
+/// archive's own record of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedEvent {
+    pub event_id: String,
+    pub namespace: String,
+    pub event_name: String,
+    pub version: u32,
+    pub payload: String,
+    pub tags: Vec<String>,
+    pub ordering_key: String,
+    pub idempotency_key: String,
+    pub fan_out_count: u32,
+    pub published_at_ms: u64,
+    pub publisher_run_id: String,
+}

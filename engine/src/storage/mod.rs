@@ -1,0 +1,95 @@
+//! The storage seam: everything durable about events, runs and subscriptions.
+//!
+//! [`Store`] is the trait the rest of the engine talks to; [`sql::SqlStore`]
+//! implements it for SQLite (embedded default) and PostgreSQL (production)
+//! with one body of SQL and a small dialect switch. Every implementation must
+//! pass the conformance suite in `tests/tests/store_conformance.rs`.
+//!
+//! Batching is part of the contract: `publish` and `complete` take many items
+//! and commit them in one transaction, because on this hardware a commit
+//! (fsync) costs more than the rows in it.
+
+pub mod sql;
+
+use crate::error::Result;
+use crate::model::*;
+use async_trait::async_trait;
+
+/// Durable state of the engine. All methods are safe to call from many
+/// engine replicas at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Create version 1, or a new version when the schema differs from the
+    /// latest; the same schema returns the latest with `created = false`.
+    async fn define_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        schema_json: &str,
+        schema_canonical: &str,
+        description: &str,
+    ) -> Result<(EventDef, bool)>;
+
+    /// One version (`None`: the latest).
+    async fn get_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<EventDef>>;
+
+    /// The latest version of every event in the namespace, by name.
+    async fn list_events(&self, namespace: &str) -> Result<Vec<EventDef>>;
+
+    /// Create or replace subscriptions (keyed by namespace + task id).
+    async fn upsert_subscriptions(&self, subs: &[Subscription]) -> Result<()>;
+
+    /// All subscriptions of a namespace (`None`: of every namespace).
+    async fn list_subscriptions(&self, namespace: Option<&str>) -> Result<Vec<Subscription>>;
+
+    /// Store events and their runs in **one** transaction. Per event the
+    /// answer is what was created, or — when its idempotency key was seen
+    /// within the window — the original event and runs, `deduplicated`.
+    async fn publish(&self, events: &[NewEvent], idempotency_window_ms: i64)
+    -> Result<Vec<Published>>;
+
+    /// Lease up to `limit` due runs of these tasks to `worker_id`.
+    async fn claim(
+        &self,
+        namespace: &str,
+        task_ids: &[String],
+        worker_id: &str,
+        limit: u32,
+        now_ms: i64,
+    ) -> Result<Vec<ClaimedRun>>;
+
+    /// Record attempt outcomes in one transaction; failures are scheduled for
+    /// retry (backoff with jitter) or go dead.
+    async fn complete(&self, completions: &[Completion], now_ms: i64)
+    -> Result<Vec<CompletionEffect>>;
+
+    /// Extend the leases of these runs, if `worker_id` still holds them.
+    async fn heartbeat(&self, worker_id: &str, run_ids: &[String], now_ms: i64) -> Result<u64>;
+
+    /// Expire now every lease held by `worker_id` (its stream ended).
+    async fn release_worker(&self, worker_id: &str, now_ms: i64) -> Result<u64>;
+
+    /// Fail every run whose lease expired (a failed attempt: retry or dead).
+    async fn reap_expired(&self, now_ms: i64) -> Result<Vec<CompletionEffect>>;
+
+    /// Earliest time a not-yet-due run of these tasks becomes claimable.
+    async fn next_due(&self, namespace: &str, task_ids: &[String]) -> Result<Option<i64>>;
+
+    /// Runs, newest first.
+    async fn list_runs(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>>;
+
+    /// One run with its attempts and its event's payload.
+    async fn get_run(&self, namespace: &str, id: &str)
+    -> Result<Option<(Run, Vec<Attempt>, String)>>;
+
+    /// Up to `limit` events not yet shipped to the archive, oldest first.
+    async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>>;
+
+    /// Mark events as shipped to the archive.
+    async fn mark_archived(&self, event_ids: &[String]) -> Result<()>;
+}

@@ -1,0 +1,996 @@
+//! [`Store`] over SQLite and PostgreSQL with one body of SQL.
+//!
+//! Both backends go through sqlx's `Any` driver with runtime queries. The SQL
+//! stays in the subset both accept (`$n` parameters, `ON CONFLICT`,
+//! `RETURNING`, `WITH … UPDATE … FROM`, partial indexes); [`Dialect`] adds
+//! the few differences: row locks with `SKIP LOCKED` on Postgres, and a
+//! single writer connection on SQLite (which has one writer anyway, and would
+//! otherwise answer SQLITE_BUSY). The conformance suite runs every test on
+//! both. Why not `query!`: it checks against one database per crate.
+
+use super::Store;
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::model::*;
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Which SQL engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Row-lock suffix for a claim subquery.
+    fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+    fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        }
+    }
+}
+
+/// The SQL store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    /// Transactions that write.
+    writer: AnyPool,
+    /// Reads (the same pool on Postgres).
+    reader: AnyPool,
+    dialect: Dialect,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+
+fn migrator(dialect: Dialect) -> Migrator {
+    let list = match dialect {
+        Dialect::Sqlite => SQLITE_MIGRATIONS,
+        Dialect::Postgres => POSTGRES_MIGRATIONS,
+    };
+    let migrations = list
+        .iter()
+        .map(|(v, d, sql)| {
+            Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, Cow::Borrowed(*sql), false)
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
+
+/// Quote an identifier for Postgres.
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+impl SqlStore {
+    /// Connect, apply migrations, and return a ready store. Errors name the
+    /// backend and say what failed, in one line.
+    pub async fn connect(cfg: &StoreConfig) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        match cfg {
+            StoreConfig::Sqlite { path } => {
+                if let Some(dir) = path.parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Error::Unavailable(format!("sqlite: cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let opts = |n: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(n)
+                        .min_connections(1)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                // WAL: readers never block the writer. FULL: a
+                                // commit is on disk before publish answers.
+                                conn.execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                                )
+                                .await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let writer = opts(1).connect(&url).await.map_err(|e| {
+                    Error::Unavailable(format!("sqlite: cannot open {}: {e}", path.display()))
+                })?;
+                let reader = opts(4).connect(&url).await.map_err(|e| {
+                    Error::Unavailable(format!("sqlite: cannot open {}: {e}", path.display()))
+                })?;
+                let store = SqlStore { writer, reader, dialect: Dialect::Sqlite };
+                store.migrate().await?;
+                Ok(store)
+            }
+            StoreConfig::Postgres { url, schema, max_connections } => {
+                let schema = schema.clone();
+                // Create the schema once, before the pool sets search_path.
+                {
+                    let boot = AnyPoolOptions::new()
+                        .max_connections(1)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect(url)
+                        .await
+                        .map_err(|e| Error::Unavailable(format!("postgres: cannot connect to {}: {e}", redact(url))))?;
+                    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema));
+                    if let Err(e) = boot.execute(sql.as_str()).await {
+                        // Two replicas racing here: the loser sees a unique violation.
+                        if !matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) {
+                            return Err(Error::Unavailable(format!("postgres: cannot create schema {schema}: {e}")));
+                        }
+                    }
+                    boot.close().await;
+                }
+                let set_path = format!("SET search_path TO {}", quote_ident(&schema));
+                let pool = AnyPoolOptions::new()
+                    .max_connections(*max_connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |conn, _| {
+                        let set_path = set_path.clone();
+                        Box::pin(async move {
+                            conn.execute(set_path.as_str()).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("postgres: cannot connect to {}: {e}", redact(url))))?;
+                let store = SqlStore { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres };
+                store.migrate().await?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// Apply pending migrations. On failure the pool is closed, so a held
+    /// advisory lock cannot block the next migrator (see FACTS.md).
+    pub async fn migrate(&self) -> Result<()> {
+        if let Err(e) = migrator(self.dialect).run(&self.writer).await {
+            self.writer.close().await;
+            return Err(Error::Unavailable(format!("migrations failed: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Which dialect this store speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The pool used for writes (LISTEN/NOTIFY and tests use it).
+    pub fn pool(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// Close all connections.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// Hide a password in a URL for error messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `$from, $from+1, …` for `n` parameters.
+fn params(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Rows per multi-row INSERT (keeps parameters well under both limits).
+const CHUNK: usize = 400;
+
+fn def_from_row(r: &AnyRow) -> Result<EventDef> {
+    Ok(EventDef {
+        namespace: r.try_get("namespace")?,
+        name: r.try_get("name")?,
+        version: r.try_get::<i64, _>("version")? as u32,
+        schema_json: r.try_get("schema_json")?,
+        description: r.try_get("description")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+    })
+}
+
+fn sub_from_row(r: &AnyRow) -> Result<Subscription> {
+    Ok(Subscription {
+        namespace: r.try_get("namespace")?,
+        task_id: r.try_get("task_id")?,
+        event: r.try_get("event")?,
+        filter_json: r.try_get("filter_json")?,
+        consumer_group: r.try_get("consumer_group")?,
+        retry: RetryPolicy {
+            max_attempts: r.try_get::<i64, _>("max_attempts")? as u32,
+            initial_backoff_ms: r.try_get::<i64, _>("initial_backoff_ms")? as u64,
+            max_backoff_ms: r.try_get::<i64, _>("max_backoff_ms")? as u64,
+            multiplier: r.try_get("backoff_multiplier")?,
+        },
+        lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, namespace, event_id, event, task_id, status, attempts, max_attempts, \
+    created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group";
+
+fn run_from_row(r: &AnyRow) -> Result<Run> {
+    let status: String = r.try_get("status")?;
+    Ok(Run {
+        id: r.try_get("id")?,
+        namespace: r.try_get("namespace")?,
+        event_id: r.try_get("event_id")?,
+        event: r.try_get("event")?,
+        task_id: r.try_get("task_id")?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| Error::Internal(format!("unknown run status '{status}' in store")))?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        max_attempts: r.try_get::<i64, _>("max_attempts")? as u32,
+        created_at_ms: r.try_get("created_at_ms")?,
+        updated_at_ms: r.try_get("updated_at_ms")?,
+        available_at_ms: r.try_get("available_at_ms")?,
+        output_json: r.try_get("output_json")?,
+        last_error: r.try_get("last_error")?,
+        worker_id: r.try_get("worker_id")?,
+        ordering_key: r.try_get("ordering_key")?,
+        consumer_group: r.try_get("consumer_group")?,
+    })
+}
+
+fn tags_from_json(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// A running run being failed: what the retry decision needs.
+struct Failing {
+    id: String,
+    attempts: u32,
+    worker_id: String,
+    started_at_ms: i64,
+    retry: RetryPolicy,
+}
+
+const FAILING_COLUMNS: &str =
+    "id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier";
+
+fn failing_from_row(r: &AnyRow) -> Result<Failing> {
+    Ok(Failing {
+        id: r.try_get("id")?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        worker_id: r.try_get("worker_id")?,
+        started_at_ms: r.try_get("started_at_ms")?,
+        retry: RetryPolicy {
+            max_attempts: r.try_get::<i64, _>("max_attempts")? as u32,
+            initial_backoff_ms: r.try_get::<i64, _>("initial_backoff_ms")? as u64,
+            max_backoff_ms: r.try_get::<i64, _>("max_backoff_ms")? as u64,
+            multiplier: r.try_get("backoff_multiplier")?,
+        },
+    })
+}
+
+/// Record a failed attempt and move the run to `retrying` or `dead`.
+async fn fail_run(
+    tx: &mut Transaction<'static, Any>,
+    f: &Failing,
+    message: &str,
+    fatal: bool,
+    now: i64,
+) -> Result<CompletionEffect> {
+    let exhausted = f.attempts >= f.retry.max_attempts;
+    let (status, at, effect) = if fatal || exhausted {
+        (RunStatus::Dead, now, CompletionEffect::Dead)
+    } else {
+        let at = now + f.retry.backoff(f.attempts).as_millis() as i64;
+        (RunStatus::Retrying, at, CompletionEffect::Retrying { at_ms: at })
+    };
+    sqlx::query(
+        "UPDATE runs SET status = $1, available_at_ms = $2, last_error = $3, updated_at_ms = $4, \
+         lease_expires_at_ms = 0 WHERE id = $5",
+    )
+    .bind(status.as_str())
+    .bind(at)
+    .bind(message)
+    .bind(now)
+    .bind(&f.id)
+    .execute(&mut **tx)
+    .await?;
+    insert_attempt(tx, &f.id, f.attempts, &f.worker_id, f.started_at_ms, now, false, "", message).await?;
+    Ok(effect)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_attempt(
+    tx: &mut Transaction<'static, Any>,
+    run_id: &str,
+    attempt: u32,
+    worker_id: &str,
+    started: i64,
+    finished: i64,
+    ok: bool,
+    output: &str,
+    error: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO run_attempts (run_id, attempt, worker_id, started_at_ms, finished_at_ms, ok, output_json, error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, attempt) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(attempt as i64)
+    .bind(worker_id)
+    .bind(started)
+    .bind(finished)
+    .bind(ok as i64)
+    .bind(output)
+    .bind(error)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl SqlStore {
+    /// Fail every running run matching `cond` (with `$1` = now, `$2` = arg).
+    async fn fail_running_where(&self, cond: &str, arg: &str, message: &str, now: i64) -> Result<Vec<CompletionEffect>> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!(
+            "SELECT {FAILING_COLUMNS} FROM runs WHERE status = 'running' AND {cond} LIMIT 1000{}",
+            self.dialect.skip_locked()
+        );
+        let rows = sqlx::query(&sql).bind(now).bind(arg).fetch_all(&mut *tx).await?;
+        let mut effects = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let f = failing_from_row(r)?;
+            effects.push(fail_run(&mut tx, &f, message, false, now).await?);
+        }
+        tx.commit().await?;
+        Ok(effects)
+    }
+
+    async fn existing_publish(
+        tx: &mut Transaction<'static, Any>,
+        event_id: &str,
+    ) -> Result<Published> {
+        let ev = sqlx::query("SELECT version FROM events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("idempotency key points at missing event {event_id}")))?;
+        let runs = sqlx::query("SELECT id, task_id FROM runs WHERE event_id = $1 ORDER BY id")
+            .bind(event_id)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("task_id")?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Published {
+            event_id: event_id.to_string(),
+            version: ev.try_get::<i64, _>("version")? as u32,
+            runs,
+            deduplicated: true,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn define_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        schema_json: &str,
+        schema_canonical: &str,
+        description: &str,
+    ) -> Result<(EventDef, bool)> {
+        // Two definers racing on the same version: the loser retries once
+        // against the winner's row.
+        for _ in 0..3 {
+            let mut tx = self.writer.begin().await?;
+            let latest = sqlx::query(&format!(
+                "SELECT namespace, name, version, schema_json, schema_canonical, description, created_at_ms \
+                 FROM event_definitions WHERE namespace = $1 AND name = $2 ORDER BY version DESC LIMIT 1{}",
+                self.dialect.for_update()
+            ))
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let next = match &latest {
+                Some(r) => {
+                    let canon: String = r.try_get("schema_canonical")?;
+                    if canon == schema_canonical {
+                        return Ok((def_from_row(r)?, false));
+                    }
+                    r.try_get::<i64, _>("version")? + 1
+                }
+                None => 1,
+            };
+            let now = now_ms();
+            let res = sqlx::query(
+                "INSERT INTO event_definitions (namespace, name, version, schema_json, schema_canonical, description, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(namespace)
+            .bind(name)
+            .bind(next)
+            .bind(schema_json)
+            .bind(schema_canonical)
+            .bind(description)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match res {
+                Ok(_) => {
+                    tx.commit().await?;
+                    return Ok((
+                        EventDef {
+                            namespace: namespace.into(),
+                            name: name.into(),
+                            version: next as u32,
+                            schema_json: schema_json.into(),
+                            description: description.into(),
+                            created_at_ms: now,
+                        },
+                        true,
+                    ));
+                }
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Unavailable(format!("event '{name}' is being redefined concurrently; try again")))
+    }
+
+    async fn get_event(&self, namespace: &str, name: &str, version: Option<u32>) -> Result<Option<EventDef>> {
+        let row = match version {
+            Some(v) => sqlx::query(
+                "SELECT * FROM event_definitions WHERE namespace = $1 AND name = $2 AND version = $3",
+            )
+            .bind(namespace)
+            .bind(name)
+            .bind(v as i64)
+            .fetch_optional(&self.reader)
+            .await?,
+            None => sqlx::query(
+                "SELECT * FROM event_definitions WHERE namespace = $1 AND name = $2 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?,
+        };
+        row.as_ref().map(def_from_row).transpose()
+    }
+
+    async fn list_events(&self, namespace: &str) -> Result<Vec<EventDef>> {
+        let rows = sqlx::query(
+            "SELECT d.* FROM event_definitions d WHERE d.namespace = $1 AND d.version = \
+             (SELECT MAX(version) FROM event_definitions x WHERE x.namespace = d.namespace AND x.name = d.name) \
+             ORDER BY d.name",
+        )
+        .bind(namespace)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(def_from_row).collect()
+    }
+
+    async fn upsert_subscriptions(&self, subs: &[Subscription]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for s in subs {
+            sqlx::query(
+                "INSERT INTO subscriptions (namespace, task_id, event, filter_json, consumer_group, max_attempts, \
+                 initial_backoff_ms, max_backoff_ms, backoff_multiplier, lease_ms, created_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                 ON CONFLICT (namespace, task_id) DO UPDATE SET event = excluded.event, \
+                 filter_json = excluded.filter_json, consumer_group = excluded.consumer_group, \
+                 max_attempts = excluded.max_attempts, initial_backoff_ms = excluded.initial_backoff_ms, \
+                 max_backoff_ms = excluded.max_backoff_ms, backoff_multiplier = excluded.backoff_multiplier, \
+                 lease_ms = excluded.lease_ms, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(&s.namespace)
+            .bind(&s.task_id)
+            .bind(&s.event)
+            .bind(&s.filter_json)
+            .bind(&s.consumer_group)
+            .bind(s.retry.max_attempts as i64)
+            .bind(s.retry.initial_backoff_ms as i64)
+            .bind(s.retry.max_backoff_ms as i64)
+            .bind(s.retry.multiplier)
+            .bind(s.lease_ms as i64)
+            .bind(s.updated_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_subscriptions(&self, namespace: Option<&str>) -> Result<Vec<Subscription>> {
+        let rows = match namespace {
+            Some(ns) => {
+                sqlx::query("SELECT * FROM subscriptions WHERE namespace = $1 ORDER BY task_id")
+                    .bind(ns)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM subscriptions ORDER BY namespace, task_id")
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        rows.iter().map(sub_from_row).collect()
+    }
+
+    async fn publish(&self, events: &[NewEvent], idempotency_window_ms: i64) -> Result<Vec<Published>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let mut out: Vec<Published> = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+        // Keys claimed earlier in this same batch.
+        let mut batch_keys: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        for ev in events {
+            if !ev.idempotency_key.is_empty() {
+                let k = (ev.namespace.as_str(), ev.name.as_str(), ev.idempotency_key.as_str());
+                if let Some(&i) = batch_keys.get(&k) {
+                    let mut p = out[i].clone();
+                    p.deduplicated = true;
+                    out.push(p);
+                    continue;
+                }
+                // Take the key, or take it over if it expired; the unique key
+                // decides between concurrent publishers.
+                let won = sqlx::query(
+                    "INSERT INTO idempotency_keys (namespace, event, key, event_id, expires_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, event, key) DO UPDATE \
+                     SET event_id = excluded.event_id, expires_at_ms = excluded.expires_at_ms \
+                     WHERE idempotency_keys.expires_at_ms < $6 RETURNING event_id",
+                )
+                .bind(&ev.namespace)
+                .bind(&ev.name)
+                .bind(&ev.idempotency_key)
+                .bind(&ev.id)
+                .bind(now + idempotency_window_ms)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if won.is_none() {
+                    let existing: String = sqlx::query(
+                        "SELECT event_id FROM idempotency_keys WHERE namespace = $1 AND event = $2 AND key = $3",
+                    )
+                    .bind(&ev.namespace)
+                    .bind(&ev.name)
+                    .bind(&ev.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("event_id")?;
+                    out.push(Self::existing_publish(&mut tx, &existing).await?);
+                    continue;
+                }
+                batch_keys.insert(k, out.len());
+            }
+            out.push(Published {
+                event_id: ev.id.clone(),
+                version: ev.version,
+                runs: ev.runs.iter().map(|r| (r.id.clone(), r.task_id.clone())).collect(),
+                deduplicated: false,
+            });
+            fresh.push(ev);
+        }
+
+        for chunk in fresh.chunks(CHUNK) {
+            const N: usize = 11;
+            let values = (0..chunk.len())
+                .map(|i| format!("({}, 0)", params(i * N + 1, N)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO events (id, namespace, name, version, payload, ordering_key, idempotency_key, tags, \
+                 fan_out_count, publisher_run_id, published_at_ms, archived) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for ev in chunk {
+                q = q
+                    .bind(&ev.id)
+                    .bind(&ev.namespace)
+                    .bind(&ev.name)
+                    .bind(ev.version as i64)
+                    .bind(&ev.payload_json)
+                    .bind(&ev.ordering_key)
+                    .bind(&ev.idempotency_key)
+                    .bind(serde_json::to_string(&ev.tags).unwrap_or_else(|_| "[]".into()))
+                    .bind(ev.runs.len() as i64)
+                    .bind(&ev.publisher_run_id)
+                    .bind(ev.published_at_ms);
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        let runs: Vec<(&NewEvent, &NewRun)> =
+            fresh.iter().flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r))).collect();
+        for chunk in runs.chunks(CHUNK) {
+            const N: usize = 15;
+            let values = (0..chunk.len())
+                .map(|i| format!("({}, 'queued')", params(i * N + 1, N)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO runs (id, namespace, event_id, event, task_id, max_attempts, initial_backoff_ms, \
+                 max_backoff_ms, backoff_multiplier, lease_ms, available_at_ms, ordering_key, consumer_group, \
+                 created_at_ms, updated_at_ms, status) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for (ev, r) in chunk {
+                q = q
+                    .bind(&r.id)
+                    .bind(&ev.namespace)
+                    .bind(&ev.id)
+                    .bind(&ev.name)
+                    .bind(&r.task_id)
+                    .bind(r.retry.max_attempts as i64)
+                    .bind(r.retry.initial_backoff_ms as i64)
+                    .bind(r.retry.max_backoff_ms as i64)
+                    .bind(r.retry.multiplier)
+                    .bind(r.lease_ms as i64)
+                    .bind(now)
+                    .bind(&ev.ordering_key)
+                    .bind(&r.consumer_group)
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        namespace: &str,
+        task_ids: &[String],
+        worker_id: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<ClaimedRun>> {
+        if task_ids.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
+             lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
+             WHERE id IN (SELECT id FROM runs WHERE namespace = $3 AND status IN ('queued', 'retrying') \
+             AND available_at_ms <= $2 AND task_id IN ({}) ORDER BY available_at_ms, id LIMIT $4{}) \
+             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key",
+            params(5, task_ids.len()),
+            self.dialect.skip_locked()
+        );
+        let mut tx = self.writer.begin().await?;
+        let mut q = sqlx::query(&sql).bind(worker_id).bind(now).bind(namespace).bind(limit as i64);
+        for t in task_ids {
+            q = q.bind(t);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            claimed.push(ClaimedRun {
+                run_id: r.try_get("id")?,
+                attempt: r.try_get::<i64, _>("attempts")? as u32,
+                task_id: r.try_get("task_id")?,
+                event: r.try_get("event")?,
+                event_id: r.try_get("event_id")?,
+                payload_json: String::new(),
+                lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
+                ordering_key: r.try_get("ordering_key")?,
+                tags: Vec::new(),
+                published_at_ms: 0,
+            });
+        }
+        let mut ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sql = format!(
+            "SELECT id, payload, tags, published_at_ms FROM events WHERE id IN ({})",
+            params(1, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let mut payloads = HashMap::new();
+        for r in q.fetch_all(&mut *tx).await? {
+            let id: String = r.try_get("id")?;
+            let tags: String = r.try_get("tags")?;
+            payloads.insert(id, (r.try_get::<String, _>("payload")?, tags_from_json(&tags), r.try_get::<i64, _>("published_at_ms")?));
+        }
+        tx.commit().await?;
+        for c in &mut claimed {
+            if let Some((p, tags, at)) = payloads.get(&c.event_id) {
+                c.payload_json = p.clone();
+                c.tags = tags.clone();
+                c.published_at_ms = *at;
+            }
+        }
+        claimed.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        Ok(claimed)
+    }
+
+    async fn complete(&self, completions: &[Completion], now: i64) -> Result<Vec<CompletionEffect>> {
+        let mut effects = vec![CompletionEffect::Stale; completions.len()];
+        let mut tx = self.writer.begin().await?;
+
+        // Successes: one UPDATE and one INSERT per chunk.
+        let oks: Vec<(usize, &Completion, &str)> = completions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.outcome {
+                Outcome::Ok(out) => Some((i, c, out.as_str())),
+                Outcome::Failed { .. } => None,
+            })
+            .collect();
+        for chunk in oks.chunks(CHUNK) {
+            const N: usize = 4;
+            let values = (0..chunk.len())
+                .map(|i| format!("({})", params(i * N + 2, N)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "WITH v (id, attempt, worker_id, output) AS (VALUES {values}) \
+                 UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
+                 updated_at_ms = $1, lease_expires_at_ms = 0 FROM v \
+                 WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempts = v.attempt \
+                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms"
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for (_, c, out) in chunk {
+                q = q.bind(&c.run_id).bind(c.attempt as i64).bind(&c.worker_id).bind(*out);
+            }
+            let done: HashMap<String, i64> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("id")?, r.try_get("started_at_ms")?)))
+                .collect::<Result<_>>()?;
+            let won: Vec<&(usize, &Completion, &str)> =
+                chunk.iter().filter(|(_, c, _)| done.contains_key(&c.run_id)).collect();
+            if won.is_empty() {
+                continue;
+            }
+            const M: usize = 6;
+            let values = (0..won.len())
+                .map(|i| format!("({}, 1, '')", params(i * M + 1, M)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO run_attempts (run_id, attempt, worker_id, started_at_ms, finished_at_ms, output_json, ok, error) \
+                 VALUES {values} ON CONFLICT (run_id, attempt) DO NOTHING"
+            );
+            let mut q = sqlx::query(&sql);
+            for (i, c, out) in &won {
+                effects[*i] = CompletionEffect::Completed;
+                q = q
+                    .bind(&c.run_id)
+                    .bind(c.attempt as i64)
+                    .bind(&c.worker_id)
+                    .bind(done[&c.run_id])
+                    .bind(now)
+                    .bind(*out);
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        // Failures: rarer; one decision each.
+        let lock = self.dialect.for_update();
+        for (i, c) in completions.iter().enumerate() {
+            let Outcome::Failed { message, fatal } = &c.outcome else { continue };
+            let row = sqlx::query(&format!(
+                "SELECT {FAILING_COLUMNS} FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2 \
+                 AND worker_id = $3{lock}"
+            ))
+            .bind(&c.run_id)
+            .bind(c.attempt as i64)
+            .bind(&c.worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = row {
+                let f = failing_from_row(&r)?;
+                effects[i] = fail_run(&mut tx, &f, message, *fatal, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(effects)
+    }
+
+    async fn heartbeat(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
+        if run_ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE runs SET lease_expires_at_ms = $1 + lease_ms WHERE status = 'running' AND worker_id = $2 \
+             AND id IN ({})",
+            params(3, run_ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(worker_id);
+        for id in run_ids {
+            q = q.bind(id);
+        }
+        Ok(q.execute(&self.writer).await?.rows_affected())
+    }
+
+    async fn release_worker(&self, worker_id: &str, now: i64) -> Result<u64> {
+        let effects = self
+            .fail_running_where("$1 >= 0 AND worker_id = $2", worker_id, "worker disconnected during the attempt", now)
+            .await?;
+        Ok(effects.len() as u64)
+    }
+
+    async fn reap_expired(&self, now: i64) -> Result<Vec<CompletionEffect>> {
+        self.fail_running_where(
+            "lease_expires_at_ms < $1 AND $2 = ''",
+            "",
+            "lease expired: no result or heartbeat from the worker in time",
+            now,
+        )
+        .await
+    }
+
+    async fn next_due(&self, namespace: &str, task_ids: &[String]) -> Result<Option<i64>> {
+        if task_ids.is_empty() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT MIN(available_at_ms) AS at FROM runs WHERE namespace = $1 AND status IN ('queued', 'retrying') \
+             AND task_id IN ({})",
+            params(2, task_ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(namespace);
+        for t in task_ids {
+            q = q.bind(t);
+        }
+        let row = q.fetch_one(&self.reader).await?;
+        Ok(row.try_get::<Option<i64>, _>("at")?)
+    }
+
+    async fn list_runs(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>> {
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1");
+        let mut args: Vec<String> = Vec::new();
+        let mut add = |col: &str, v: &str, op: &str| {
+            args.push(v.to_string());
+            format!(" AND {col} {op} ${}", args.len() + 1)
+        };
+        if let Some(e) = &query.event {
+            sql += &add("event", e, "=");
+        }
+        if let Some(t) = &query.task {
+            sql += &add("task_id", t, "=");
+        }
+        if let Some(s) = query.status {
+            sql += &add("status", s.as_str(), "=");
+        }
+        if let Some(b) = &query.before {
+            sql += &add("id", b, "<");
+        }
+        let limit = if query.limit == 0 { 100 } else { query.limit.min(10_000) };
+        sql += &format!(" ORDER BY id DESC LIMIT {limit}");
+        let mut q = sqlx::query(&sql).bind(namespace);
+        for a in &args {
+            q = q.bind(a);
+        }
+        q.fetch_all(&self.reader).await?.iter().map(run_from_row).collect()
+    }
+
+    async fn get_run(&self, namespace: &str, id: &str) -> Result<Option<(Run, Vec<Attempt>, String)>> {
+        let Some(row) = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND id = $2"))
+            .bind(namespace)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let run = run_from_row(&row)?;
+        let attempts = sqlx::query("SELECT * FROM run_attempts WHERE run_id = $1 ORDER BY attempt")
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Attempt {
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    worker_id: r.try_get("worker_id")?,
+                    started_at_ms: r.try_get("started_at_ms")?,
+                    finished_at_ms: r.try_get("finished_at_ms")?,
+                    ok: r.try_get::<i64, _>("ok")? != 0,
+                    output_json: r.try_get("output_json")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let payload: String = sqlx::query("SELECT payload FROM events WHERE id = $1")
+            .bind(&run.event_id)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| r.try_get("payload"))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Some((run, attempts, payload)))
+    }
+
+    async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, namespace, name, version, payload, tags, ordering_key, idempotency_key, fan_out_count, \
+             published_at_ms, publisher_run_id FROM events WHERE archived = 0 ORDER BY id LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let tags: String = r.try_get("tags")?;
+                Ok(ArchivedEvent {
+                    event_id: r.try_get("id")?,
+                    namespace: r.try_get("namespace")?,
+                    event_name: r.try_get("name")?,
+                    version: r.try_get::<i64, _>("version")? as u32,
+                    payload: r.try_get("payload")?,
+                    tags: tags_from_json(&tags),
+                    ordering_key: r.try_get("ordering_key")?,
+                    idempotency_key: r.try_get("idempotency_key")?,
+                    fan_out_count: r.try_get::<i64, _>("fan_out_count")? as u32,
+                    published_at_ms: r.try_get::<i64, _>("published_at_ms")? as u64,
+                    publisher_run_id: r.try_get("publisher_run_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_archived(&self, event_ids: &[String]) -> Result<()> {
+        for chunk in event_ids.chunks(CHUNK) {
+            let sql = format!("UPDATE events SET archived = 1 WHERE id IN ({})", params(1, chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.writer).await?;
+        }
+        Ok(())
+    }
+}
