@@ -1,1 +1,80 @@
-fn main() {}
+//! `fanout`: run the engine (`dev`, `serve`, `migrate`) and talk to it
+//! (`events`, `publish`, `runs`) over gRPC.
+
+mod client_cmds;
+mod server_cmds;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "fanout", version, about = "Durable event fan-out: define, subscribe, publish")]
+struct Cli {
+    /// Engine gRPC URL for client commands.
+    #[arg(long, global = true, env = "FANOUT_SERVER", default_value = "http://127.0.0.1:7070")]
+    server: String,
+    /// Namespace for client commands.
+    #[arg(long, global = true, env = "FANOUT_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Log level when no RUST_LOG is set (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the engine with the embedded backends (SQLite, in-process limiter, local archive).
+    Dev(server_cmds::DevArgs),
+    /// Run the engine on PostgreSQL, Redis and ClickHouse.
+    Serve(server_cmds::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(server_cmds::MigrateArgs),
+    /// Define, list and show events.
+    #[command(subcommand)]
+    Events(client_cmds::EventsCmd),
+    /// Publish an event: PAYLOAD is JSON text or @file.
+    Publish(client_cmds::PublishArgs),
+    /// List and inspect runs.
+    #[command(subcommand)]
+    Runs(client_cmds::RunsCmd),
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn,sqlx=warn")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Dev(a) => {
+            init_logging(&cli.log_level);
+            server_cmds::dev(a).await
+        }
+        Cmd::Serve(a) => {
+            init_logging(&cli.log_level);
+            server_cmds::serve(a).await
+        }
+        Cmd::Migrate(a) => server_cmds::migrate(a).await,
+        other => {
+            let ctx = client_cmds::Ctx { server: cli.server, namespace: cli.namespace };
+            match other {
+                Cmd::Events(c) => client_cmds::events(&ctx, c).await,
+                Cmd::Publish(a) => client_cmds::publish(&ctx, a).await,
+                Cmd::Runs(c) => client_cmds::runs(&ctx, c).await,
+                _ => unreachable!("server commands handled above"),
+            }
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

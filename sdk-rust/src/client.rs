@@ -1,0 +1,172 @@
+//! [`Client`]: one gRPC channel to the engine, with a namespace.
+
+use crate::error::{Error, Result};
+use fanout_proto::v1 as pb;
+use fanout_proto::v1::admin_service_client::AdminServiceClient;
+use fanout_proto::v1::event_service_client::EventServiceClient;
+use fanout_proto::v1::worker_service_client::WorkerServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Options for one publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Repeats within the engine's window return the original event.
+    pub idempotency_key: Option<String>,
+    /// Runs with the same key execute one at a time, in publish order.
+    pub ordering_key: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// What a publish created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub event_id: String,
+    pub event_version: u32,
+    /// `(run id, task id)` for each run created.
+    pub runs: Vec<RunRef>,
+    /// True when an idempotency key matched an earlier publish.
+    pub deduplicated: bool,
+}
+
+/// A run created by a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRef {
+    pub run_id: String,
+    pub task_id: String,
+}
+
+/// A connection to a Fanout engine. Cheap to clone; clones share the channel.
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    namespace: String,
+    url: String,
+}
+
+impl Client {
+    /// Connect to `url` (e.g. `http://127.0.0.1:7070`), namespace `default`.
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        let url = url.into();
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| Error::Connect { url: url.clone(), message: e.to_string() })?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| Error::Connect { url: url.clone(), message: format!("{e} (is the engine running? try `fanout dev`)") })?;
+        Ok(Client { channel, namespace: fanout_proto::DEFAULT_NAMESPACE.into(), url })
+    }
+
+    /// Connect to `FANOUT_SERVER` (default `http://127.0.0.1:7070`), in
+    /// `FANOUT_NAMESPACE` (default `default`).
+    pub async fn from_env() -> Result<Self> {
+        let url = std::env::var("FANOUT_SERVER").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
+        let client = Client::connect(url).await?;
+        Ok(match std::env::var("FANOUT_NAMESPACE") {
+            Ok(ns) if !ns.is_empty() => client.with_namespace(ns),
+            _ => client,
+        })
+    }
+
+    /// The same connection, acting in another namespace.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A request carrying this client's namespace.
+    pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        if let Ok(v) = self.namespace.parse() {
+            req.metadata_mut().insert(fanout_proto::NAMESPACE_HEADER, v);
+        }
+        req
+    }
+
+    pub(crate) fn events(&self) -> EventServiceClient<Channel> {
+        EventServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    pub(crate) fn workers(&self) -> WorkerServiceClient<Channel> {
+        WorkerServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    /// The admin API (runs, subscriptions), generated types.
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    /// Define an event from a JSON Schema; returns `(version, created)`.
+    pub async fn define_event(&self, name: &str, schema: &serde_json::Value, description: &str) -> Result<(u32, bool)> {
+        let resp = self
+            .events()
+            .define_event(self.request(pb::DefineEventRequest {
+                name: name.into(),
+                schema_json: schema.to_string(),
+                description: description.into(),
+            }))
+            .await?
+            .into_inner();
+        Ok((resp.event.map(|e| e.version).unwrap_or(0), resp.created))
+    }
+
+    /// Publish a JSON payload to an event by name (untyped; see
+    /// [`crate::Event::publish`] for the typed form).
+    pub async fn publish_json(&self, event: &str, payload: &serde_json::Value, opts: PublishOptions) -> Result<Published> {
+        self.publish_text(event, payload.to_string(), opts).await
+    }
+
+    /// Publish JSON text as given.
+    pub async fn publish_text(&self, event: &str, payload_json: String, opts: PublishOptions) -> Result<Published> {
+        let resp = self
+            .events()
+            .publish(self.request(pb::PublishRequest {
+                event: event.into(),
+                payload_json,
+                idempotency_key: opts.idempotency_key.unwrap_or_default(),
+                ordering_key: opts.ordering_key.unwrap_or_default(),
+                tags: opts.tags,
+            }))
+            .await?
+            .into_inner();
+        Ok(Published {
+            event_id: resp.event_id,
+            event_version: resp.event_version,
+            runs: resp.runs.into_iter().map(|r| RunRef { run_id: r.run_id, task_id: r.task_id }).collect(),
+            deduplicated: resp.deduplicated,
+        })
+    }
+
+    /// Event definitions (latest version of each).
+    pub async fn list_events(&self) -> Result<Vec<pb::EventDefinition>> {
+        Ok(self.events().list_events(self.request(pb::ListEventsRequest {})).await?.into_inner().events)
+    }
+
+    /// One event definition (`version` 0: the latest).
+    pub async fn get_event(&self, name: &str, version: u32) -> Result<pb::EventDefinition> {
+        Ok(self
+            .events()
+            .get_event(self.request(pb::GetEventRequest { name: name.into(), version }))
+            .await?
+            .into_inner())
+    }
+
+    /// Runs matching the filters, newest first.
+    pub async fn list_runs(&self, query: pb::ListRunsRequest) -> Result<Vec<pb::Run>> {
+        Ok(self.admin().list_runs(self.request(query)).await?.into_inner().runs)
+    }
+
+    /// One run with its attempts and payload.
+    pub async fn get_run(&self, id: &str) -> Result<pb::RunDetail> {
+        Ok(self.admin().get_run(self.request(pb::GetRunRequest { id: id.into() })).await?.into_inner())
+    }
+}

@@ -1,0 +1,122 @@
+//! Typed events: `Event<T>` carries the name and the JSON Schema derived
+//! from `T` (schemars), and validates payloads before they leave the process.
+
+use crate::client::{Client, PublishOptions, Published};
+use crate::error::{Error, Result};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+/// What an event payload type must be: serializable both ways with a schema.
+pub trait EventPayload: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static> EventPayload for T {}
+
+/// A typed event definition.
+pub struct Event<T> {
+    name: String,
+    schema: Arc<serde_json::Value>,
+    validator: Arc<OnceLock<Option<jsonschema::Validator>>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Event<T> {
+    fn clone(&self) -> Self {
+        Event { name: self.name.clone(), schema: self.schema.clone(), validator: self.validator.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for Event<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event").field("name", &self.name).finish()
+    }
+}
+
+impl<T: EventPayload> Event<T> {
+    /// An event named `name` (lowercase, dot-separated: `order.created`)
+    /// whose schema is derived from `T`.
+    pub fn new(name: impl Into<String>) -> Self {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(serde_json::Value::Bool(true));
+        Event { name: name.into(), schema: Arc::new(schema), validator: Arc::default(), _t: PhantomData }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The JSON Schema sent to the engine.
+    pub fn schema(&self) -> &serde_json::Value {
+        &self.schema
+    }
+
+    /// Define (or redefine) the event on the engine; returns the version.
+    pub async fn define(&self, client: &Client) -> Result<u32> {
+        Ok(client.define_event(&self.name, &self.schema, "").await?.0)
+    }
+
+    /// Serialize and check `payload` against the schema, as the engine will.
+    pub fn validate(&self, payload: &T) -> Result<serde_json::Value> {
+        let value = serde_json::to_value(payload)?;
+        let validator = self.validator.get_or_init(|| {
+            jsonschema::options().should_validate_formats(true).build(&self.schema).ok()
+        });
+        if let Some(v) = validator {
+            let violations: Vec<String> = v
+                .iter_errors(&value)
+                .map(|e| {
+                    let p = e.instance_path().as_str().to_string();
+                    format!("{}: {e}", if p.is_empty() { "/" } else { &p })
+                })
+                .collect();
+            if !violations.is_empty() {
+                return Err(Error::InvalidPayload { event: self.name.clone(), violations });
+            }
+        }
+        Ok(value)
+    }
+
+    /// Publish `payload`; `.await` it directly or set options first:
+    /// `event.publish(&client, &p).ordering_key("cust-1").await`.
+    pub fn publish<'a>(&'a self, client: &'a Client, payload: &T) -> Publish<'a> {
+        Publish { client, event: &self.name, payload: self.validate(payload), opts: PublishOptions::default() }
+    }
+}
+
+/// A publish being built; `.await` sends it.
+#[must_use = "a publish does nothing until awaited"]
+pub struct Publish<'a> {
+    client: &'a Client,
+    event: &'a str,
+    payload: Result<serde_json::Value>,
+    opts: PublishOptions,
+}
+
+impl Publish<'_> {
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.opts.idempotency_key = Some(key.into());
+        self
+    }
+    pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
+        self.opts.ordering_key = Some(key.into());
+        self
+    }
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.opts.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+impl<'a> IntoFuture for Publish<'a> {
+    type Output = Result<Published>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Published>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let payload = self.payload?;
+            self.client.publish_json(self.event, &payload, self.opts).await
+        })
+    }
+}

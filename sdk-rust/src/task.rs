@@ -1,0 +1,174 @@
+//! Tasks: an id, the event they are `on`, and an async handler. A handler
+//! returns `Ok(output)` or a [`TaskError`] that says whether retrying helps.
+
+use crate::event::{Event, EventPayload};
+use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a handler failed. `?` on any `std::error::Error` gives a retryable
+/// failure; say [`TaskError::fatal`] when retrying cannot help (bad input,
+/// a permanent refusal): the run goes dead at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    pub message: String,
+    pub fatal: bool,
+}
+
+impl TaskError {
+    /// Worth another attempt (after backoff).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        TaskError { message: message.into(), fatal: false }
+    }
+    /// Not worth retrying: skip the remaining attempts.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        TaskError { message: message.into(), fatal: true }
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", if self.fatal { "fatal: " } else { "" }, self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        TaskError::retryable(e.to_string())
+    }
+}
+
+/// Retry policy of a task: exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Total attempts including the first (default 5).
+    pub max_attempts: u32,
+    /// First backoff (default 1 s), multiplied by `multiplier` (default 2)
+    /// after each failure, capped at `max_backoff` (default 60 s).
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub multiplier: f64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl Retry {
+    /// `n` attempts with the default backoff.
+    pub fn attempts(n: u32) -> Self {
+        Retry { max_attempts: n, ..Retry::default() }
+    }
+    /// Set the backoff curve.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+}
+
+/// What a handler knows about the run it executes.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub run_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub task_id: String,
+    pub event: String,
+    pub event_id: String,
+    pub ordering_key: Option<String>,
+    pub tags: Vec<String>,
+    pub published_at_ms: i64,
+}
+
+pub(crate) type BoxFut = Pin<Box<dyn Future<Output = Result<serde_json::Value, TaskError>> + Send>>;
+pub(crate) type Handler = Arc<dyn Fn(serde_json::Value, TaskContext) -> BoxFut + Send + Sync>;
+
+/// A task: subscribes to one event and runs a handler per delivery.
+#[derive(Clone)]
+pub struct Task {
+    pub(crate) id: String,
+    pub(crate) event: String,
+    pub(crate) schema: serde_json::Value,
+    pub(crate) consumer_group: Option<String>,
+    pub(crate) filter: Option<serde_json::Value>,
+    pub(crate) retry: Retry,
+    pub(crate) lease: Option<Duration>,
+    pub(crate) handler: Handler,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("id", &self.id).field("event", &self.event).finish()
+    }
+}
+
+impl Task {
+    /// A task `id` on `event`, running `handler(payload, ctx)` per run.
+    pub fn new<T, O, F, Fut>(id: impl Into<String>, event: &Event<T>, handler: F) -> Self
+    where
+        T: EventPayload,
+        O: Serialize + 'static,
+        F: Fn(T, TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Arc::new(move |payload, ctx| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let typed: T = serde_json::from_value(payload)
+                    .map_err(|e| TaskError::fatal(format!("payload does not deserialize into the task's type: {e}")))?;
+                let out = handler(typed, ctx).await?;
+                serde_json::to_value(out).map_err(|e| TaskError::fatal(format!("output does not serialize: {e}")))
+            })
+        });
+        Task {
+            id: id.into(),
+            event: event.name().to_string(),
+            schema: event.schema().clone(),
+            consumer_group: None,
+            filter: None,
+            retry: Retry::default(),
+            lease: None,
+            handler: erased,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Retry policy (default: 5 attempts, 1 s doubling to 60 s).
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How long a run may go without a heartbeat before it is re-delivered
+    /// (the worker heartbeats every third of it while the handler runs).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Join a consumer group: each event goes to one member of the group.
+    pub fn consumer_group(mut self, group: impl Into<String>) -> Self {
+        self.consumer_group = Some(group.into());
+        self
+    }
+
+    /// A server-side content filter (JSON pattern).
+    pub fn filter(mut self, filter: serde_json::Value) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+}

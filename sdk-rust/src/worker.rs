@@ -1,0 +1,250 @@
+//! [`Worker`]: connects, defines its tasks' events, registers the tasks,
+//! and runs assignments with at most `concurrency` handlers at once.
+//!
+//! One bidirectional stream carries everything. While a handler runs the
+//! worker heartbeats its run every third of the lease. If the stream breaks,
+//! running handlers are dropped (the engine already failed those attempts
+//! and will retry them) and the worker reconnects with backoff.
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::task::{Task, TaskContext};
+use fanout_proto::v1 as pb;
+use pb::{server_message::Msg as In, worker_message::Msg as Out};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A set of tasks served by one process.
+pub struct Worker {
+    client: Client,
+    tasks: Vec<Task>,
+    concurrency: u32,
+    name: String,
+}
+
+/// A worker running in the background.
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    join: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl WorkerHandle {
+    /// Stop taking work, drop the stream, and wait for the loop to end.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.join.await.map_err(|e| Error::Unavailable(format!("worker task failed: {e}")))?
+    }
+
+    /// Stop at once without waiting (simulates a crash in tests).
+    pub fn abort(self) {
+        self.join.abort();
+    }
+}
+
+impl Worker {
+    pub fn new(client: Client) -> Self {
+        Worker { client, tasks: Vec::new(), concurrency: 16, name: format!("pid-{}", std::process::id()) }
+    }
+
+    /// Add a task.
+    pub fn task(mut self, task: Task) -> Self {
+        self.tasks.push(task);
+        self
+    }
+
+    /// Most runs executed at once (default 16).
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// A name shown in engine logs.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Define events and register once (errors such as a bad task are
+    /// returned here), then run in the background.
+    pub async fn start(self) -> Result<WorkerHandle> {
+        let (stop, stop_rx) = watch::channel(false);
+        let this = Arc::new(self);
+        this.define_events().await?;
+        let first = this.connect().await?;
+        let join = tokio::spawn(async move { this.run_loop(Some(first), stop_rx).await });
+        Ok(WorkerHandle { stop, join })
+    }
+
+    /// Run in the foreground until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let handle = self.start().await?;
+        shutdown.await;
+        handle.shutdown().await
+    }
+
+    async fn define_events(&self) -> Result<()> {
+        let mut done = HashSet::new();
+        for t in &self.tasks {
+            if done.insert(t.event.clone()) {
+                self.client.define_event(&t.event, &t.schema, "").await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn registration(&self) -> pb::Register {
+        pb::Register {
+            worker_name: self.name.clone(),
+            concurrency: self.concurrency,
+            tasks: self
+                .tasks
+                .iter()
+                .map(|t| pb::TaskRegistration {
+                    id: t.id.clone(),
+                    event: t.event.clone(),
+                    filter_json: t.filter.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+                    consumer_group: t.consumer_group.clone().unwrap_or_default(),
+                    retry: Some(pb::RetryPolicy {
+                        max_attempts: t.retry.max_attempts,
+                        initial_backoff_ms: t.retry.initial_backoff.as_millis() as u64,
+                        max_backoff_ms: t.retry.max_backoff.as_millis() as u64,
+                        multiplier: t.retry.multiplier,
+                    }),
+                    lease_ms: t.lease.map(|l| l.as_millis() as u64).unwrap_or(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// Open the stream and register; returns the channels of a live session.
+    async fn connect(&self) -> Result<Conn> {
+        let (tx, rx) = mpsc::channel::<pb::WorkerMessage>(self.concurrency as usize * 2 + 16);
+        tx.send(pb::WorkerMessage { msg: Some(Out::Register(self.registration())) })
+            .await
+            .map_err(|_| Error::Unavailable("worker stream closed".into()))?;
+        let mut inbound = self
+            .client
+            .workers()
+            .session(self.client.request(tokio_stream::wrappers::ReceiverStream::new(rx)))
+            .await?
+            .into_inner();
+        match inbound.message().await? {
+            Some(pb::ServerMessage { msg: Some(In::Registered(r)) }) => {
+                tracing::info!(worker_id = %r.worker_id, tasks = self.tasks.len(), "worker registered");
+            }
+            other => {
+                return Err(Error::Unavailable(format!("engine answered registration with {other:?}")));
+            }
+        }
+        Ok(Conn { tx, inbound })
+    }
+
+    async fn run_loop(self: Arc<Self>, mut conn: Option<Conn>, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let c = match conn.take() {
+                Some(c) => c,
+                None => match self.connect().await {
+                    Ok(c) => {
+                        backoff = Duration::from_millis(100);
+                        c
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "worker cannot connect");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.changed() => return Ok(()),
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            if self.serve(c, &mut stop).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Serve one connection; true when asked to stop.
+    async fn serve(&self, conn: Conn, stop: &mut watch::Receiver<bool>) -> bool {
+        let Conn { tx, mut inbound } = conn;
+        let handlers: HashMap<String, Task> = self.tasks.iter().map(|t| (t.id.clone(), t.clone())).collect();
+        let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut jobs = tokio::task::JoinSet::new();
+        let min_lease = self.tasks.iter().filter_map(|t| t.lease).min().unwrap_or(Duration::from_secs(30));
+        let mut beat = tokio::time::interval((min_lease / 3).max(Duration::from_millis(50)));
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return true,
+                _ = beat.tick() => {
+                    let ids: Vec<String> = running.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+                    if !ids.is_empty() {
+                        let _ = tx.send(pb::WorkerMessage { msg: Some(Out::Heartbeat(pb::Heartbeat { run_ids: ids })) }).await;
+                    }
+                }
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+                msg = inbound.message() => {
+                    let a = match msg {
+                        Ok(Some(pb::ServerMessage { msg: Some(In::Assignment(a)) })) => a,
+                        Ok(Some(_)) => continue,
+                        Ok(None) => { tracing::warn!("engine closed the worker stream; reconnecting"); return false; }
+                        Err(e) => { tracing::warn!(error = %e, "worker stream failed; reconnecting"); return false; }
+                    };
+                    let Some(task) = handlers.get(&a.task_id).cloned() else {
+                        let _ = tx.send(result(&a, Err(crate::TaskError::fatal(format!("this worker has no task '{}'", a.task_id))))).await;
+                        continue;
+                    };
+                    if let Ok(mut s) = running.lock() { s.insert(a.run_id.clone()); }
+                    let tx = tx.clone();
+                    let running = running.clone();
+                    jobs.spawn(async move {
+                        let outcome = execute(&task, &a).await;
+                        let _ = tx.send(result(&a, outcome)).await;
+                        if let Ok(mut s) = running.lock() { s.remove(&a.run_id); }
+                    });
+                }
+            }
+        }
+    }
+}
+
+struct Conn {
+    tx: mpsc::Sender<pb::WorkerMessage>,
+    inbound: tonic::Streaming<pb::ServerMessage>,
+}
+
+/// Run the handler, turning a panic into a retryable failure.
+async fn execute(task: &Task, a: &pb::RunAssignment) -> std::result::Result<serde_json::Value, crate::TaskError> {
+    let payload: serde_json::Value = serde_json::from_str(&a.payload_json)
+        .map_err(|e| crate::TaskError::fatal(format!("payload is not JSON: {e}")))?;
+    let ctx = TaskContext {
+        run_id: a.run_id.clone(),
+        attempt: a.attempt,
+        task_id: a.task_id.clone(),
+        event: a.event.clone(),
+        event_id: a.event_id.clone(),
+        ordering_key: (!a.ordering_key.is_empty()).then(|| a.ordering_key.clone()),
+        tags: a.tags.clone(),
+        published_at_ms: a.published_at_ms,
+    };
+    let fut = (task.handler)(payload, ctx);
+    match tokio::spawn(fut).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(crate::TaskError::retryable(format!("handler panicked: {e}"))),
+        Err(e) => Err(crate::TaskError::retryable(format!("handler did not finish: {e}"))),
+    }
+}
+
+fn result(a: &pb::RunAssignment, outcome: std::result::Result<serde_json::Value, crate::TaskError>) -> pb::WorkerMessage {
+    let outcome = match outcome {
+        Ok(v) => pb::run_result::Outcome::OutputJson(v.to_string()),
+        Err(e) => pb::run_result::Outcome::Failure(pb::TaskFailure { message: e.message, fatal: e.fatal }),
+    };
+    pb::WorkerMessage {
+        msg: Some(Out::Result(pb::RunResult { run_id: a.run_id.clone(), attempt: a.attempt, outcome: Some(outcome) })),
+    }
+}
