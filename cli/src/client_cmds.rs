@@ -18,7 +18,9 @@ pub struct Ctx {
 
 impl Ctx {
     async fn client(&self) -> Result<Client> {
-        Ok(Client::connect(&self.server).await?.with_namespace(&self.namespace))
+        Ok(Client::connect(&self.server)
+            .await?
+            .with_namespace(&self.namespace))
     }
 }
 
@@ -129,8 +131,13 @@ fn print_json(v: &Value) -> Result<()> {
 pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
     let client = ctx.client().await?;
     match cmd {
-        EventsCmd::Define { name, schema, description } => {
-            let text = std::fs::read_to_string(&schema).with_context(|| format!("cannot read {}", schema.display()))?;
+        EventsCmd::Define {
+            name,
+            schema,
+            description,
+        } => {
+            let text = std::fs::read_to_string(&schema)
+                .with_context(|| format!("cannot read {}", schema.display()))?;
             let value: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not valid JSON", schema.display()))?;
             let (version, created) = client.define_event(&name, &value, &description).await?;
@@ -153,14 +160,24 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
                 }
             }
         }
-        EventsCmd::Show { name, version, json } => {
+        EventsCmd::Show {
+            name,
+            version,
+            json,
+        } => {
             let e = client.get_event(&name, version).await?;
             if json {
                 print_json(&event_json(&e))?;
             } else {
-                println!("{} (version {}, namespace {})", e.name, e.version, e.namespace);
+                println!(
+                    "{} (version {}, namespace {})",
+                    e.name, e.version, e.namespace
+                );
                 println!("created: {}", time(e.created_at_ms));
-                println!("schema:\n{}", serde_json::to_string_pretty(&json_or_text(&e.schema_json))?);
+                println!(
+                    "schema:\n{}",
+                    serde_json::to_string_pretty(&json_or_text(&e.schema_json))?
+                );
             }
         }
     }
@@ -169,7 +186,8 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
 
 pub async fn publish(ctx: &Ctx, a: PublishArgs) -> Result<ExitCode> {
     let text = match a.payload.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read payload file {path}"))?,
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read payload file {path}"))?,
         None => a.payload.clone(),
     };
     let client = ctx.client().await?;
@@ -177,17 +195,29 @@ pub async fn publish(ctx: &Ctx, a: PublishArgs) -> Result<ExitCode> {
         .publish_text(
             &a.event,
             text,
-            PublishOptions { idempotency_key: a.idempotency_key, ordering_key: a.ordering_key, tags: a.tags },
+            PublishOptions {
+                idempotency_key: a.idempotency_key,
+                ordering_key: a.ordering_key,
+                tags: a.tags,
+            },
         )
         .await?;
     if a.json {
-        let runs: Vec<Value> = p.runs.iter().map(|r| json!({"run_id": r.run_id, "task": r.task_id})).collect();
+        let runs: Vec<Value> = p
+            .runs
+            .iter()
+            .map(|r| json!({"run_id": r.run_id, "task": r.task_id}))
+            .collect();
         println!(
             "{}",
             json!({"event_id": p.event_id, "event_version": p.event_version, "runs": runs, "deduplicated": p.deduplicated})
         );
     } else {
-        let dedup = if p.deduplicated { " (deduplicated: already published)" } else { "" };
+        let dedup = if p.deduplicated {
+            " (deduplicated: already published)"
+        } else {
+            ""
+        };
         println!("published {} ({} runs){dedup}", p.event_id, p.runs.len());
     }
     Ok(ExitCode::SUCCESS)
@@ -196,7 +226,13 @@ pub async fn publish(ctx: &Ctx, a: PublishArgs) -> Result<ExitCode> {
 pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
     let client = ctx.client().await?;
     match cmd {
-        RunsCmd::List { event, task, status, limit, json } => {
+        RunsCmd::List {
+            event,
+            task,
+            status,
+            limit,
+            json,
+        } => {
             let runs = client
                 .list_runs(pb::ListRunsRequest {
                     event: event.unwrap_or_default(),
@@ -209,11 +245,19 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
             if json {
                 print_json(&Value::Array(runs.iter().map(run_json).collect()))?;
             } else {
-                println!("{:<36}  {:<24} {:<20} {:<10} {:>8}  CREATED", "ID", "EVENT", "TASK", "STATUS", "ATTEMPTS");
+                println!(
+                    "{:<36}  {:<24} {:<20} {:<10} {:>8}  CREATED",
+                    "ID", "EVENT", "TASK", "STATUS", "ATTEMPTS"
+                );
                 for r in &runs {
                     println!(
                         "{:<36}  {:<24} {:<20} {:<10} {:>8}  {}",
-                        r.id, r.event, r.task, r.status, format!("{}/{}", r.attempts, r.max_attempts), time(r.created_at_ms)
+                        r.id,
+                        r.event,
+                        r.task,
+                        r.status,
+                        format!("{}/{}", r.attempts, r.max_attempts),
+                        time(r.created_at_ms)
                     );
                 }
             }
@@ -237,8 +281,15 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 println!("run {}  {} → {}", run.id, run.event, run.task);
-                println!("status: {}  attempts: {}/{}", run.status, run.attempts, run.max_attempts);
-                println!("created: {}  updated: {}", time(run.created_at_ms), time(run.updated_at_ms));
+                println!(
+                    "status: {}  attempts: {}/{}",
+                    run.status, run.attempts, run.max_attempts
+                );
+                println!(
+                    "created: {}  updated: {}",
+                    time(run.created_at_ms),
+                    time(run.updated_at_ms)
+                );
                 println!("payload: {}", d.payload_json);
                 if !run.output_json.is_empty() {
                     println!("output: {}", run.output_json);
@@ -247,8 +298,17 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
                     println!("last error: {}", run.last_error);
                 }
                 for a in &d.attempts {
-                    let what = if a.ok { format!("ok {}", a.output_json) } else { format!("failed: {}", a.error) };
-                    println!("  #{} {} .. {}  {what}", a.attempt, time(a.started_at_ms), time(a.finished_at_ms));
+                    let what = if a.ok {
+                        format!("ok {}", a.output_json)
+                    } else {
+                        format!("failed: {}", a.error)
+                    };
+                    println!(
+                        "  #{} {} .. {}  {what}",
+                        a.attempt,
+                        time(a.started_at_ms),
+                        time(a.finished_at_ms)
+                    );
                 }
             }
         }

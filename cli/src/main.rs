@@ -8,13 +8,27 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "fanout", version, about = "Durable event fan-out: define, subscribe, publish")]
+#[command(
+    name = "fanout",
+    version,
+    about = "Durable event fan-out: define, subscribe, publish"
+)]
 struct Cli {
     /// Engine gRPC URL for client commands.
-    #[arg(long, global = true, env = "FANOUT_SERVER", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "FANOUT_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
     server: String,
     /// Namespace for client commands.
-    #[arg(long, global = true, env = "FANOUT_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "FANOUT_NAMESPACE",
+        default_value = "default"
+    )]
     namespace: String,
     /// Log level when no RUST_LOG is set (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "info")]
@@ -42,9 +56,15 @@ enum Cmd {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn,sqlx=warn")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},h2=warn,hyper=warn,tower=warn,sqlx=warn"
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 #[tokio::main]
@@ -61,7 +81,10 @@ async fn main() -> ExitCode {
         }
         Cmd::Migrate(a) => server_cmds::migrate(a).await,
         other => {
-            let ctx = client_cmds::Ctx { server: cli.server, namespace: cli.namespace };
+            let ctx = client_cmds::Ctx {
+                server: cli.server,
+                namespace: cli.namespace,
+            };
             match other {
                 Cmd::Events(c) => client_cmds::events(&ctx, c).await,
                 Cmd::Publish(a) => client_cmds::publish(&ctx, a).await,

@@ -97,9 +97,21 @@ impl Default for ServeSettings {
 }
 
 const ENV_KEYS: &[&str] = &[
-    "database_url", "postgres_schema", "postgres_max_connections", "redis_url", "redis_on_unavailable",
-    "clickhouse_url", "clickhouse_database", "clickhouse_user", "clickhouse_password", "grpc_addr",
-    "http_addr", "data_dir", "max_payload_bytes", "default_lease_ms", "idempotency_window_ms",
+    "database_url",
+    "postgres_schema",
+    "postgres_max_connections",
+    "redis_url",
+    "redis_on_unavailable",
+    "clickhouse_url",
+    "clickhouse_database",
+    "clickhouse_user",
+    "clickhouse_password",
+    "grpc_addr",
+    "http_addr",
+    "data_dir",
+    "max_payload_bytes",
+    "default_lease_ms",
+    "idempotency_window_ms",
 ];
 
 impl ServeSettings {
@@ -112,8 +124,11 @@ impl ServeSettings {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("FANOUT_").only(ENV_KEYS)).merge(Serialized::defaults(args));
-        fig.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))
+        fig = fig
+            .merge(Env::prefixed("FANOUT_").only(ENV_KEYS))
+            .merge(Serialized::defaults(args));
+        fig.extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))
     }
 
     /// The engine configuration these settings describe.
@@ -137,11 +152,16 @@ impl ServeSettings {
                 },
                 None => {
                     tracing::warn!("no clickhouse_url: archiving to a local file under data_dir");
-                    ArchiveConfig::Local { path: self.data_dir.join("archive.db") }
+                    ArchiveConfig::Local {
+                        path: self.data_dir.join("archive.db"),
+                    }
                 }
             },
             limiter: match &self.redis_url {
-                Some(url) => LimiterConfig::Redis { url: url.clone(), on_unavailable: self.redis_on_unavailable },
+                Some(url) => LimiterConfig::Redis {
+                    url: url.clone(),
+                    on_unavailable: self.redis_on_unavailable,
+                },
                 None => {
                     tracing::warn!("no redis_url: rate limits are counted per engine process");
                     LimiterConfig::Memory
@@ -152,7 +172,9 @@ impl ServeSettings {
             idempotency_window_ms: self.idempotency_window_ms,
             ..Config::default()
         };
-        config.validate().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         Ok(config)
     }
 }
@@ -163,7 +185,9 @@ async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode
         .with_context(|| format!("cannot listen on {grpc} / {http}"))?;
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
-    let backends = fanout_engine::Backends::connect(&config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let backends = fanout_engine::Backends::connect(&config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("fanout engine ready");
     println!("  gRPC: http://{grpc_addr}");
     println!("  HTTP: http://{http_addr}  (GET /healthz)");
@@ -201,11 +225,19 @@ pub struct MigrateArgs {
 
 pub async fn migrate(a: MigrateArgs) -> Result<ExitCode> {
     let store = if a.database_url.starts_with("postgres") {
-        StoreConfig::Postgres { url: a.database_url.clone(), schema: a.postgres_schema, max_connections: 2 }
+        StoreConfig::Postgres {
+            url: a.database_url.clone(),
+            schema: a.postgres_schema,
+            max_connections: 2,
+        }
     } else {
-        StoreConfig::Sqlite { path: a.database_url.trim_start_matches("sqlite://").into() }
+        StoreConfig::Sqlite {
+            path: a.database_url.trim_start_matches("sqlite://").into(),
+        }
     };
-    let s = fanout_engine::storage::sql::SqlStore::connect(&store).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let s = fanout_engine::storage::sql::SqlStore::connect(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     s.close().await;
     println!("migrations applied");
     Ok(ExitCode::SUCCESS)

@@ -20,7 +20,9 @@ pub struct Batcher<T, R> {
 
 impl<T, R> Clone for Batcher<T, R> {
     fn clone(&self) -> Self {
-        Batcher { tx: self.tx.clone() }
+        Batcher {
+            tx: self.tx.clone(),
+        }
     }
 }
 
@@ -37,7 +39,9 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         let permits = Arc::new(Semaphore::new(concurrency));
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
                 let mut batch = vec![first];
                 while batch.len() < max {
                     match rx.try_recv() {
@@ -56,7 +60,8 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             }
                         }
                         Ok(results) => {
-                            let msg = format!("{name}: batch of {n} answered {} results", results.len());
+                            let msg =
+                                format!("{name}: batch of {n} answered {} results", results.len());
                             tracing::error!(batch = name, "{msg}");
                             for reply in replies {
                                 let _ = reply.send(Err(Error::Internal(msg.clone())));

@@ -168,7 +168,9 @@ impl Config {
         if let LimiterConfig::Redis { url, .. } = &self.limiter
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return Err(format!("limiter.url must start with redis:// (got '{url}')"));
+            return Err(format!(
+                "limiter.url must start with redis:// (got '{url}')"
+            ));
         }
         Ok(())
     }

@@ -30,7 +30,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(engine: Engine, namespace: String, worker_id: String, tasks: Vec<String>, concurrency: usize) -> Self {
+    pub fn new(
+        engine: Engine,
+        namespace: String,
+        worker_id: String,
+        tasks: Vec<String>,
+        concurrency: usize,
+    ) -> Self {
         Session {
             engine,
             namespace,
@@ -43,19 +49,33 @@ impl Session {
     }
 
     fn free_slots(&self) -> usize {
-        let used = self.in_flight.lock().map(|s| s.len()).unwrap_or(self.concurrency);
+        let used = self
+            .in_flight
+            .lock()
+            .map(|s| s.len())
+            .unwrap_or(self.concurrency);
         self.concurrency.saturating_sub(used)
     }
 
     /// Claim and send runs until cancelled or the stream is gone.
-    pub async fn dispatch_loop(self: Arc<Self>, out: mpsc::Sender<ClaimedRun>, cancel: CancellationToken) {
+    pub async fn dispatch_loop(
+        self: Arc<Self>,
+        out: mpsc::Sender<ClaimedRun>,
+        cancel: CancellationToken,
+    ) {
         let idle = Duration::from_millis(self.engine.config().idle_poll_ms);
         let wake = self.engine.wakeup().clone();
         let mut failures = 0u32;
         // Runs already due when the worker connects are found by the first
         // claim; later ones by wake-ups. A retry scheduled before a restart
         // has no timer here, so ask the store once when it falls due.
-        let mut next_due: Option<i64> = self.engine.store().next_due(&self.namespace, &self.tasks).await.ok().flatten();
+        let mut next_due: Option<i64> = self
+            .engine
+            .store()
+            .next_due(&self.namespace, &self.tasks)
+            .await
+            .ok()
+            .flatten();
         loop {
             let notified = wake.notified();
             tokio::pin!(notified);
@@ -67,7 +87,18 @@ impl Session {
             let free = self.free_slots();
             let mut full = false;
             if free > 0 {
-                match self.engine.store().claim(&self.namespace, &self.tasks, &self.worker_id, free as u32, now_ms()).await {
+                match self
+                    .engine
+                    .store()
+                    .claim(
+                        &self.namespace,
+                        &self.tasks,
+                        &self.worker_id,
+                        free as u32,
+                        now_ms(),
+                    )
+                    .await
+                {
                     Ok(claimed) => {
                         failures = 0;
                         full = claimed.len() == free;
@@ -113,10 +144,20 @@ impl Session {
     }
 
     /// A result from the worker: record it and free the slot.
-    pub async fn on_result(&self, run_id: String, attempt: u32, outcome: Outcome) -> Result<CompletionEffect> {
+    pub async fn on_result(
+        &self,
+        run_id: String,
+        attempt: u32,
+        outcome: Outcome,
+    ) -> Result<CompletionEffect> {
         let effect = self
             .engine
-            .complete(Completion { run_id: run_id.clone(), attempt, worker_id: self.worker_id.clone(), outcome })
+            .complete(Completion {
+                run_id: run_id.clone(),
+                attempt,
+                worker_id: self.worker_id.clone(),
+                outcome,
+            })
             .await;
         if let Ok(mut set) = self.in_flight.lock() {
             set.remove(&run_id);
@@ -127,19 +168,29 @@ impl Session {
 
     /// Extend the leases of runs the worker says it is still executing.
     pub async fn on_heartbeat(&self, run_ids: &[String]) -> Result<u64> {
-        self.engine.store().heartbeat(&self.worker_id, run_ids, now_ms()).await
+        self.engine
+            .store()
+            .heartbeat(&self.worker_id, run_ids, now_ms())
+            .await
     }
 
     /// The stream ended: fail what the worker still held, so it retries now
     /// rather than after the lease.
     pub async fn close(&self) {
-        match self.engine.store().release_worker(&self.worker_id, now_ms()).await {
+        match self
+            .engine
+            .store()
+            .release_worker(&self.worker_id, now_ms())
+            .await
+        {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(worker = %self.worker_id, runs = n, "released runs of a disconnected worker");
                 self.engine.wakeup().now();
             }
-            Err(e) => tracing::warn!(worker = %self.worker_id, error = %e, "could not release runs; leases will expire"),
+            Err(e) => {
+                tracing::warn!(worker = %self.worker_id, error = %e, "could not release runs; leases will expire")
+            }
         }
         // Retries scheduled by the release have timers via next_due of other
         // sessions; wake them so they re-read it.

@@ -129,11 +129,22 @@ impl Engine {
         let (def, created) = self
             .inner
             .store
-            .define_event(ns, name, schema_json, &schema::canonical(&value), description)
+            .define_event(
+                ns,
+                name,
+                schema_json,
+                &schema::canonical(&value),
+                description,
+            )
             .await?;
         if created {
             self.inner.registry.invalidate_events(Some(ns));
-            tracing::info!(namespace = ns, event = name, version = def.version, "event defined");
+            tracing::info!(
+                namespace = ns,
+                event = name,
+                version = def.version,
+                "event defined"
+            );
         }
         Ok((def, created))
     }

@@ -11,7 +11,9 @@ use serde_json::json;
 
 /// The HTTP router.
 pub fn router(engine: Engine) -> axum::Router {
-    axum::Router::new().route("/healthz", get(healthz)).with_state(engine)
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(engine)
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -20,6 +20,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod model;
+pub mod notify;
 pub mod ratelimit;
 pub mod registry;
 pub mod schema;
@@ -48,7 +49,10 @@ pub struct Listeners {
 impl Listeners {
     /// Bind both addresses (use port 0 for any free port).
     pub async fn bind(grpc: &str, http: &str) -> std::io::Result<Self> {
-        Ok(Listeners { grpc: TcpListener::bind(grpc).await?, http: TcpListener::bind(http).await? })
+        Ok(Listeners {
+            grpc: TcpListener::bind(grpc).await?,
+            http: TcpListener::bind(http).await?,
+        })
     }
 }
 
@@ -65,19 +69,38 @@ impl Backends {
     pub async fn connect(config: &Config) -> Result<Self> {
         let store: Arc<dyn Store> = Arc::new(storage::sql::SqlStore::connect(&config.store).await?);
         let archive: Arc<dyn Archive> = match &config.archive {
-            ArchiveConfig::Local { path } => Arc::new(archive::local::LocalArchive::open(path).await?),
-            ArchiveConfig::Clickhouse { url, database, user, password } => Arc::new(
-                archive::clickhouse::ClickhouseArchive::connect(url, database, user.as_deref(), password.as_deref())
-                    .await?,
+            ArchiveConfig::Local { path } => {
+                Arc::new(archive::local::LocalArchive::open(path).await?)
+            }
+            ArchiveConfig::Clickhouse {
+                url,
+                database,
+                user,
+                password,
+            } => Arc::new(
+                archive::clickhouse::ClickhouseArchive::connect(
+                    url,
+                    database,
+                    user.as_deref(),
+                    password.as_deref(),
+                )
+                .await?,
             ),
         };
         let limiter: Arc<dyn RateLimiter> = match &config.limiter {
             LimiterConfig::Memory => Arc::new(ratelimit::memory::MemoryLimiter::new()),
-            LimiterConfig::Redis { url, on_unavailable } => {
-                Arc::new(ratelimit::redis::RedisLimiter::connect(url, *on_unavailable, "fanout:rl:").await?)
-            }
+            LimiterConfig::Redis {
+                url,
+                on_unavailable,
+            } => Arc::new(
+                ratelimit::redis::RedisLimiter::connect(url, *on_unavailable, "fanout:rl:").await?,
+            ),
         };
-        Ok(Backends { store, archive, limiter })
+        Ok(Backends {
+            store,
+            archive,
+            limiter,
+        })
     }
 }
 
@@ -88,7 +111,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let backends = Backends::connect(&config).await?;
     run_with(listeners, config, backends, shutdown).await
 }
@@ -107,7 +132,20 @@ pub async fn run_with(
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(dispatch::reaper(engine.clone(), cancel.clone()));
-    tasks.spawn(archive::archiver::run(engine.clone(), backends.archive.clone(), cancel.clone()));
+    tasks.spawn(archive::archiver::run(
+        engine.clone(),
+        backends.archive.clone(),
+        cancel.clone(),
+    ));
+    if let config::StoreConfig::Postgres { url, schema, .. } = &engine.config().store {
+        let channel = storage::sql::notify_channel(schema);
+        tasks.spawn(notify::listen(
+            engine.clone(),
+            url.clone(),
+            channel,
+            cancel.clone(),
+        ));
+    }
 
     let grpc = grpc::router(engine.clone(), cancel.clone()).serve_with_incoming_shutdown(
         tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),

@@ -255,7 +255,9 @@ pub struct Completion {
 pub enum CompletionEffect {
     Completed,
     /// Scheduled for another attempt at this time.
-    Retrying { at_ms: i64 },
+    Retrying {
+        at_ms: i64,
+    },
     Dead,
     /// The run was no longer held by that worker/attempt (lease expired and
     /// it moved on); the report was ignored.

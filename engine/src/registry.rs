@@ -28,7 +28,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Registry { store, events: RwLock::default(), subs: RwLock::default() }
+        Registry {
+            store,
+            events: RwLock::default(),
+            subs: RwLock::default(),
+        }
     }
 
     /// The latest definition of an event, or NOT_FOUND naming it.
@@ -40,9 +44,13 @@ impl Registry {
         let def = self.store.get_event(ns, name, None).await?.ok_or_else(|| {
             Error::NotFound(format!("event '{name}' is not defined in namespace '{ns}'"))
         })?;
-        let schema = CompiledSchema::compile(&schema::parse_json("schema_json", &def.schema_json)?)?;
+        let schema =
+            CompiledSchema::compile(&schema::parse_json("schema_json", &def.schema_json)?)?;
         let live = Arc::new(LiveEvent { def, schema });
-        self.events.write().map_err(poisoned)?.insert(key, live.clone());
+        self.events
+            .write()
+            .map_err(poisoned)?
+            .insert(key, live.clone());
         Ok(live)
     }
 
@@ -52,7 +60,10 @@ impl Registry {
             return Ok(s.clone());
         }
         let subs = Arc::new(self.store.list_subscriptions(Some(ns)).await?);
-        self.subs.write().map_err(poisoned)?.insert(ns.to_string(), subs.clone());
+        self.subs
+            .write()
+            .map_err(poisoned)?
+            .insert(ns.to_string(), subs.clone());
         Ok(subs)
     }
 

@@ -33,7 +33,9 @@ impl CompiledSchema {
             .map_err(|e| {
                 let at = e.instance_path().as_str();
                 let at = if at.is_empty() { "/" } else { at };
-                Error::InvalidArgument(format!("schema_json is not a valid JSON Schema: at {at}: {e}"))
+                Error::InvalidArgument(format!(
+                    "schema_json is not a valid JSON Schema: at {at}: {e}"
+                ))
             })?;
         Ok(CompiledSchema { validator })
     }
@@ -88,7 +90,9 @@ pub fn check_event_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && name.split('.').all(|seg| {
-            seg.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            seg.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && seg
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
@@ -133,7 +137,10 @@ mod tests {
         .unwrap();
         let v = s.violations(&json!({"items": [{"qty": 0}]}));
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].to_string(), "/items/0/qty: 0 is less than the minimum of 1");
+        assert_eq!(
+            v[0].to_string(),
+            "/items/0/qty: 0 is less than the minimum of 1"
+        );
     }
 
     #[test]
@@ -148,8 +155,16 @@ mod tests {
                                "at": {"type": "string", "format": "date-time"}}
             }))
             .unwrap();
-            assert!(s.violations(&json!({"email": "a@b.co", "at": "2026-01-01T00:00:00Z"})).is_empty());
-            assert_eq!(s.violations(&json!({"email": "nope", "at": "yesterday"})).len(), 2, "{draft}");
+            assert!(
+                s.violations(&json!({"email": "a@b.co", "at": "2026-01-01T00:00:00Z"}))
+                    .is_empty()
+            );
+            assert_eq!(
+                s.violations(&json!({"email": "nope", "at": "yesterday"}))
+                    .len(),
+                2,
+                "{draft}"
+            );
         }
     }
 
@@ -170,6 +185,9 @@ mod tests {
 
     #[test]
     fn canonical_ignores_key_order() {
-        assert_eq!(canonical(&json!({"a": 1, "b": 2})), canonical(&json!({"b": 2, "a": 1})));
+        assert_eq!(
+            canonical(&json!({"a": 1, "b": 2})),
+            canonical(&json!({"b": 2, "a": 1}))
+        );
     }
 }

@@ -17,27 +17,60 @@ struct OrderCreated {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::from_env().await?;
+    // The engine may still be starting: retry the connection for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        match Client::from_env().await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for the engine: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let order_created = Event::<OrderCreated>::new("order.created");
 
-    let send_receipt = Task::new("send-receipt", &order_created, |o: OrderCreated, _ctx| async move {
-        Ok::<_, TaskError>(json!({"receipt": format!("receipt for {} sent to {}", o.order_id, o.customer_id)}))
-    });
+    let send_receipt = Task::new(
+        "send-receipt",
+        &order_created,
+        |o: OrderCreated, _ctx| async move {
+            Ok::<_, TaskError>(
+                json!({"receipt": format!("receipt for {} sent to {}", o.order_id, o.customer_id)}),
+            )
+        },
+    );
     // Filtering in the handler for now; server-side filters make this a
     // subscription option.
-    let alert_vip = Task::new("alert-vip", &order_created, |o: OrderCreated, _ctx| async move {
-        if o.amount < 1000.0 {
-            return Ok::<_, TaskError>(json!({"skipped": true}));
-        }
-        Ok(json!({"alerted": true, "orderId": o.order_id}))
-    });
-    let worker = Worker::new(client.clone()).task(send_receipt).task(alert_vip).start().await?;
+    let alert_vip = Task::new(
+        "alert-vip",
+        &order_created,
+        |o: OrderCreated, _ctx| async move {
+            if o.amount < 1000.0 {
+                return Ok::<_, TaskError>(json!({"skipped": true}));
+            }
+            Ok(json!({"alerted": true, "orderId": o.order_id}))
+        },
+    );
+    let worker = Worker::new(client.clone())
+        .task(send_receipt)
+        .task(alert_vip)
+        .start()
+        .await?;
 
     let mut runs = Vec::new();
     for (id, amount) in [("order-1", 500.0), ("order-2", 1500.0)] {
-        let order = OrderCreated { order_id: id.into(), amount, customer_id: "cust-1".into() };
+        let order = OrderCreated {
+            order_id: id.into(),
+            amount,
+            customer_id: "cust-1".into(),
+        };
         let published = order_created.publish(&client, &order).await?;
-        println!("published {id} (amount {amount}) → event {} with {} runs", published.event_id, published.runs.len());
+        println!(
+            "published {id} (amount {amount}) → event {} with {} runs",
+            published.event_id,
+            published.runs.len()
+        );
         runs.extend(published.runs);
     }
 
@@ -52,14 +85,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(format!("run {} still {} after 30s — is a worker connected?", r.run_id, run.status).into());
+                return Err(format!(
+                    "run {} still {} after 30s — is a worker connected?",
+                    r.run_id, run.status
+                )
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     let completed = done.iter().filter(|r| r.status == "completed").count();
-    let alerts = done.iter().filter(|r| r.task == "alert-vip" && r.output_json.contains("\"alerted\":true")).count();
-    println!("{completed}/{} runs completed; VIP alerts sent: {alerts}", done.len());
+    let alerts = done
+        .iter()
+        .filter(|r| r.task == "alert-vip" && r.output_json.contains("\"alerted\":true"))
+        .count();
+    println!(
+        "{completed}/{} runs completed; VIP alerts sent: {alerts}",
+        done.len()
+    );
     for r in &done {
         println!("  {:<13} {:<10} {}", r.task, r.status, r.output_json);
     }

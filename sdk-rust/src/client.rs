@@ -48,14 +48,21 @@ impl Client {
     pub async fn connect(url: impl Into<String>) -> Result<Self> {
         let url = url.into();
         let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| Error::Connect { url: url.clone(), message: e.to_string() })?
+            .map_err(|e| Error::Connect {
+                url: url.clone(),
+                message: e.to_string(),
+            })?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Error::Connect { url: url.clone(), message: format!("{e} (is the engine running? try `fanout dev`)") })?;
-        Ok(Client { channel, namespace: fanout_proto::DEFAULT_NAMESPACE.into(), url })
+        let channel = endpoint.connect().await.map_err(|e| Error::Connect {
+            url: url.clone(),
+            message: format!("{e} (is the engine running? try `fanout dev`)"),
+        })?;
+        Ok(Client {
+            channel,
+            namespace: fanout_proto::DEFAULT_NAMESPACE.into(),
+            url,
+        })
     }
 
     /// Connect to `FANOUT_SERVER` (default `http://127.0.0.1:7070`), in
@@ -106,7 +113,12 @@ impl Client {
     }
 
     /// Define an event from a JSON Schema; returns `(version, created)`.
-    pub async fn define_event(&self, name: &str, schema: &serde_json::Value, description: &str) -> Result<(u32, bool)> {
+    pub async fn define_event(
+        &self,
+        name: &str,
+        schema: &serde_json::Value,
+        description: &str,
+    ) -> Result<(u32, bool)> {
         let resp = self
             .events()
             .define_event(self.request(pb::DefineEventRequest {
@@ -121,12 +133,22 @@ impl Client {
 
     /// Publish a JSON payload to an event by name (untyped; see
     /// [`crate::Event::publish`] for the typed form).
-    pub async fn publish_json(&self, event: &str, payload: &serde_json::Value, opts: PublishOptions) -> Result<Published> {
+    pub async fn publish_json(
+        &self,
+        event: &str,
+        payload: &serde_json::Value,
+        opts: PublishOptions,
+    ) -> Result<Published> {
         self.publish_text(event, payload.to_string(), opts).await
     }
 
     /// Publish JSON text as given.
-    pub async fn publish_text(&self, event: &str, payload_json: String, opts: PublishOptions) -> Result<Published> {
+    pub async fn publish_text(
+        &self,
+        event: &str,
+        payload_json: String,
+        opts: PublishOptions,
+    ) -> Result<Published> {
         let resp = self
             .events()
             .publish(self.request(pb::PublishRequest {
@@ -141,32 +163,56 @@ impl Client {
         Ok(Published {
             event_id: resp.event_id,
             event_version: resp.event_version,
-            runs: resp.runs.into_iter().map(|r| RunRef { run_id: r.run_id, task_id: r.task_id }).collect(),
+            runs: resp
+                .runs
+                .into_iter()
+                .map(|r| RunRef {
+                    run_id: r.run_id,
+                    task_id: r.task_id,
+                })
+                .collect(),
             deduplicated: resp.deduplicated,
         })
     }
 
     /// Event definitions (latest version of each).
     pub async fn list_events(&self) -> Result<Vec<pb::EventDefinition>> {
-        Ok(self.events().list_events(self.request(pb::ListEventsRequest {})).await?.into_inner().events)
+        Ok(self
+            .events()
+            .list_events(self.request(pb::ListEventsRequest {}))
+            .await?
+            .into_inner()
+            .events)
     }
 
     /// One event definition (`version` 0: the latest).
     pub async fn get_event(&self, name: &str, version: u32) -> Result<pb::EventDefinition> {
         Ok(self
             .events()
-            .get_event(self.request(pb::GetEventRequest { name: name.into(), version }))
+            .get_event(self.request(pb::GetEventRequest {
+                name: name.into(),
+                version,
+            }))
             .await?
             .into_inner())
     }
 
     /// Runs matching the filters, newest first.
     pub async fn list_runs(&self, query: pb::ListRunsRequest) -> Result<Vec<pb::Run>> {
-        Ok(self.admin().list_runs(self.request(query)).await?.into_inner().runs)
+        Ok(self
+            .admin()
+            .list_runs(self.request(query))
+            .await?
+            .into_inner()
+            .runs)
     }
 
     /// One run with its attempts and payload.
     pub async fn get_run(&self, id: &str) -> Result<pb::RunDetail> {
-        Ok(self.admin().get_run(self.request(pb::GetRunRequest { id: id.into() })).await?.into_inner())
+        Ok(self
+            .admin()
+            .get_run(self.request(pb::GetRunRequest { id: id.into() }))
+            .await?
+            .into_inner())
     }
 }

@@ -12,7 +12,10 @@ pub enum Error {
     /// The payload failed the event's schema (client- or server-side); each
     /// entry is `path: what was expected`.
     #[error("invalid payload for '{event}': {}", .violations.join("; "))]
-    InvalidPayload { event: String, violations: Vec<String> },
+    InvalidPayload {
+        event: String,
+        violations: Vec<String>,
+    },
     /// The request was malformed (the message names the field).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -21,7 +24,10 @@ pub enum Error {
     NotFound(String),
     /// Over a rate limit: retry after `retry_after`.
     #[error("rate limited (retry after {retry_after:?}): {message}")]
-    RateLimited { message: String, retry_after: Duration },
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
     /// The engine or a backend is unreachable; safe to retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -58,7 +64,10 @@ impl From<tonic::Status> for Error {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(1);
-                Error::RateLimited { message, retry_after: Duration::from_secs(secs) }
+                Error::RateLimited {
+                    message,
+                    retry_after: Duration::from_secs(secs),
+                }
             }
             tonic::Code::Unavailable => Error::Unavailable(message),
             code => Error::Server { code, message },

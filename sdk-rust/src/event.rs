@@ -25,7 +25,12 @@ pub struct Event<T> {
 
 impl<T> Clone for Event<T> {
     fn clone(&self) -> Self {
-        Event { name: self.name.clone(), schema: self.schema.clone(), validator: self.validator.clone(), _t: PhantomData }
+        Event {
+            name: self.name.clone(),
+            schema: self.schema.clone(),
+            validator: self.validator.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -39,8 +44,14 @@ impl<T: EventPayload> Event<T> {
     /// An event named `name` (lowercase, dot-separated: `order.created`)
     /// whose schema is derived from `T`.
     pub fn new(name: impl Into<String>) -> Self {
-        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(serde_json::Value::Bool(true));
-        Event { name: name.into(), schema: Arc::new(schema), validator: Arc::default(), _t: PhantomData }
+        let schema =
+            serde_json::to_value(schemars::schema_for!(T)).unwrap_or(serde_json::Value::Bool(true));
+        Event {
+            name: name.into(),
+            schema: Arc::new(schema),
+            validator: Arc::default(),
+            _t: PhantomData,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -61,7 +72,10 @@ impl<T: EventPayload> Event<T> {
     pub fn validate(&self, payload: &T) -> Result<serde_json::Value> {
         let value = serde_json::to_value(payload)?;
         let validator = self.validator.get_or_init(|| {
-            jsonschema::options().should_validate_formats(true).build(&self.schema).ok()
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(&self.schema)
+                .ok()
         });
         if let Some(v) = validator {
             let violations: Vec<String> = v
@@ -72,7 +86,10 @@ impl<T: EventPayload> Event<T> {
                 })
                 .collect();
             if !violations.is_empty() {
-                return Err(Error::InvalidPayload { event: self.name.clone(), violations });
+                return Err(Error::InvalidPayload {
+                    event: self.name.clone(),
+                    violations,
+                });
             }
         }
         Ok(value)
@@ -81,7 +98,12 @@ impl<T: EventPayload> Event<T> {
     /// Publish `payload`; `.await` it directly or set options first:
     /// `event.publish(&client, &p).ordering_key("cust-1").await`.
     pub fn publish<'a>(&'a self, client: &'a Client, payload: &T) -> Publish<'a> {
-        Publish { client, event: &self.name, payload: self.validate(payload), opts: PublishOptions::default() }
+        Publish {
+            client,
+            event: &self.name,
+            payload: self.validate(payload),
+            opts: PublishOptions::default(),
+        }
     }
 }
 
@@ -116,7 +138,9 @@ impl<'a> IntoFuture for Publish<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let payload = self.payload?;
-            self.client.publish_json(self.event, &payload, self.opts).await
+            self.client
+                .publish_json(self.event, &payload, self.opts)
+                .await
         })
     }
 }

@@ -20,17 +20,28 @@ pub struct TaskError {
 impl TaskError {
     /// Worth another attempt (after backoff).
     pub fn retryable(message: impl Into<String>) -> Self {
-        TaskError { message: message.into(), fatal: false }
+        TaskError {
+            message: message.into(),
+            fatal: false,
+        }
     }
     /// Not worth retrying: skip the remaining attempts.
     pub fn fatal(message: impl Into<String>) -> Self {
-        TaskError { message: message.into(), fatal: true }
+        TaskError {
+            message: message.into(),
+            fatal: true,
+        }
     }
 }
 
 impl std::fmt::Display for TaskError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}", if self.fatal { "fatal: " } else { "" }, self.message)
+        write!(
+            f,
+            "{}{}",
+            if self.fatal { "fatal: " } else { "" },
+            self.message
+        )
     }
 }
 
@@ -66,7 +77,10 @@ impl Default for Retry {
 impl Retry {
     /// `n` attempts with the default backoff.
     pub fn attempts(n: u32) -> Self {
-        Retry { max_attempts: n, ..Retry::default() }
+        Retry {
+            max_attempts: n,
+            ..Retry::default()
+        }
     }
     /// Set the backoff curve.
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
@@ -108,7 +122,10 @@ pub struct Task {
 
 impl std::fmt::Debug for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task").field("id", &self.id).field("event", &self.event).finish()
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("event", &self.event)
+            .finish()
     }
 }
 
@@ -125,10 +142,14 @@ impl Task {
         let erased: Handler = Arc::new(move |payload, ctx| {
             let handler = handler.clone();
             Box::pin(async move {
-                let typed: T = serde_json::from_value(payload)
-                    .map_err(|e| TaskError::fatal(format!("payload does not deserialize into the task's type: {e}")))?;
+                let typed: T = serde_json::from_value(payload).map_err(|e| {
+                    TaskError::fatal(format!(
+                        "payload does not deserialize into the task's type: {e}"
+                    ))
+                })?;
                 let out = handler(typed, ctx).await?;
-                serde_json::to_value(out).map_err(|e| TaskError::fatal(format!("output does not serialize: {e}")))
+                serde_json::to_value(out)
+                    .map_err(|e| TaskError::fatal(format!("output does not serialize: {e}")))
             })
         });
         Task {

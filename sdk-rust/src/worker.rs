@@ -35,7 +35,9 @@ impl WorkerHandle {
     /// Stop taking work, drop the stream, and wait for the loop to end.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
-        self.join.await.map_err(|e| Error::Unavailable(format!("worker task failed: {e}")))?
+        self.join
+            .await
+            .map_err(|e| Error::Unavailable(format!("worker task failed: {e}")))?
     }
 
     /// Stop at once without waiting (simulates a crash in tests).
@@ -46,7 +48,12 @@ impl WorkerHandle {
 
 impl Worker {
     pub fn new(client: Client) -> Self {
-        Worker { client, tasks: Vec::new(), concurrency: 16, name: format!("pid-{}", std::process::id()) }
+        Worker {
+            client,
+            tasks: Vec::new(),
+            concurrency: 16,
+            name: format!("pid-{}", std::process::id()),
+        }
     }
 
     /// Add a task.
@@ -122,27 +129,40 @@ impl Worker {
     /// Open the stream and register; returns the channels of a live session.
     async fn connect(&self) -> Result<Conn> {
         let (tx, rx) = mpsc::channel::<pb::WorkerMessage>(self.concurrency as usize * 2 + 16);
-        tx.send(pb::WorkerMessage { msg: Some(Out::Register(self.registration())) })
-            .await
-            .map_err(|_| Error::Unavailable("worker stream closed".into()))?;
+        tx.send(pb::WorkerMessage {
+            msg: Some(Out::Register(self.registration())),
+        })
+        .await
+        .map_err(|_| Error::Unavailable("worker stream closed".into()))?;
         let mut inbound = self
             .client
             .workers()
-            .session(self.client.request(tokio_stream::wrappers::ReceiverStream::new(rx)))
+            .session(
+                self.client
+                    .request(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            )
             .await?
             .into_inner();
         match inbound.message().await? {
-            Some(pb::ServerMessage { msg: Some(In::Registered(r)) }) => {
+            Some(pb::ServerMessage {
+                msg: Some(In::Registered(r)),
+            }) => {
                 tracing::info!(worker_id = %r.worker_id, tasks = self.tasks.len(), "worker registered");
             }
             other => {
-                return Err(Error::Unavailable(format!("engine answered registration with {other:?}")));
+                return Err(Error::Unavailable(format!(
+                    "engine answered registration with {other:?}"
+                )));
             }
         }
         Ok(Conn { tx, inbound })
     }
 
-    async fn run_loop(self: Arc<Self>, mut conn: Option<Conn>, mut stop: watch::Receiver<bool>) -> Result<()> {
+    async fn run_loop(
+        self: Arc<Self>,
+        mut conn: Option<Conn>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let c = match conn.take() {
@@ -172,10 +192,19 @@ impl Worker {
     /// Serve one connection; true when asked to stop.
     async fn serve(&self, conn: Conn, stop: &mut watch::Receiver<bool>) -> bool {
         let Conn { tx, mut inbound } = conn;
-        let handlers: HashMap<String, Task> = self.tasks.iter().map(|t| (t.id.clone(), t.clone())).collect();
+        let handlers: HashMap<String, Task> = self
+            .tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.clone()))
+            .collect();
         let running: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut jobs = tokio::task::JoinSet::new();
-        let min_lease = self.tasks.iter().filter_map(|t| t.lease).min().unwrap_or(Duration::from_secs(30));
+        let min_lease = self
+            .tasks
+            .iter()
+            .filter_map(|t| t.lease)
+            .min()
+            .unwrap_or(Duration::from_secs(30));
         let mut beat = tokio::time::interval((min_lease / 3).max(Duration::from_millis(50)));
         loop {
             tokio::select! {
@@ -218,7 +247,10 @@ struct Conn {
 }
 
 /// Run the handler, turning a panic into a retryable failure.
-async fn execute(task: &Task, a: &pb::RunAssignment) -> std::result::Result<serde_json::Value, crate::TaskError> {
+async fn execute(
+    task: &Task,
+    a: &pb::RunAssignment,
+) -> std::result::Result<serde_json::Value, crate::TaskError> {
     let payload: serde_json::Value = serde_json::from_str(&a.payload_json)
         .map_err(|e| crate::TaskError::fatal(format!("payload is not JSON: {e}")))?;
     let ctx = TaskContext {
@@ -234,17 +266,31 @@ async fn execute(task: &Task, a: &pb::RunAssignment) -> std::result::Result<serd
     let fut = (task.handler)(payload, ctx);
     match tokio::spawn(fut).await {
         Ok(r) => r,
-        Err(e) if e.is_panic() => Err(crate::TaskError::retryable(format!("handler panicked: {e}"))),
-        Err(e) => Err(crate::TaskError::retryable(format!("handler did not finish: {e}"))),
+        Err(e) if e.is_panic() => Err(crate::TaskError::retryable(format!(
+            "handler panicked: {e}"
+        ))),
+        Err(e) => Err(crate::TaskError::retryable(format!(
+            "handler did not finish: {e}"
+        ))),
     }
 }
 
-fn result(a: &pb::RunAssignment, outcome: std::result::Result<serde_json::Value, crate::TaskError>) -> pb::WorkerMessage {
+fn result(
+    a: &pb::RunAssignment,
+    outcome: std::result::Result<serde_json::Value, crate::TaskError>,
+) -> pb::WorkerMessage {
     let outcome = match outcome {
         Ok(v) => pb::run_result::Outcome::OutputJson(v.to_string()),
-        Err(e) => pb::run_result::Outcome::Failure(pb::TaskFailure { message: e.message, fatal: e.fatal }),
+        Err(e) => pb::run_result::Outcome::Failure(pb::TaskFailure {
+            message: e.message,
+            fatal: e.fatal,
+        }),
     };
     pb::WorkerMessage {
-        msg: Some(Out::Result(pb::RunResult { run_id: a.run_id.clone(), attempt: a.attempt, outcome: Some(outcome) })),
+        msg: Some(Out::Result(pb::RunResult {
+            run_id: a.run_id.clone(),
+            attempt: a.attempt,
+            outcome: Some(outcome),
+        })),
     }
 }

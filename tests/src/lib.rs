@@ -37,12 +37,24 @@ pub fn unique_schema() -> String {
 pub fn backends() -> Vec<Backend> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    out.push(Backend { name: "sqlite", config: test_config(Config::embedded(dir.path())), dir });
+    out.push(Backend {
+        name: "sqlite",
+        config: test_config(Config::embedded(dir.path())),
+        dir,
+    });
     if let Ok(url) = std::env::var("FANOUT_TEST_POSTGRES_URL") {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(Config::embedded(dir.path()));
-        config.store = StoreConfig::Postgres { url, schema: unique_schema(), max_connections: 8 };
-        out.push(Backend { name: "postgres", config, dir });
+        config.store = StoreConfig::Postgres {
+            url,
+            schema: unique_schema(),
+            max_connections: 8,
+        };
+        out.push(Backend {
+            name: "postgres",
+            config,
+            dir,
+        });
     }
     out
 }
@@ -59,27 +71,41 @@ pub struct TestEngine {
 impl TestEngine {
     /// Start on 127.0.0.1:0 (both ports) with `config`.
     pub async fn start(config: Config) -> Self {
-        let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await.expect("bind");
+        let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
+            .await
+            .expect("bind");
         let grpc_url = format!("http://{}", listeners.grpc.local_addr().expect("addr"));
         let http_url = format!("http://{}", listeners.http.local_addr().expect("addr"));
         let backends = Backends::connect(&config).await.expect("backends");
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         let cfg = config.clone();
-        let join = tokio::spawn(async move { fanout_engine::run_with(listeners, cfg, backends, c.cancelled_owned()).await });
-        TestEngine { grpc_url, http_url, config, cancel, join }
+        let join = tokio::spawn(async move {
+            fanout_engine::run_with(listeners, cfg, backends, c.cancelled_owned()).await
+        });
+        TestEngine {
+            grpc_url,
+            http_url,
+            config,
+            cancel,
+            join,
+        }
     }
 
     /// A client in `namespace`.
     pub async fn client(&self) -> fanout::Client {
-        fanout::Client::connect(&self.grpc_url).await.expect("connect")
+        fanout::Client::connect(&self.grpc_url)
+            .await
+            .expect("connect")
     }
 
     /// Graceful stop; returns when the engine has shut down.
     pub async fn stop(self) {
         self.cancel.cancel();
         let r = tokio::time::timeout(Duration::from_secs(20), self.join).await;
-        r.expect("engine did not stop within 20s").expect("engine task").expect("engine run");
+        r.expect("engine did not stop within 20s")
+            .expect("engine task")
+            .expect("engine run");
     }
 }
 
@@ -104,7 +130,67 @@ where
 /// Runs of the client's namespace with `status`, as (task, run) pairs.
 pub async fn runs_with_status(client: &fanout::Client, status: &str) -> Vec<fanout::proto::Run> {
     client
-        .list_runs(fanout::proto::ListRunsRequest { status: status.into(), limit: 10_000, ..Default::default() })
+        .list_runs(fanout::proto::ListRunsRequest {
+            status: status.into(),
+            limit: 10_000,
+            ..Default::default()
+        })
         .await
         .expect("list runs")
+}
+
+/// Archives under test: local always, ClickHouse with `FANOUT_TEST_CLICKHOUSE_URL`
+/// (each call gets a database of its own).
+pub async fn archives() -> Vec<(
+    &'static str,
+    std::sync::Arc<dyn fanout_engine::archive::Archive>,
+    tempfile::TempDir,
+)> {
+    use fanout_engine::archive::{clickhouse::ClickhouseArchive, local::LocalArchive};
+    let mut out: Vec<(
+        &'static str,
+        std::sync::Arc<dyn fanout_engine::archive::Archive>,
+        tempfile::TempDir,
+    )> = Vec::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = LocalArchive::open(&dir.path().join("archive.db"))
+        .await
+        .expect("local archive");
+    out.push(("local", std::sync::Arc::new(local), dir));
+    if let Ok(url) = std::env::var("FANOUT_TEST_CLICKHOUSE_URL") {
+        let db = unique_schema();
+        let ch = ClickhouseArchive::connect(&url, &db, None, None)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("FANOUT_TEST_CLICKHOUSE_URL={url} is set but unusable: {e}")
+            });
+        out.push((
+            "clickhouse",
+            std::sync::Arc::new(ch),
+            tempfile::tempdir().expect("tempdir"),
+        ));
+    }
+    out
+}
+
+/// Stores under test: SQLite always, Postgres with `FANOUT_TEST_POSTGRES_URL`
+/// (fresh schema per call).
+pub async fn stores() -> Vec<(
+    &'static str,
+    std::sync::Arc<dyn fanout_engine::storage::Store>,
+    tempfile::TempDir,
+)> {
+    use fanout_engine::storage::sql::SqlStore;
+    let mut out = Vec::new();
+    for b in backends() {
+        let store = SqlStore::connect(&b.config.store)
+            .await
+            .unwrap_or_else(|e| panic!("{} store configured but unusable: {e}", b.name));
+        out.push((
+            b.name,
+            std::sync::Arc::new(store) as std::sync::Arc<dyn fanout_engine::storage::Store>,
+            b.dir,
+        ));
+    }
+    out
 }

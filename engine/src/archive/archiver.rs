@@ -47,7 +47,11 @@ pub async fn run(engine: Engine, archive: Arc<dyn Archive>, cancel: Cancellation
 }
 
 /// Ship one batch; returns how many events were shipped.
-pub async fn ship_once(engine: &Engine, archive: &dyn Archive, batch: usize) -> crate::error::Result<usize> {
+pub async fn ship_once(
+    engine: &Engine,
+    archive: &dyn Archive,
+    batch: usize,
+) -> crate::error::Result<usize> {
     let events = engine.store().outbox(batch).await?;
     if events.is_empty() {
         return Ok(0);

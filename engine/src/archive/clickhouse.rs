@@ -45,8 +45,17 @@ fn ch_err(what: &str) -> impl Fn(clickhouse::error::Error) -> Error + '_ {
 
 impl ClickhouseArchive {
     /// Connect and create the database and table if missing.
-    pub async fn connect(url: &str, database: &str, user: Option<&str>, password: Option<&str>) -> Result<Self> {
-        if !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || database.is_empty() {
+    pub async fn connect(
+        url: &str,
+        database: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Self> {
+        if !database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || database.is_empty()
+        {
             return Err(Error::InvalidArgument(format!(
                 "archive.database '{database}' is invalid: use letters, digits and '_'"
             )));
@@ -66,7 +75,10 @@ impl ClickhouseArchive {
             .execute()
             .await
             .map_err(|e| Error::Unavailable(format!("clickhouse: cannot reach {url}: {e}")))?;
-        let table = format!("{database}.events");
+        // Inserts quote the table name whole, so select the database on the
+        // client and use the bare table name.
+        let client = client.with_database(database);
+        let table = "events".to_string();
         client
             .query(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (
@@ -98,7 +110,11 @@ impl Archive for ClickhouseArchive {
         if events.is_empty() {
             return Ok(());
         }
-        let mut insert = self.client.insert::<ChEvent>(&self.table).await.map_err(ch_err("insert"))?;
+        let mut insert = self
+            .client
+            .insert::<ChEvent>(&self.table)
+            .await
+            .map_err(ch_err("insert"))?;
         for e in events {
             let row = ChEvent {
                 event_id: e.event_id.clone(),
@@ -124,13 +140,18 @@ impl Archive for ClickhouseArchive {
             self.table
         );
         if !q.events.is_empty() {
-            sql += " AND event_name IN ?";
+            sql += " AND has(?, event_name)";
         }
         if q.after.is_some() {
             sql += " AND (published_at_ms > ? OR (published_at_ms = ? AND event_id > ?))";
         }
         sql += " ORDER BY published_at_ms, event_id LIMIT 1 BY event_id LIMIT ?";
-        let mut query = self.client.query(&sql).bind(&q.namespace).bind(q.from_ms).bind(q.to_ms);
+        let mut query = self
+            .client
+            .query(&sql)
+            .bind(&q.namespace)
+            .bind(q.from_ms)
+            .bind(q.to_ms);
         if !q.events.is_empty() {
             query = query.bind(&q.events);
         }

@@ -10,6 +10,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::path::Path;
 
+/// Epoch ms as SQLite's signed integer, saturating.
+fn clamp(ms: u64) -> i64 {
+    ms.min(i64::MAX as u64) as i64
+}
+
 /// SQLite-backed archive.
 pub struct LocalArchive {
     pool: SqlitePool,
@@ -36,8 +41,9 @@ impl LocalArchive {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Unavailable(format!("archive: cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Unavailable(format!("archive: cannot create {}: {e}", dir.display()))
+            })?;
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)
@@ -48,7 +54,9 @@ impl LocalArchive {
             .max_connections(2)
             .connect_with(opts)
             .await
-            .map_err(|e| Error::Unavailable(format!("archive: cannot open {}: {e}", path.display())))?;
+            .map_err(|e| {
+                Error::Unavailable(format!("archive: cannot open {}: {e}", path.display()))
+            })?;
         sqlx::raw_sql(DDL).execute(&pool).await?;
         Ok(LocalArchive { pool })
     }
@@ -84,10 +92,12 @@ impl Archive for LocalArchive {
     }
 
     async fn read(&self, q: &ArchiveQuery) -> Result<Vec<ArchivedEvent>> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM archived_events WHERE namespace = ");
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM archived_events WHERE namespace = ");
         qb.push_bind(&q.namespace);
-        qb.push(" AND published_at_ms >= ").push_bind(q.from_ms as i64);
-        qb.push(" AND published_at_ms < ").push_bind(q.to_ms as i64);
+        qb.push(" AND published_at_ms >= ")
+            .push_bind(clamp(q.from_ms));
+        qb.push(" AND published_at_ms < ").push_bind(clamp(q.to_ms));
         if !q.events.is_empty() {
             qb.push(" AND event_name IN (");
             let mut sep = qb.separated(", ");
@@ -102,7 +112,8 @@ impl Archive for LocalArchive {
             qb.push(" AND event_id > ").push_bind(id);
             qb.push("))");
         }
-        qb.push(" ORDER BY published_at_ms, event_id LIMIT ").push_bind(q.limit.max(1) as i64);
+        qb.push(" ORDER BY published_at_ms, event_id LIMIT ")
+            .push_bind(q.limit.max(1) as i64);
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {

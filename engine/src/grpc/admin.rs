@@ -18,7 +18,10 @@ fn opt(s: String) -> Option<String> {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
+    async fn list_runs(
+        &self,
+        req: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
         let status = match r.status.as_str() {
@@ -29,12 +32,23 @@ impl AdminService for AdminApi {
                 ))
             })?),
         };
-        let q = RunQuery { event: opt(r.event), task: opt(r.task), status, before: opt(r.before), limit: r.limit };
+        let q = RunQuery {
+            event: opt(r.event),
+            task: opt(r.task),
+            status,
+            before: opt(r.before),
+            limit: r.limit,
+        };
         let runs = self.engine.store().list_runs(&ns, &q).await?;
-        Ok(Response::new(pb::ListRunsResponse { runs: runs.into_iter().map(convert::run).collect() }))
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: runs.into_iter().map(convert::run).collect(),
+        }))
     }
 
-    async fn get_run(&self, req: Request<pb::GetRunRequest>) -> Result<Response<pb::RunDetail>, Status> {
+    async fn get_run(
+        &self,
+        req: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::RunDetail>, Status> {
         let ns = namespace(&req)?;
         let id = req.into_inner().id;
         let (run, attempts, payload) = self

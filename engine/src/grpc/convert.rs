@@ -28,10 +28,26 @@ pub fn retry_from_pb(r: Option<pb::RetryPolicy>) -> RetryPolicy {
     let d = RetryPolicy::default();
     let Some(r) = r else { return d };
     RetryPolicy {
-        max_attempts: if r.max_attempts == 0 { d.max_attempts } else { r.max_attempts },
-        initial_backoff_ms: if r.initial_backoff_ms == 0 { d.initial_backoff_ms } else { r.initial_backoff_ms },
-        max_backoff_ms: if r.max_backoff_ms == 0 { d.max_backoff_ms } else { r.max_backoff_ms },
-        multiplier: if r.multiplier == 0.0 { d.multiplier } else { r.multiplier },
+        max_attempts: if r.max_attempts == 0 {
+            d.max_attempts
+        } else {
+            r.max_attempts
+        },
+        initial_backoff_ms: if r.initial_backoff_ms == 0 {
+            d.initial_backoff_ms
+        } else {
+            r.initial_backoff_ms
+        },
+        max_backoff_ms: if r.max_backoff_ms == 0 {
+            d.max_backoff_ms
+        } else {
+            r.max_backoff_ms
+        },
+        multiplier: if r.multiplier == 0.0 {
+            d.multiplier
+        } else {
+            r.multiplier
+        },
     }
 }
 

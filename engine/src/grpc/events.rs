@@ -13,33 +13,58 @@ pub struct EventsApi {
 
 #[tonic::async_trait]
 impl EventService for EventsApi {
-    async fn define_event(&self, req: Request<pb::DefineEventRequest>) -> Result<Response<pb::DefineEventResponse>, Status> {
+    async fn define_event(
+        &self,
+        req: Request<pb::DefineEventRequest>,
+    ) -> Result<Response<pb::DefineEventResponse>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let (def, created) = self.engine.define_event(&ns, &r.name, &r.schema_json, &r.description).await?;
-        Ok(Response::new(pb::DefineEventResponse { event: Some(convert::event_def(def)), created }))
+        let (def, created) = self
+            .engine
+            .define_event(&ns, &r.name, &r.schema_json, &r.description)
+            .await?;
+        Ok(Response::new(pb::DefineEventResponse {
+            event: Some(convert::event_def(def)),
+            created,
+        }))
     }
 
-    async fn get_event(&self, req: Request<pb::GetEventRequest>) -> Result<Response<pb::EventDefinition>, Status> {
+    async fn get_event(
+        &self,
+        req: Request<pb::GetEventRequest>,
+    ) -> Result<Response<pb::EventDefinition>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
         let version = (r.version != 0).then_some(r.version);
-        let def = self.engine.store().get_event(&ns, &r.name, version).await?.ok_or_else(|| {
-            Error::NotFound(match version {
-                Some(v) => format!("event '{}' has no version {v} in namespace '{ns}'", r.name),
-                None => format!("event '{}' is not defined in namespace '{ns}'", r.name),
-            })
-        })?;
+        let def = self
+            .engine
+            .store()
+            .get_event(&ns, &r.name, version)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(match version {
+                    Some(v) => format!("event '{}' has no version {v} in namespace '{ns}'", r.name),
+                    None => format!("event '{}' is not defined in namespace '{ns}'", r.name),
+                })
+            })?;
         Ok(Response::new(convert::event_def(def)))
     }
 
-    async fn list_events(&self, req: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let ns = namespace(&req)?;
         let events = self.engine.store().list_events(&ns).await?;
-        Ok(Response::new(pb::ListEventsResponse { events: events.into_iter().map(convert::event_def).collect() }))
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.into_iter().map(convert::event_def).collect(),
+        }))
     }
 
-    async fn publish(&self, req: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+    async fn publish(
+        &self,
+        req: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
         let p = self
@@ -59,7 +84,11 @@ impl EventService for EventsApi {
         Ok(Response::new(pb::PublishResponse {
             event_id: p.event_id,
             event_version: p.version,
-            runs: p.runs.into_iter().map(|(run_id, task_id)| pb::RunRef { run_id, task_id }).collect(),
+            runs: p
+                .runs
+                .into_iter()
+                .map(|(run_id, task_id)| pb::RunRef { run_id, task_id })
+                .collect(),
             deduplicated: p.deduplicated,
         }))
     }

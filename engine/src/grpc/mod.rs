@@ -20,7 +20,10 @@ pub fn namespace<T>(req: &tonic::Request<T>) -> Result<String> {
     let ns = match req.metadata().get(fanout_proto::NAMESPACE_HEADER) {
         None => return Ok(fanout_proto::DEFAULT_NAMESPACE.to_string()),
         Some(v) => v.to_str().map_err(|_| {
-            Error::InvalidArgument(format!("metadata {}: must be ASCII", fanout_proto::NAMESPACE_HEADER))
+            Error::InvalidArgument(format!(
+                "metadata {}: must be ASCII",
+                fanout_proto::NAMESPACE_HEADER
+            ))
         })?,
     };
     crate::schema::check_identifier("namespace", ns)?;
@@ -34,7 +37,12 @@ pub fn router(engine: Engine, cancel: CancellationToken) -> tonic::transport::se
     drop(health_reporter);
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(EventServiceServer::new(events::EventsApi { engine: engine.clone() }))
-        .add_service(WorkerServiceServer::new(workers::WorkersApi { engine: engine.clone(), cancel }))
+        .add_service(EventServiceServer::new(events::EventsApi {
+            engine: engine.clone(),
+        }))
+        .add_service(WorkerServiceServer::new(workers::WorkersApi {
+            engine: engine.clone(),
+            cancel,
+        }))
         .add_service(AdminServiceServer::new(admin::AdminApi { engine }))
 }

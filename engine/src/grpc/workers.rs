@@ -37,7 +37,11 @@ fn subscription(ns: &str, default_lease: u64, t: pb::TaskRegistration) -> Subscr
         filter_json: t.filter_json,
         consumer_group: t.consumer_group,
         retry: convert::retry_from_pb(t.retry),
-        lease_ms: if t.lease_ms == 0 { default_lease } else { t.lease_ms },
+        lease_ms: if t.lease_ms == 0 {
+            default_lease
+        } else {
+            t.lease_ms
+        },
         updated_at_ms: now_ms(),
     }
 }
@@ -46,38 +50,62 @@ fn subscription(ns: &str, default_lease: u64, t: pb::TaskRegistration) -> Subscr
 impl WorkerService for WorkersApi {
     type SessionStream = OutStream;
 
-    async fn session(&self, req: Request<Streaming<pb::WorkerMessage>>) -> Result<Response<OutStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
         let ns = namespace(&req)?;
         let mut inbound = req.into_inner();
-        let first = inbound
-            .message()
-            .await?
-            .ok_or_else(|| Error::InvalidArgument("stream closed before the register message".into()))?;
+        let first = inbound.message().await?.ok_or_else(|| {
+            Error::InvalidArgument("stream closed before the register message".into())
+        })?;
         let Some(In::Register(reg)) = first.msg else {
-            return Err(Error::InvalidArgument("the first message on a worker stream must be register".into()).into());
+            return Err(Error::InvalidArgument(
+                "the first message on a worker stream must be register".into(),
+            )
+            .into());
         };
         if reg.tasks.is_empty() {
-            return Err(Error::InvalidArgument("register.tasks: a worker must register at least one task".into()).into());
+            return Err(Error::InvalidArgument(
+                "register.tasks: a worker must register at least one task".into(),
+            )
+            .into());
         }
         let concurrency = match reg.concurrency {
             0 => 10,
             n if n > 10_000 => {
-                return Err(Error::InvalidArgument(format!("register.concurrency: {n} is over the maximum of 10000")).into());
+                return Err(Error::InvalidArgument(format!(
+                    "register.concurrency: {n} is over the maximum of 10000"
+                ))
+                .into());
             }
             n => n as usize,
         };
         let lease = self.engine.config().default_lease_ms;
-        let subs: Vec<Subscription> = reg.tasks.into_iter().map(|t| subscription(&ns, lease, t)).collect();
+        let subs: Vec<Subscription> = reg
+            .tasks
+            .into_iter()
+            .map(|t| subscription(&ns, lease, t))
+            .collect();
         self.engine.register_tasks(&ns, &subs).await?;
 
         let worker_id = new_id();
         tracing::info!(namespace = %ns, worker = %worker_id, name = %reg.worker_name, tasks = subs.len(), concurrency, "worker connected");
         let tasks = subs.iter().map(|s| s.task_id.clone()).collect();
-        let session = Arc::new(Session::new(self.engine.clone(), ns.clone(), worker_id.clone(), tasks, concurrency));
+        let session = Arc::new(Session::new(
+            self.engine.clone(),
+            ns.clone(),
+            worker_id.clone(),
+            tasks,
+            concurrency,
+        ));
         let (tx, rx) = mpsc::channel::<Result<pb::ServerMessage, Status>>(concurrency + 8);
         let _ = tx
             .send(Ok(pb::ServerMessage {
-                msg: Some(Out::Registered(pb::Registered { worker_id: worker_id.clone(), namespace: ns })),
+                msg: Some(Out::Registered(pb::Registered {
+                    worker_id: worker_id.clone(),
+                    namespace: ns,
+                })),
             }))
             .await;
 
@@ -107,27 +135,43 @@ impl WorkerService for WorkersApi {
                     _ = cancel.cancelled() => break,
                 };
                 match msg {
-                    Ok(Some(pb::WorkerMessage { msg: Some(In::Result(r)) })) => {
+                    Ok(Some(pb::WorkerMessage {
+                        msg: Some(In::Result(r)),
+                    })) => {
                         let outcome = match r.outcome {
                             Some(pb::run_result::Outcome::OutputJson(o)) => Outcome::Ok(o),
-                            Some(pb::run_result::Outcome::Failure(f)) => Outcome::Failed { message: f.message, fatal: f.fatal },
-                            None => Outcome::Failed { message: "worker sent a result with no outcome".into(), fatal: false },
+                            Some(pb::run_result::Outcome::Failure(f)) => Outcome::Failed {
+                                message: f.message,
+                                fatal: f.fatal,
+                            },
+                            None => Outcome::Failed {
+                                message: "worker sent a result with no outcome".into(),
+                                fatal: false,
+                            },
                         };
                         let s = session.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = s.on_result(r.run_id.clone(), r.attempt, outcome).await {
+                            if let Err(e) = s.on_result(r.run_id.clone(), r.attempt, outcome).await
+                            {
                                 tracing::warn!(run_id = %r.run_id, error = %e, "could not record result; the lease will expire and the run retry");
                             }
                         });
                     }
-                    Ok(Some(pb::WorkerMessage { msg: Some(In::Heartbeat(h)) })) => {
+                    Ok(Some(pb::WorkerMessage {
+                        msg: Some(In::Heartbeat(h)),
+                    })) => {
                         if let Err(e) = session.on_heartbeat(&h.run_ids).await {
                             tracing::warn!(worker = %session.worker_id, error = %e, "heartbeat not recorded");
                         }
                     }
-                    Ok(Some(pb::WorkerMessage { msg: Some(In::Register(_)) })) => {
+                    Ok(Some(pb::WorkerMessage {
+                        msg: Some(In::Register(_)),
+                    })) => {
                         let _ = tx
-                            .send(Err(Error::InvalidArgument("register may only be sent once per stream".into()).into()))
+                            .send(Err(Error::InvalidArgument(
+                                "register may only be sent once per stream".into(),
+                            )
+                            .into()))
                             .await;
                         break;
                     }
@@ -139,6 +183,8 @@ impl WorkerService for WorkersApi {
             session.close().await;
             tracing::info!(worker = %session.worker_id, "worker disconnected");
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

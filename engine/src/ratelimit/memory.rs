@@ -25,7 +25,10 @@ impl RateLimiter for MemoryLimiter {
         let now = Instant::now();
         let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let hits = map.entry(key.to_string()).or_default();
-        while hits.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        while hits
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             hits.pop_front();
         }
         if (hits.len() as u64) < u64::from(limit) {
@@ -34,6 +37,8 @@ impl RateLimiter for MemoryLimiter {
         }
         let oldest = hits.front().copied().unwrap_or(now);
         let retry_after = window.saturating_sub(now.duration_since(oldest));
-        Ok(Decision::Deny { retry_after: retry_after.max(Duration::from_millis(1)) })
+        Ok(Decision::Deny {
+            retry_after: retry_after.max(Duration::from_millis(1)),
+        })
     }
 }

@@ -48,10 +48,13 @@ impl RedisLimiter {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1);
-        let conn = tokio::time::timeout(Duration::from_secs(5), ConnectionManager::new_with_config(client, cfg))
-            .await
-            .map_err(|_| Error::Unavailable(format!("redis: timed out connecting to {url}")))?
-            .map_err(|e| Error::Unavailable(format!("redis: cannot connect to {url}: {e}")))?;
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            ConnectionManager::new_with_config(client, cfg),
+        )
+        .await
+        .map_err(|_| Error::Unavailable(format!("redis: timed out connecting to {url}")))?
+        .map_err(|e| Error::Unavailable(format!("redis: cannot connect to {url}: {e}")))?;
         Ok(RedisLimiter {
             conn,
             script: redis::Script::new(SCRIPT),

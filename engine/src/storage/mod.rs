@@ -50,8 +50,11 @@ pub trait Store: Send + Sync + 'static {
     /// Store events and their runs in **one** transaction. Per event the
     /// answer is what was created, or — when its idempotency key was seen
     /// within the window — the original event and runs, `deduplicated`.
-    async fn publish(&self, events: &[NewEvent], idempotency_window_ms: i64)
-    -> Result<Vec<Published>>;
+    async fn publish(
+        &self,
+        events: &[NewEvent],
+        idempotency_window_ms: i64,
+    ) -> Result<Vec<Published>>;
 
     /// Lease up to `limit` due runs of these tasks to `worker_id`.
     async fn claim(
@@ -65,8 +68,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record attempt outcomes in one transaction; failures are scheduled for
     /// retry (backoff with jitter) or go dead.
-    async fn complete(&self, completions: &[Completion], now_ms: i64)
-    -> Result<Vec<CompletionEffect>>;
+    async fn complete(
+        &self,
+        completions: &[Completion],
+        now_ms: i64,
+    ) -> Result<Vec<CompletionEffect>>;
 
     /// Extend the leases of these runs, if `worker_id` still holds them.
     async fn heartbeat(&self, worker_id: &str, run_ids: &[String], now_ms: i64) -> Result<u64>;
@@ -84,8 +90,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>>;
 
     /// One run with its attempts and its event's payload.
-    async fn get_run(&self, namespace: &str, id: &str)
-    -> Result<Option<(Run, Vec<Attempt>, String)>>;
+    async fn get_run(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<(Run, Vec<Attempt>, String)>>;
 
     /// Up to `limit` events not yet shipped to the archive, oldest first.
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>>;

@@ -51,6 +51,8 @@ pub struct SqlStore {
     /// Reads (the same pool on Postgres).
     reader: AnyPool,
     dialect: Dialect,
+    /// Postgres `NOTIFY` channel shared by the replicas on this schema.
+    channel: Option<String>,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -72,7 +74,13 @@ fn migrator(dialect: Dialect) -> Migrator {
     let migrations = list
         .iter()
         .map(|(v, d, sql)| {
-            Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, Cow::Borrowed(*sql), false)
+            Migration::new(
+                *v,
+                Cow::Borrowed(*d),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
         })
         .collect::<Vec<_>>();
     Migrator {
@@ -126,11 +134,20 @@ impl SqlStore {
                 let reader = opts(4).connect(&url).await.map_err(|e| {
                     Error::Unavailable(format!("sqlite: cannot open {}: {e}", path.display()))
                 })?;
-                let store = SqlStore { writer, reader, dialect: Dialect::Sqlite };
+                let store = SqlStore {
+                    writer,
+                    reader,
+                    dialect: Dialect::Sqlite,
+                    channel: None,
+                };
                 store.migrate().await?;
                 Ok(store)
             }
-            StoreConfig::Postgres { url, schema, max_connections } => {
+            StoreConfig::Postgres {
+                url,
+                schema,
+                max_connections,
+            } => {
                 let schema = schema.clone();
                 // Create the schema once, before the pool sets search_path.
                 {
@@ -139,12 +156,19 @@ impl SqlStore {
                         .acquire_timeout(Duration::from_secs(10))
                         .connect(url)
                         .await
-                        .map_err(|e| Error::Unavailable(format!("postgres: cannot connect to {}: {e}", redact(url))))?;
+                        .map_err(|e| {
+                            Error::Unavailable(format!(
+                                "postgres: cannot connect to {}: {e}",
+                                redact(url)
+                            ))
+                        })?;
                     let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema));
                     if let Err(e) = boot.execute(sql.as_str()).await {
                         // Two replicas racing here: the loser sees a unique violation.
                         if !matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) {
-                            return Err(Error::Unavailable(format!("postgres: cannot create schema {schema}: {e}")));
+                            return Err(Error::Unavailable(format!(
+                                "postgres: cannot create schema {schema}: {e}"
+                            )));
                         }
                     }
                     boot.close().await;
@@ -162,8 +186,18 @@ impl SqlStore {
                     })
                     .connect(url)
                     .await
-                    .map_err(|e| Error::Unavailable(format!("postgres: cannot connect to {}: {e}", redact(url))))?;
-                let store = SqlStore { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres };
+                    .map_err(|e| {
+                        Error::Unavailable(format!(
+                            "postgres: cannot connect to {}: {e}",
+                            redact(url)
+                        ))
+                    })?;
+                let store = SqlStore {
+                    writer: pool.clone(),
+                    reader: pool,
+                    dialect: Dialect::Postgres,
+                    channel: Some(notify_channel(&schema)),
+                };
                 store.migrate().await?;
                 Ok(store)
             }
@@ -197,6 +231,13 @@ impl SqlStore {
     }
 }
 
+/// The `LISTEN/NOTIFY` channel of the replicas sharing `schema`.
+pub fn notify_channel(schema: &str) -> String {
+    let mut c = format!("fanout_{schema}");
+    c.truncate(63);
+    c
+}
+
 /// Hide a password in a URL for error messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -213,7 +254,10 @@ pub fn redact(url: &str) -> String {
 
 /// `$from, $from+1, …` for `n` parameters.
 fn params(from: usize, n: usize) -> String {
-    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Rows per multi-row INSERT (keeps parameters well under both limits).
@@ -287,8 +331,7 @@ struct Failing {
     retry: RetryPolicy,
 }
 
-const FAILING_COLUMNS: &str =
-    "id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier";
+const FAILING_COLUMNS: &str = "id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier";
 
 fn failing_from_row(r: &AnyRow) -> Result<Failing> {
     Ok(Failing {
@@ -318,7 +361,11 @@ async fn fail_run(
         (RunStatus::Dead, now, CompletionEffect::Dead)
     } else {
         let at = now + f.retry.backoff(f.attempts).as_millis() as i64;
-        (RunStatus::Retrying, at, CompletionEffect::Retrying { at_ms: at })
+        (
+            RunStatus::Retrying,
+            at,
+            CompletionEffect::Retrying { at_ms: at },
+        )
     };
     sqlx::query(
         "UPDATE runs SET status = $1, available_at_ms = $2, last_error = $3, updated_at_ms = $4, \
@@ -331,7 +378,18 @@ async fn fail_run(
     .bind(&f.id)
     .execute(&mut **tx)
     .await?;
-    insert_attempt(tx, &f.id, f.attempts, &f.worker_id, f.started_at_ms, now, false, "", message).await?;
+    insert_attempt(
+        tx,
+        &f.id,
+        f.attempts,
+        &f.worker_id,
+        f.started_at_ms,
+        now,
+        false,
+        "",
+        message,
+    )
+    .await?;
     Ok(effect)
 }
 
@@ -365,19 +423,61 @@ async fn insert_attempt(
 }
 
 impl SqlStore {
+    /// Tell other replicas (Postgres only), delivered at commit.
+    async fn notify(&self, tx: &mut Transaction<'static, Any>, message: &str) -> Result<()> {
+        if let Some(channel) = &self.channel {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(message)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Announce the earliest retry among `effects`.
+    async fn notify_due(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        effects: &[CompletionEffect],
+    ) -> Result<()> {
+        let due = effects
+            .iter()
+            .filter_map(|e| match e {
+                CompletionEffect::Retrying { at_ms } => Some(*at_ms),
+                _ => None,
+            })
+            .min();
+        match due {
+            Some(at) => self.notify(tx, &format!("due:{at}")).await,
+            None => Ok(()),
+        }
+    }
+
     /// Fail every running run matching `cond` (with `$1` = now, `$2` = arg).
-    async fn fail_running_where(&self, cond: &str, arg: &str, message: &str, now: i64) -> Result<Vec<CompletionEffect>> {
+    async fn fail_running_where(
+        &self,
+        cond: &str,
+        arg: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<Vec<CompletionEffect>> {
         let mut tx = self.writer.begin().await?;
         let sql = format!(
             "SELECT {FAILING_COLUMNS} FROM runs WHERE status = 'running' AND {cond} LIMIT 1000{}",
             self.dialect.skip_locked()
         );
-        let rows = sqlx::query(&sql).bind(now).bind(arg).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .bind(arg)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut effects = Vec::with_capacity(rows.len());
         for r in &rows {
             let f = failing_from_row(r)?;
             effects.push(fail_run(&mut tx, &f, message, false, now).await?);
         }
+        self.notify_due(&mut tx, &effects).await?;
         tx.commit().await?;
         Ok(effects)
     }
@@ -390,7 +490,11 @@ impl SqlStore {
             .bind(event_id)
             .fetch_optional(&mut **tx)
             .await?
-            .ok_or_else(|| Error::Internal(format!("idempotency key points at missing event {event_id}")))?;
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "idempotency key points at missing event {event_id}"
+                ))
+            })?;
         let runs = sqlx::query("SELECT id, task_id FROM runs WHERE event_id = $1 ORDER BY id")
             .bind(event_id)
             .fetch_all(&mut **tx)
@@ -456,6 +560,7 @@ impl Store for SqlStore {
             .await;
             match res {
                 Ok(_) => {
+                    self.notify(&mut tx, &format!("events:{namespace}")).await?;
                     tx.commit().await?;
                     return Ok((
                         EventDef {
@@ -473,10 +578,17 @@ impl Store for SqlStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Unavailable(format!("event '{name}' is being redefined concurrently; try again")))
+        Err(Error::Unavailable(format!(
+            "event '{name}' is being redefined concurrently; try again"
+        )))
     }
 
-    async fn get_event(&self, namespace: &str, name: &str, version: Option<u32>) -> Result<Option<EventDef>> {
+    async fn get_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<EventDef>> {
         let row = match version {
             Some(v) => sqlx::query(
                 "SELECT * FROM event_definitions WHERE namespace = $1 AND name = $2 AND version = $3",
@@ -536,6 +648,12 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        let mut namespaces: Vec<&str> = subs.iter().map(|s| s.namespace.as_str()).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        for ns in namespaces {
+            self.notify(&mut tx, &format!("subs:{ns}")).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -557,7 +675,11 @@ impl Store for SqlStore {
         rows.iter().map(sub_from_row).collect()
     }
 
-    async fn publish(&self, events: &[NewEvent], idempotency_window_ms: i64) -> Result<Vec<Published>> {
+    async fn publish(
+        &self,
+        events: &[NewEvent],
+        idempotency_window_ms: i64,
+    ) -> Result<Vec<Published>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         let mut out: Vec<Published> = Vec::with_capacity(events.len());
@@ -566,7 +688,11 @@ impl Store for SqlStore {
         let mut batch_keys: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for ev in events {
             if !ev.idempotency_key.is_empty() {
-                let k = (ev.namespace.as_str(), ev.name.as_str(), ev.idempotency_key.as_str());
+                let k = (
+                    ev.namespace.as_str(),
+                    ev.name.as_str(),
+                    ev.idempotency_key.as_str(),
+                );
                 if let Some(&i) = batch_keys.get(&k) {
                     let mut p = out[i].clone();
                     p.deduplicated = true;
@@ -607,7 +733,11 @@ impl Store for SqlStore {
             out.push(Published {
                 event_id: ev.id.clone(),
                 version: ev.version,
-                runs: ev.runs.iter().map(|r| (r.id.clone(), r.task_id.clone())).collect(),
+                runs: ev
+                    .runs
+                    .iter()
+                    .map(|r| (r.id.clone(), r.task_id.clone()))
+                    .collect(),
                 deduplicated: false,
             });
             fresh.push(ev);
@@ -641,8 +771,10 @@ impl Store for SqlStore {
             q.execute(&mut *tx).await?;
         }
 
-        let runs: Vec<(&NewEvent, &NewRun)> =
-            fresh.iter().flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r))).collect();
+        let runs: Vec<(&NewEvent, &NewRun)> = fresh
+            .iter()
+            .flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r)))
+            .collect();
         for chunk in runs.chunks(CHUNK) {
             const N: usize = 15;
             let values = (0..chunk.len())
@@ -675,6 +807,9 @@ impl Store for SqlStore {
             }
             q.execute(&mut *tx).await?;
         }
+        if !runs.is_empty() {
+            self.notify(&mut tx, "runs").await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
@@ -700,7 +835,11 @@ impl Store for SqlStore {
             self.dialect.skip_locked()
         );
         let mut tx = self.writer.begin().await?;
-        let mut q = sqlx::query(&sql).bind(worker_id).bind(now).bind(namespace).bind(limit as i64);
+        let mut q = sqlx::query(&sql)
+            .bind(worker_id)
+            .bind(now)
+            .bind(namespace)
+            .bind(limit as i64);
         for t in task_ids {
             q = q.bind(t);
         }
@@ -739,7 +878,14 @@ impl Store for SqlStore {
         for r in q.fetch_all(&mut *tx).await? {
             let id: String = r.try_get("id")?;
             let tags: String = r.try_get("tags")?;
-            payloads.insert(id, (r.try_get::<String, _>("payload")?, tags_from_json(&tags), r.try_get::<i64, _>("published_at_ms")?));
+            payloads.insert(
+                id,
+                (
+                    r.try_get::<String, _>("payload")?,
+                    tags_from_json(&tags),
+                    r.try_get::<i64, _>("published_at_ms")?,
+                ),
+            );
         }
         tx.commit().await?;
         for c in &mut claimed {
@@ -753,7 +899,11 @@ impl Store for SqlStore {
         Ok(claimed)
     }
 
-    async fn complete(&self, completions: &[Completion], now: i64) -> Result<Vec<CompletionEffect>> {
+    async fn complete(
+        &self,
+        completions: &[Completion],
+        now: i64,
+    ) -> Result<Vec<CompletionEffect>> {
         let mut effects = vec![CompletionEffect::Stale; completions.len()];
         let mut tx = self.writer.begin().await?;
 
@@ -781,7 +931,11 @@ impl Store for SqlStore {
             );
             let mut q = sqlx::query(&sql).bind(now);
             for (_, c, out) in chunk {
-                q = q.bind(&c.run_id).bind(c.attempt as i64).bind(&c.worker_id).bind(*out);
+                q = q
+                    .bind(&c.run_id)
+                    .bind(c.attempt as i64)
+                    .bind(&c.worker_id)
+                    .bind(*out);
             }
             let done: HashMap<String, i64> = q
                 .fetch_all(&mut *tx)
@@ -789,8 +943,10 @@ impl Store for SqlStore {
                 .iter()
                 .map(|r| Ok((r.try_get("id")?, r.try_get("started_at_ms")?)))
                 .collect::<Result<_>>()?;
-            let won: Vec<&(usize, &Completion, &str)> =
-                chunk.iter().filter(|(_, c, _)| done.contains_key(&c.run_id)).collect();
+            let won: Vec<&(usize, &Completion, &str)> = chunk
+                .iter()
+                .filter(|(_, c, _)| done.contains_key(&c.run_id))
+                .collect();
             if won.is_empty() {
                 continue;
             }
@@ -820,7 +976,9 @@ impl Store for SqlStore {
         // Failures: rarer; one decision each.
         let lock = self.dialect.for_update();
         for (i, c) in completions.iter().enumerate() {
-            let Outcome::Failed { message, fatal } = &c.outcome else { continue };
+            let Outcome::Failed { message, fatal } = &c.outcome else {
+                continue;
+            };
             let row = sqlx::query(&format!(
                 "SELECT {FAILING_COLUMNS} FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2 \
                  AND worker_id = $3{lock}"
@@ -835,6 +993,7 @@ impl Store for SqlStore {
                 effects[i] = fail_run(&mut tx, &f, message, *fatal, now).await?;
             }
         }
+        self.notify_due(&mut tx, &effects).await?;
         tx.commit().await?;
         Ok(effects)
     }
@@ -857,7 +1016,12 @@ impl Store for SqlStore {
 
     async fn release_worker(&self, worker_id: &str, now: i64) -> Result<u64> {
         let effects = self
-            .fail_running_where("$1 >= 0 AND worker_id = $2", worker_id, "worker disconnected during the attempt", now)
+            .fail_running_where(
+                "$1 >= 0 AND worker_id = $2",
+                worker_id,
+                "worker disconnected during the attempt",
+                now,
+            )
             .await?;
         Ok(effects.len() as u64)
     }
@@ -908,21 +1072,35 @@ impl Store for SqlStore {
         if let Some(b) = &query.before {
             sql += &add("id", b, "<");
         }
-        let limit = if query.limit == 0 { 100 } else { query.limit.min(10_000) };
+        let limit = if query.limit == 0 {
+            100
+        } else {
+            query.limit.min(10_000)
+        };
         sql += &format!(" ORDER BY id DESC LIMIT {limit}");
         let mut q = sqlx::query(&sql).bind(namespace);
         for a in &args {
             q = q.bind(a);
         }
-        q.fetch_all(&self.reader).await?.iter().map(run_from_row).collect()
+        q.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
     }
 
-    async fn get_run(&self, namespace: &str, id: &str) -> Result<Option<(Run, Vec<Attempt>, String)>> {
-        let Some(row) = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND id = $2"))
-            .bind(namespace)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
+    async fn get_run(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<(Run, Vec<Attempt>, String)>> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND id = $2"
+        ))
+        .bind(namespace)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
         else {
             return Ok(None);
         };
@@ -984,7 +1162,10 @@ impl Store for SqlStore {
 
     async fn mark_archived(&self, event_ids: &[String]) -> Result<()> {
         for chunk in event_ids.chunks(CHUNK) {
-            let sql = format!("UPDATE events SET archived = 1 WHERE id IN ({})", params(1, chunk.len()));
+            let sql = format!(
+                "UPDATE events SET archived = 1 WHERE id IN ({})",
+                params(1, chunk.len())
+            );
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(id);
