@@ -17,6 +17,7 @@ pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod filter;
 pub mod grpc;
 pub mod http;
 pub mod model;

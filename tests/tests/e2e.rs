@@ -187,7 +187,6 @@ async fn bad_input_is_refused_with_paths_and_nothing_is_stored() {
             "{err:?}"
         );
 
-
         let ok = json!({"email": "a@b.co", "items": [{"qty": 1}]});
         client
             .publish_json("cart.checked-out", &ok, PublishOptions::default())

@@ -408,7 +408,10 @@ async fn definitions_version_and_subscriptions_upsert() {
             lease_ms: 5_000,
             updated_at_ms: now_ms(),
         };
-        store.upsert_subscriptions(std::slice::from_ref(&sub)).await.unwrap();
+        store
+            .upsert_subscriptions(std::slice::from_ref(&sub))
+            .await
+            .unwrap();
         store
             .upsert_subscriptions(&[Subscription {
                 lease_ms: 9_000,

@@ -1,0 +1,708 @@
+//! Content filters: which events a subscription wants, decided server-side
+//! before a run is created.
+//!
+//! One language, two spellings, so patterns paste in from either world:
+//! Fanout operators (`{"amount": [{"$gte": 1000}]}`) and EventBridge
+//! patterns (`{"amount": [{"numeric": [">=", 1000]}]}`). Semantics follow
+//! EventBridge: keys AND, the values in an array OR, nested objects recurse,
+//! a payload array matches if any element matches, `exists: false` (or
+//! `$exists: false`) matches an absent field, `$or` takes alternatives of
+//! whole sub-patterns. A pattern is compiled once into a [`Filter`]; a
+//! malformed one is refused with the path and the problem — never treated as
+//! "match".
+
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+
+/// A compiled pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    root: Node,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    /// All of these field conditions and all of these `$or` groups.
+    All {
+        fields: Vec<(String, Field)>,
+        ors: Vec<Vec<Node>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    /// Nested object pattern.
+    Nested(Node),
+    /// Any of these leaf matchers.
+    AnyOf(Vec<Leaf>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Leaf {
+    Equals(Value),
+    Null,
+    Exists(bool),
+    IsNull(bool),
+    Num(Vec<(Cmp, f64)>),
+    Prefix(String, bool),
+    Suffix(String, bool),
+    EqualsIgnoreCase(String),
+    AnythingBut(Vec<Leaf>),
+    Includes(Value),
+    Wildcard(Vec<String>),
+    Cidr(IpAddr, u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+/// A refused pattern: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            if self.path.is_empty() {
+                "/"
+            } else {
+                &self.path
+            },
+            self.message
+        )
+    }
+}
+
+type R<T> = Result<T, FilterError>;
+
+fn err<T>(path: &str, message: impl Into<String>) -> R<T> {
+    Err(FilterError {
+        path: path.to_string(),
+        message: message.into(),
+    })
+}
+
+const OPERATORS: &str = "$gt $gte $lt $lte $between $startsWith $endsWith $ignoreCaseEquals $exists $isNull \
+     $anythingBut $includes, or EventBridge prefix suffix equals-ignore-case anything-but numeric exists wildcard cidr";
+
+impl Filter {
+    /// Compile a pattern (a JSON object).
+    pub fn compile(pattern: &Value) -> R<Self> {
+        let Value::Object(m) = pattern else {
+            return err("", "a filter must be a JSON object of field patterns");
+        };
+        Ok(Filter {
+            root: compile_object(m, "")?,
+        })
+    }
+
+    /// Parse and compile JSON text; empty text means "no filter".
+    pub fn parse(text: &str) -> R<Option<Self>> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let v: Value = serde_json::from_str(text).map_err(|e| FilterError {
+            path: String::new(),
+            message: format!("not valid JSON: {e}"),
+        })?;
+        Filter::compile(&v).map(Some)
+    }
+
+    /// Does `payload` match?
+    pub fn matches(&self, payload: &Value) -> bool {
+        node_matches(&self.root, Some(payload))
+    }
+}
+
+fn compile_object(m: &Map<String, Value>, path: &str) -> R<Node> {
+    let mut fields = Vec::new();
+    let mut ors = Vec::new();
+    for (k, v) in m {
+        let p = format!("{path}/{k}");
+        if k == "$or" {
+            let Value::Array(alts) = v else {
+                return err(&p, "$or takes an array of patterns");
+            };
+            if alts.len() < 2 {
+                return err(&p, "$or needs at least two patterns");
+            }
+            let mut group = Vec::new();
+            for (i, a) in alts.iter().enumerate() {
+                let Value::Object(am) = a else {
+                    return err(
+                        &format!("{p}/{i}"),
+                        "each $or alternative must be an object pattern",
+                    );
+                };
+                group.push(compile_object(am, path)?);
+            }
+            ors.push(group);
+            continue;
+        }
+        let field = match v {
+            Value::Object(inner) => Field::Nested(compile_object(inner, &p)?),
+            Value::Array(alts) => {
+                if alts.is_empty() {
+                    return err(
+                        &p,
+                        "an empty array matches nothing; list at least one value",
+                    );
+                }
+                let mut leaves = Vec::new();
+                for (i, a) in alts.iter().enumerate() {
+                    leaves.push(compile_leaf(a, &format!("{p}/{i}"))?);
+                }
+                Field::AnyOf(leaves)
+            }
+            other => {
+                return err(
+                    &p,
+                    format!(
+                        "expected an array of alternatives (e.g. [{other}]) or a nested object, got {other}"
+                    ),
+                );
+            }
+        };
+        fields.push((k.clone(), field));
+    }
+    if fields.is_empty() && ors.is_empty() && !path.is_empty() {
+        return err(path, "an empty nested pattern; remove it or add fields");
+    }
+    Ok(Node::All { fields, ors })
+}
+
+fn num(v: &Value, p: &str) -> R<f64> {
+    v.as_f64()
+        .map_or_else(|| err(p, format!("expected a number, got {v}")), Ok)
+}
+
+fn string<'a>(v: &'a Value, p: &str) -> R<&'a str> {
+    v.as_str()
+        .map_or_else(|| err(p, format!("expected a string, got {v}")), Ok)
+}
+
+fn boolean(v: &Value, p: &str) -> R<bool> {
+    v.as_bool()
+        .map_or_else(|| err(p, format!("expected true or false, got {v}")), Ok)
+}
+
+fn compile_leaf(v: &Value, p: &str) -> R<Leaf> {
+    let m = match v {
+        Value::Null => return Ok(Leaf::Null),
+        Value::Object(m) => m,
+        Value::Array(_) => {
+            return err(
+                p,
+                "nested arrays are not a pattern; list alternatives in one array",
+            );
+        }
+        scalar => return Ok(Leaf::Equals(scalar.clone())),
+    };
+    if m.len() != 1 {
+        return err(
+            p,
+            format!(
+                "an operator object has exactly one operator, got {}",
+                m.len()
+            ),
+        );
+    }
+    let (op, arg) = m
+        .iter()
+        .next()
+        .map(|(k, v)| (k.as_str(), v))
+        .unwrap_or(("", &Value::Null));
+    let at = format!("{p}/{op}");
+    Ok(match op {
+        "$gt" => Leaf::Num(vec![(Cmp::Gt, num(arg, &at)?)]),
+        "$gte" => Leaf::Num(vec![(Cmp::Ge, num(arg, &at)?)]),
+        "$lt" => Leaf::Num(vec![(Cmp::Lt, num(arg, &at)?)]),
+        "$lte" => Leaf::Num(vec![(Cmp::Le, num(arg, &at)?)]),
+        "$between" => match arg.as_array().map(Vec::as_slice) {
+            Some([lo, hi]) => {
+                let (lo, hi) = (num(lo, &at)?, num(hi, &at)?);
+                if lo > hi {
+                    return err(&at, format!("lower bound {lo} is above upper bound {hi}"));
+                }
+                Leaf::Num(vec![(Cmp::Ge, lo), (Cmp::Le, hi)])
+            }
+            _ => return err(&at, "expected [low, high]"),
+        },
+        "numeric" => {
+            let Some(items) = arg.as_array() else {
+                return err(&at, "expected [\">\", 0, \"<=\", 5]");
+            };
+            if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
+                return err(
+                    &at,
+                    "expected one or two (operator, number) pairs, e.g. [\">\", 0, \"<=\", 5]",
+                );
+            }
+            let mut cmps = Vec::new();
+            for pair in items.chunks(2) {
+                let cmp = match pair[0].as_str() {
+                    Some(">") => Cmp::Gt,
+                    Some(">=") => Cmp::Ge,
+                    Some("<") => Cmp::Lt,
+                    Some("<=") => Cmp::Le,
+                    Some("=") => Cmp::Eq,
+                    _ => {
+                        return err(
+                            &at,
+                            format!(
+                                "unknown comparison {}; expected one of > >= < <= =",
+                                pair[0]
+                            ),
+                        );
+                    }
+                };
+                cmps.push((cmp, num(&pair[1], &at)?));
+            }
+            Leaf::Num(cmps)
+        }
+        "$startsWith" => Leaf::Prefix(string(arg, &at)?.to_string(), false),
+        "$endsWith" => Leaf::Suffix(string(arg, &at)?.to_string(), false),
+        "prefix" | "suffix" => {
+            let (s, ic) = match arg {
+                Value::String(s) => (s.clone(), false),
+                Value::Object(o) if o.len() == 1 && o.contains_key("equals-ignore-case") => {
+                    (string(&o["equals-ignore-case"], &at)?.to_string(), true)
+                }
+                _ => return err(&at, "expected a string or {\"equals-ignore-case\": string}"),
+            };
+            if op == "prefix" {
+                Leaf::Prefix(s, ic)
+            } else {
+                Leaf::Suffix(s, ic)
+            }
+        }
+        "$ignoreCaseEquals" | "equals-ignore-case" => {
+            Leaf::EqualsIgnoreCase(string(arg, &at)?.to_lowercase())
+        }
+        "$exists" | "exists" => Leaf::Exists(boolean(arg, &at)?),
+        "$isNull" => Leaf::IsNull(boolean(arg, &at)?),
+        "$anythingBut" | "anything-but" => {
+            let inner = match arg {
+                Value::Array(items) if !items.is_empty() => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| match x {
+                        Value::Object(_) | Value::Array(_) => {
+                            err(&format!("{at}/{i}"), "expected a plain value")
+                        }
+                        _ => compile_leaf(x, &at),
+                    })
+                    .collect::<R<Vec<_>>>()?,
+                Value::Array(_) => return err(&at, "expected at least one value"),
+                Value::Object(o) if o.len() == 1 => {
+                    let (k, _) = o
+                        .iter()
+                        .next()
+                        .map(|(k, v)| (k.as_str(), v))
+                        .unwrap_or(("", &Value::Null));
+                    if !matches!(k, "prefix" | "suffix" | "equals-ignore-case" | "wildcard") {
+                        return err(
+                            &at,
+                            format!(
+                                "anything-but supports prefix, suffix, equals-ignore-case or wildcard, not {k}"
+                            ),
+                        );
+                    }
+                    vec![compile_leaf(arg, &at)?]
+                }
+                Value::Object(_) => {
+                    return err(
+                        &at,
+                        "expected a value, a list, or one of {prefix|suffix|equals-ignore-case: …}",
+                    );
+                }
+                scalar => vec![compile_leaf(scalar, &at)?],
+            };
+            Leaf::AnythingBut(inner)
+        }
+        "$includes" => Leaf::Includes(arg.clone()),
+        "wildcard" => {
+            let s = string(arg, &at)?;
+            if s.contains("**") {
+                return err(&at, "consecutive '*' characters are not allowed");
+            }
+            Leaf::Wildcard(s.split('*').map(str::to_string).collect())
+        }
+        "cidr" => {
+            let s = string(arg, &at)?;
+            let (ip, bits) = s.split_once('/').map_or((s, None), |(a, b)| (a, Some(b)));
+            let ip: IpAddr = ip.parse().map_or_else(
+                |_| err(&at, format!("'{s}' is not an IP prefix like 10.0.0.0/24")),
+                Ok,
+            )?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                None => max,
+                Some(b) => b
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .map_or_else(|| err(&at, format!("prefix length must be 0..={max}")), Ok)?,
+            };
+            Leaf::Cidr(ip, bits)
+        }
+        other => {
+            return err(
+                &at,
+                format!("unknown operator '{other}'; expected one of {OPERATORS}"),
+            );
+        }
+    })
+}
+
+fn node_matches(node: &Node, value: Option<&Value>) -> bool {
+    let Node::All { fields, ors } = node;
+    let obj = value.and_then(Value::as_object);
+    fields
+        .iter()
+        .all(|(k, f)| field_matches(f, obj.and_then(|o| o.get(k))))
+        && ors
+            .iter()
+            .all(|group| group.iter().any(|n| node_matches(n, value)))
+}
+
+fn field_matches(f: &Field, v: Option<&Value>) -> bool {
+    match f {
+        Field::Nested(n) => match v {
+            Some(Value::Array(items)) => items.iter().any(|i| node_matches(n, Some(i))),
+            Some(v @ Value::Object(_)) => node_matches(n, Some(v)),
+            // Absent or scalar: only patterns satisfied by absence match.
+            _ => node_matches(n, None),
+        },
+        Field::AnyOf(leaves) => leaves.iter().any(|l| leaf_on_field(l, v)),
+    }
+}
+
+/// One alternative against the field (absent, scalar, or array of scalars).
+fn leaf_on_field(l: &Leaf, v: Option<&Value>) -> bool {
+    match (l, v) {
+        (Leaf::Exists(want), v) => v.is_some() == *want,
+        (_, None) => false,
+        (Leaf::Includes(x), Some(Value::Array(items))) => items.contains(x),
+        (Leaf::Includes(Value::String(x)), Some(Value::String(s))) => s.contains(x.as_str()),
+        (Leaf::Includes(_), _) => false,
+        (Leaf::AnythingBut(not), Some(Value::Array(items))) => {
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|i| !not.iter().any(|n| leaf_on_value(n, i)))
+        }
+        (Leaf::AnythingBut(not), Some(v)) => !not.iter().any(|n| leaf_on_value(n, v)),
+        (l, Some(Value::Array(items))) => items.iter().any(|i| leaf_on_value(l, i)),
+        (l, Some(v)) => leaf_on_value(l, v),
+    }
+}
+
+fn leaf_on_value(l: &Leaf, v: &Value) -> bool {
+    match l {
+        Leaf::Equals(Value::Number(n)) => {
+            matches!((n.as_f64(), v.as_f64()), (Some(a), Some(b)) if a == b)
+        }
+        Leaf::Equals(x) => x == v,
+        Leaf::Null => v.is_null(),
+        Leaf::IsNull(want) => v.is_null() == *want,
+        Leaf::Exists(want) => *want,
+        Leaf::Num(cmps) => v.as_f64().is_some_and(|x| {
+            cmps.iter().all(|(c, b)| match c {
+                Cmp::Gt => x > *b,
+                Cmp::Ge => x >= *b,
+                Cmp::Lt => x < *b,
+                Cmp::Le => x <= *b,
+                Cmp::Eq => x == *b,
+            })
+        }),
+        Leaf::Prefix(p, ic) => v.as_str().is_some_and(|s| {
+            if *ic {
+                s.to_lowercase().starts_with(&p.to_lowercase())
+            } else {
+                s.starts_with(p.as_str())
+            }
+        }),
+        Leaf::Suffix(p, ic) => v.as_str().is_some_and(|s| {
+            if *ic {
+                s.to_lowercase().ends_with(&p.to_lowercase())
+            } else {
+                s.ends_with(p.as_str())
+            }
+        }),
+        Leaf::EqualsIgnoreCase(x) => v.as_str().is_some_and(|s| s.to_lowercase() == *x),
+        Leaf::AnythingBut(not) => !not.iter().any(|n| leaf_on_value(n, v)),
+        Leaf::Includes(_) => false,
+        Leaf::Wildcard(parts) => v.as_str().is_some_and(|s| wildcard(parts, s)),
+        Leaf::Cidr(net, bits) => v
+            .as_str()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .is_some_and(|ip| in_cidr(*net, *bits, ip)),
+    }
+}
+
+fn wildcard(parts: &[String], s: &str) -> bool {
+    let (first, rest) = match parts.split_first() {
+        Some(x) => x,
+        None => return s.is_empty(),
+    };
+    if rest.is_empty() {
+        return s == first;
+    }
+    let Some(mut s) = s.strip_prefix(first.as_str()) else {
+        return false;
+    };
+    let (last, middle) = rest.split_last().unwrap_or((first, &[]));
+    for m in middle {
+        match s.find(m.as_str()) {
+            Some(i) => s = &s[i + m.len()..],
+            None => return false,
+        }
+    }
+    s.len() >= last.len() && s.ends_with(last.as_str())
+}
+
+fn in_cidr(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(bits))
+            };
+            (u32::from(n) & mask) == (u32::from(i) & mask)
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(bits))
+            };
+            (u128::from(n) & mask) == (u128::from(i) & mask)
+        }
+        _ => false,
+    }
+}
+
+/// Does an event name match a subscription's event pattern? `*` is one
+/// segment, `#` any number of segments (zero included), as in AMQP topics.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[&str], n: &[&str]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(&"*"), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    if !pattern.contains(['*', '#']) {
+        return pattern == name;
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let n: Vec<&str> = name.split('.').collect();
+    go(&p, &n)
+}
+
+/// Is `pattern` a wildcard (rather than one event name)?
+pub fn is_pattern(pattern: &str) -> bool {
+    pattern.contains(['*', '#'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn m(p: Value, v: Value) -> bool {
+        Filter::compile(&p)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .matches(&v)
+    }
+
+    #[test]
+    fn fanout_operators() {
+        assert!(m(
+            json!({"currency": ["USD", "EUR"]}),
+            json!({"currency": "EUR"})
+        ));
+        assert!(!m(
+            json!({"currency": ["USD", "EUR"]}),
+            json!({"currency": "GBP"})
+        ));
+        assert!(m(
+            json!({"amount": [{"$gte": 1000}]}),
+            json!({"amount": 1000})
+        ));
+        assert!(!m(
+            json!({"amount": [{"$gte": 1000}]}),
+            json!({"amount": 999.5})
+        ));
+        assert!(m(
+            json!({"amount": [{"$gt": 1}, {"$lt": -1}]}),
+            json!({"amount": -5})
+        ));
+        assert!(m(
+            json!({"amount": [{"$between": [1, 5]}]}),
+            json!({"amount": 5})
+        ));
+        assert!(m(
+            json!({"sku": [{"$startsWith": "AB"}]}),
+            json!({"sku": "ABC"})
+        ));
+        assert!(m(
+            json!({"sku": [{"$endsWith": "BC"}]}),
+            json!({"sku": "ABC"})
+        ));
+        assert!(m(
+            json!({"c": [{"$ignoreCaseEquals": "usd"}]}),
+            json!({"c": "USD"})
+        ));
+        assert!(m(json!({"c": [{"$exists": false}]}), json!({})));
+        assert!(!m(json!({"c": [{"$exists": true}]}), json!({})));
+        assert!(m(json!({"c": [{"$isNull": true}]}), json!({"c": null})));
+        assert!(m(
+            json!({"c": [{"$anythingBut": ["a", "b"]}]}),
+            json!({"c": "z"})
+        ));
+        assert!(!m(json!({"c": [{"$anythingBut": "a"}]}), json!({"c": "a"})));
+        assert!(m(
+            json!({"tags": [{"$includes": "vip"}]}),
+            json!({"tags": ["x", "vip"]})
+        ));
+    }
+
+    #[test]
+    fn eventbridge_patterns() {
+        assert!(m(json!({"s": [{"prefix": "ord"}]}), json!({"s": "order"})));
+        assert!(m(
+            json!({"s": [{"prefix": {"equals-ignore-case": "ORD"}}]}),
+            json!({"s": "order"})
+        ));
+        assert!(m(json!({"s": [{"suffix": ".png"}]}), json!({"s": "a.png"})));
+        assert!(m(
+            json!({"s": [{"equals-ignore-case": "AbC"}]}),
+            json!({"s": "aBc"})
+        ));
+        assert!(m(
+            json!({"s": [{"anything-but": {"prefix": "test"}}]}),
+            json!({"s": "prod"})
+        ));
+        assert!(!m(
+            json!({"s": [{"anything-but": {"prefix": "test"}}]}),
+            json!({"s": "test-1"})
+        ));
+        assert!(m(
+            json!({"n": [{"numeric": [">", 0, "<=", 5]}]}),
+            json!({"n": 5})
+        ));
+        assert!(!m(
+            json!({"n": [{"numeric": [">", 0, "<=", 5]}]}),
+            json!({"n": 0})
+        ));
+        assert!(m(
+            json!({"n": [{"numeric": ["=", 300]}]}),
+            json!({"n": 300.0})
+        ));
+        assert!(
+            m(json!({"n": [300]}), json!({"n": 3.0e2})),
+            "numbers compare by value"
+        );
+        assert!(m(
+            json!({"f": [{"wildcard": "dir/*.png"}]}),
+            json!({"f": "dir/a/b.png"})
+        ));
+        assert!(!m(
+            json!({"f": [{"wildcard": "dir/*.png"}]}),
+            json!({"f": "dir/a.jpg"})
+        ));
+        assert!(m(
+            json!({"ip": [{"cidr": "10.0.0.0/24"}]}),
+            json!({"ip": "10.0.0.255"})
+        ));
+        assert!(!m(
+            json!({"ip": [{"cidr": "10.0.0.0/24"}]}),
+            json!({"ip": "10.0.1.0"})
+        ));
+        assert!(m(json!({"x": [null]}), json!({"x": null})));
+        assert!(
+            !m(json!({"x": [null]}), json!({})),
+            "null matches a present null only"
+        );
+        assert!(m(json!({"x": [{"exists": false}]}), json!({"y": 1})));
+    }
+
+    #[test]
+    fn structure() {
+        // Keys AND.
+        let p = json!({"a": [1], "b": [2]});
+        assert!(m(p.clone(), json!({"a": 1, "b": 2})));
+        assert!(!m(p, json!({"a": 1, "b": 3})));
+        // Nested objects recurse; arrays of objects match if any element does.
+        let p = json!({"customer": {"tier": ["gold"]}});
+        assert!(m(p.clone(), json!({"customer": {"tier": "gold"}})));
+        assert!(!m(p.clone(), json!({"customer": {"tier": "tin"}})));
+        assert!(m(
+            json!({"items": {"qty": [{"$gt": 5}]}}),
+            json!({"items": [{"qty": 1}, {"qty": 9}]})
+        ));
+        // Payload arrays of scalars: any element.
+        assert!(m(json!({"tags": ["vip"]}), json!({"tags": ["a", "vip"]})));
+        // $or across fields.
+        let p = json!({"$or": [{"a": [1]}, {"b": [{"$exists": true}]}]});
+        assert!(m(p.clone(), json!({"b": 0})));
+        assert!(m(p.clone(), json!({"a": 1})));
+        assert!(!m(p, json!({"a": 2})));
+        // Empty pattern matches everything.
+        assert!(m(json!({}), json!({"anything": 1})));
+    }
+
+    #[test]
+    fn malformed_patterns_name_the_path() {
+        let e = |p: Value| Filter::compile(&p).unwrap_err().to_string();
+        assert_eq!(
+            e(json!({"amount": [{"$gtee": 1}]}))
+                .split(';')
+                .next()
+                .unwrap(),
+            "/amount/0/$gtee: unknown operator '$gtee'"
+        );
+        assert!(e(json!({"amount": 5})).starts_with("/amount: expected an array of alternatives"));
+        assert!(e(json!({"a": {"b": [{"numeric": [">"]}]}})).starts_with("/a/b/0/numeric:"));
+        assert!(e(json!({"a": [{"$gt": "x"}]})).contains("expected a number"));
+        assert!(e(json!({"a": []})).contains("empty array"));
+        assert!(e(json!({"ip": [{"cidr": "nope"}]})).contains("not an IP prefix"));
+        assert!(e(json!({"$or": [{"a": [1]}]})).contains("at least two"));
+        assert!(e(json!([1])).contains("must be a JSON object"));
+        assert!(
+            Filter::parse("{bad")
+                .unwrap_err()
+                .message
+                .contains("not valid JSON")
+        );
+        assert_eq!(Filter::parse("  ").unwrap(), None);
+    }
+
+    #[test]
+    fn event_name_patterns() {
+        assert!(name_matches("order.created", "order.created"));
+        assert!(name_matches("order.*", "order.created"));
+        assert!(!name_matches("order.*", "order.created.v2"));
+        assert!(name_matches("order.#", "order.created.v2"));
+        assert!(name_matches("order.#", "order"));
+        assert!(name_matches("#", "anything.at.all"));
+        assert!(name_matches("*.created", "user.created"));
+        assert!(!name_matches("*.created", "user.deleted"));
+    }
+}
