@@ -33,6 +33,15 @@ pub enum EventsCmd {
         schema: PathBuf,
         #[arg(long, default_value = "")]
         description: String,
+        /// Rate limit as LIMIT/WINDOW, e.g. 100/1m, 10/1s, 5000/1h.
+        #[arg(long)]
+        rate_limit: Option<String>,
+        /// Count the rate limit per value of this top-level payload field.
+        #[arg(long, requires = "rate_limit")]
+        rate_limit_key: Option<String>,
+        /// Do not keep dead runs in the dead-letter queue.
+        #[arg(long)]
+        no_dlq: bool,
     },
     /// List events (latest version of each).
     List {
@@ -118,7 +127,7 @@ fn run_json(r: &pb::Run) -> Value {
         "id": r.id, "event": r.event, "event_id": r.event_id, "task": r.task, "status": r.status,
         "attempts": r.attempts, "max_attempts": r.max_attempts, "created_at": time(r.created_at_ms),
         "updated_at": time(r.updated_at_ms), "ordering_key": r.ordering_key,
-        "consumer_group": r.consumer_group, "worker_id": r.worker_id,
+        "consumer_group": r.consumer_group, "worker_id": r.worker_id, "dlq": r.dlq,
         "output": json_or_text(&r.output_json), "last_error": r.last_error,
     })
 }
@@ -135,12 +144,27 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
             name,
             schema,
             description,
+            rate_limit,
+            rate_limit_key,
+            no_dlq,
         } => {
             let text = std::fs::read_to_string(&schema)
                 .with_context(|| format!("cannot read {}", schema.display()))?;
             let value: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not valid JSON", schema.display()))?;
-            let (version, created) = client.define_event(&name, &value, &description).await?;
+            let rate_limit = match rate_limit {
+                Some(spec) => {
+                    let (limit, window) = parse_rate(&spec)?;
+                    Some((limit, window, rate_limit_key))
+                }
+                None => None,
+            };
+            let opts = fanout::EventOptions {
+                dlq: !no_dlq,
+                rate_limit,
+                description,
+            };
+            let (version, created) = client.define_event_with(&name, &value, &opts).await?;
             if created {
                 println!("defined {name} version {version}");
             } else {
@@ -246,17 +270,22 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
                 print_json(&Value::Array(runs.iter().map(run_json).collect()))?;
             } else {
                 println!(
-                    "{:<36}  {:<24} {:<20} {:<10} {:>8}  CREATED",
-                    "ID", "EVENT", "TASK", "STATUS", "ATTEMPTS"
+                    "{:<36}  {:<24} {:<20} {:<10} {:>8}  {:<16} CREATED",
+                    "ID", "EVENT", "TASK", "STATUS", "ATTEMPTS", "GROUP"
                 );
                 for r in &runs {
                     println!(
-                        "{:<36}  {:<24} {:<20} {:<10} {:>8}  {}",
+                        "{:<36}  {:<24} {:<20} {:<10} {:>8}  {:<16} {}",
                         r.id,
                         r.event,
                         r.task,
                         r.status,
                         format!("{}/{}", r.attempts, r.max_attempts),
+                        if r.consumer_group.is_empty() {
+                            "-"
+                        } else {
+                            &r.consumer_group
+                        },
                         time(r.created_at_ms)
                     );
                 }
@@ -314,4 +343,163 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `100/1m` → (100, 60 s).
+fn parse_rate(spec: &str) -> Result<(u32, Duration)> {
+    let (limit, window) = spec
+        .split_once('/')
+        .with_context(|| format!("--rate-limit '{spec}': expected LIMIT/WINDOW, e.g. 100/1m"))?;
+    let limit: u32 = limit
+        .trim()
+        .parse()
+        .ok()
+        .filter(|l| *l > 0)
+        .with_context(|| format!("--rate-limit '{spec}': limit must be a positive integer"))?;
+    let window = humantime::parse_duration(window.trim()).with_context(|| {
+        format!("--rate-limit '{spec}': window must be a duration like 1s, 1m, 1h")
+    })?;
+    if window.is_zero() {
+        anyhow::bail!("--rate-limit '{spec}': window must be greater than 0");
+    }
+    Ok((limit, window))
+}
+
+#[derive(Subcommand)]
+pub enum FilterCmd {
+    /// Does PAYLOAD match PATTERN? Prints `match` (exit 0) or `no match`
+    /// (exit 1); an invalid pattern prints why (exit 2).
+    Test {
+        #[arg(long)]
+        pattern: String,
+        #[arg(long)]
+        payload: String,
+    },
+}
+
+pub fn filter(cmd: FilterCmd) -> Result<ExitCode> {
+    let FilterCmd::Test { pattern, payload } = cmd;
+    match fanout_engine::Engine::test_filter(&read_arg(&pattern)?, &read_arg(&payload)?) {
+        Ok(true) => {
+            println!("match");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(false) => {
+            println!("no match");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// JSON text, or `@path` to read it from a file.
+fn read_arg(s: &str) -> Result<String> {
+    match s.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {path}")),
+        None => Ok(s.to_string()),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum DlqCmd {
+    /// Dead letters, newest first.
+    List {
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter with payload, last error and every attempt.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue dead letters with a fresh attempt budget (history kept).
+    Retry(DlqSelect),
+    /// Remove dead letters from the DLQ.
+    Discard(DlqSelect),
+}
+
+#[derive(Args)]
+pub struct DlqSelect {
+    /// Run ids.
+    ids: Vec<String>,
+    /// Every dead letter (narrow with --event / --task).
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    #[arg(long, requires = "all")]
+    event: Option<String>,
+    #[arg(long, requires = "all")]
+    task: Option<String>,
+}
+
+impl DlqSelect {
+    fn selector(self) -> Result<pb::DeadLetterSelector> {
+        if !self.all && self.ids.is_empty() {
+            anyhow::bail!("name dead letters by id, or pass --all [--event E] [--task T]");
+        }
+        Ok(pb::DeadLetterSelector {
+            ids: self.ids,
+            all: self.all,
+            event: self.event.unwrap_or_default(),
+            task: self.task.unwrap_or_default(),
+        })
+    }
+}
+
+pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    match cmd {
+        DlqCmd::List {
+            event,
+            task,
+            limit,
+            json,
+        } => {
+            let runs = client
+                .list_dead_letters(pb::ListDeadLettersRequest {
+                    event: event.unwrap_or_default(),
+                    task: task.unwrap_or_default(),
+                    limit,
+                    before: String::new(),
+                })
+                .await?;
+            if json {
+                print_json(&Value::Array(runs.iter().map(run_json).collect()))?;
+            } else if runs.is_empty() {
+                println!("the dead-letter queue is empty");
+            } else {
+                println!(
+                    "{:<36}  {:<24} {:<20} {:>8}  LAST ERROR",
+                    "ID", "EVENT", "TASK", "ATTEMPTS"
+                );
+                for r in &runs {
+                    println!(
+                        "{:<36}  {:<24} {:<20} {:>8}  {}",
+                        r.id, r.event, r.task, r.attempts, r.last_error
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCmd::Show { id, json } => runs(ctx, RunsCmd::Show { id, json }).await,
+        DlqCmd::Retry(sel) => {
+            let n = client.retry_dead_letters(sel.selector()?).await?;
+            println!("retried {n} dead letter(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCmd::Discard(sel) => {
+            let n = client.discard_dead_letters(sel.selector()?).await?;
+            println!("discarded {n} dead letter(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -53,6 +53,12 @@ enum Cmd {
     /// List and inspect runs.
     #[command(subcommand)]
     Runs(client_cmds::RunsCmd),
+    /// The dead-letter queue: list, show, retry, discard.
+    #[command(subcommand)]
+    Dlq(client_cmds::DlqCmd),
+    /// Content filters.
+    #[command(subcommand)]
+    Filter(client_cmds::FilterCmd),
 }
 
 fn init_logging(level: &str) {
@@ -80,6 +86,8 @@ async fn main() -> ExitCode {
             server_cmds::serve(a).await
         }
         Cmd::Migrate(a) => server_cmds::migrate(a).await,
+        // Evaluated locally with the engine's own matcher: no server needed.
+        Cmd::Filter(c) => client_cmds::filter(c),
         other => {
             let ctx = client_cmds::Ctx {
                 server: cli.server,
@@ -89,6 +97,7 @@ async fn main() -> ExitCode {
                 Cmd::Events(c) => client_cmds::events(&ctx, c).await,
                 Cmd::Publish(a) => client_cmds::publish(&ctx, a).await,
                 Cmd::Runs(c) => client_cmds::runs(&ctx, c).await,
+                Cmd::Dlq(c) => client_cmds::dlq(&ctx, c).await,
                 _ => unreachable!("server commands handled above"),
             }
         }

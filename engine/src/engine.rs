@@ -18,9 +18,11 @@
 use crate::batch::Batcher;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::filter::Filter;
 use crate::model::*;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{Decision, RateLimiter};
 use crate::registry::Registry;
+use crate::routing;
 use crate::schema::{self, CompiledSchema};
 use crate::storage::Store;
 use crate::wakeup::Wakeup;
@@ -122,10 +124,22 @@ impl Engine {
         name: &str,
         schema_json: &str,
         description: &str,
+        options: &EventOptions,
     ) -> Result<(EventDef, bool)> {
         schema::check_event_name(name)?;
         let value = schema::parse_json("schema_json", schema_json)?;
         CompiledSchema::compile(&value)?;
+        if let Some(rl) = &options.rate_limit {
+            if rl.limit == 0 || rl.window_ms == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "rate_limit: limit and window_ms must be greater than 0 (got {}/{}ms)",
+                    rl.limit, rl.window_ms
+                )));
+            }
+            if !rl.key_field.is_empty() {
+                schema::check_identifier("rate_limit.key_field", &rl.key_field)?;
+            }
+        }
         let (def, created) = self
             .inner
             .store
@@ -135,10 +149,11 @@ impl Engine {
                 schema_json,
                 &schema::canonical(&value),
                 description,
+                options,
             )
             .await?;
+        self.inner.registry.invalidate_events(Some(ns));
         if created {
-            self.inner.registry.invalidate_events(Some(ns));
             tracing::info!(
                 namespace = ns,
                 event = name,
@@ -179,20 +194,31 @@ impl Engine {
                 )));
             }
         }
+        if let Some(rl) = &live.def.options.rate_limit {
+            self.check_rate_limit(ns, &input.event, rl, &payload)
+                .await?;
+        }
+        let event_id = new_id();
         let subs = self.inner.registry.subscriptions(ns).await?;
-        let runs: Vec<NewRun> = subs
-            .iter()
-            .filter(|s| s.event == input.event)
-            .map(|s| NewRun {
-                id: new_id(),
-                task_id: s.task_id.clone(),
-                consumer_group: s.consumer_group.clone(),
-                retry: s.retry,
-                lease_ms: s.lease_ms,
-            })
-            .collect();
-        let event = NewEvent {
+        let runs: Vec<NewRun> = routing::route(
+            &subs,
+            &input.event,
+            &payload,
+            &input.ordering_key,
+            &event_id,
+        )
+        .into_iter()
+        .map(|s| NewRun {
             id: new_id(),
+            task_id: s.sub.task_id.clone(),
+            consumer_group: s.sub.consumer_group.clone(),
+            retry: s.sub.retry,
+            lease_ms: s.sub.lease_ms,
+        })
+        .collect();
+        let event = NewEvent {
+            id: event_id,
+            dlq: live.def.options.dlq,
             namespace: ns.to_string(),
             name: input.event.clone(),
             version: live.def.version,
@@ -214,6 +240,52 @@ impl Engine {
         }
         tracing::debug!(event_id = %published.event_id, runs = published.runs.len(), deduplicated = published.deduplicated, "event published");
         Ok(published)
+    }
+
+    /// Count this publish against the event's limit (per key field value
+    /// when configured); over the limit is `RateLimited` with the wait.
+    async fn check_rate_limit(
+        &self,
+        ns: &str,
+        event: &str,
+        rl: &RateLimit,
+        payload: &serde_json::Value,
+    ) -> Result<()> {
+        let mut key = format!("{ns}:{event}");
+        if !rl.key_field.is_empty() {
+            let v = match payload.get(&rl.key_field) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            key = format!("{key}:{}={v}", rl.key_field);
+        }
+        let window = std::time::Duration::from_millis(rl.window_ms);
+        match self.inner.limiter.check(&key, rl.limit, window).await? {
+            Decision::Allow => Ok(()),
+            Decision::Deny { retry_after } => Err(Error::RateLimited {
+                message: format!(
+                    "event '{event}' is over its rate limit of {} per {}ms{}",
+                    rl.limit,
+                    rl.window_ms,
+                    if rl.key_field.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for this {}", rl.key_field)
+                    }
+                ),
+                retry_after,
+            }),
+        }
+    }
+
+    /// Evaluate a filter pattern against a payload (TestFilter, CLI).
+    pub fn test_filter(pattern_json: &str, payload_json: &str) -> Result<bool> {
+        let filter = Filter::parse(pattern_json)
+            .map_err(|e| Error::InvalidArgument(format!("pattern is invalid: {e}")))?
+            .ok_or_else(|| Error::InvalidArgument("pattern is empty".into()))?;
+        let payload = schema::parse_json("payload", payload_json)?;
+        Ok(filter.matches(&payload))
     }
 
     /// Record a worker's result for one attempt (batched with others).
@@ -258,19 +330,33 @@ impl Engine {
                     s.task_id
                 )));
             }
-            schema::check_event_name(&s.event)
-                .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;
-            if let Err(Error::NotFound(_)) = self.inner.registry.event(ns, &s.event).await {
+            if crate::filter::is_pattern(&s.event) {
+                let ok = s
+                    .event
+                    .split('.')
+                    .all(|seg| seg == "*" || seg == "#" || schema::check_event_name(seg).is_ok());
+                if !ok {
+                    return Err(Error::InvalidArgument(format!(
+                        "tasks[{i}].event: pattern '{}' is invalid: segments are names, '*' (one segment) or '#' (any number)",
+                        s.event
+                    )));
+                }
+            } else if let Err(Error::NotFound(_)) = {
+                schema::check_event_name(&s.event)
+                    .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;
+                self.inner.registry.event(ns, &s.event).await
+            } {
                 return Err(Error::NotFound(format!(
                     "tasks[{i}]: task '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
                     s.task_id, s.event
                 )));
             }
-            if !s.filter_json.trim().is_empty() {
-                return Err(Error::InvalidArgument(format!(
-                    "tasks[{i}].filter_json: content filters are not supported by this engine version yet; filter in the handler"
-                )));
-            }
+            Filter::parse(&s.filter_json).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "tasks[{i}].filter_json (task '{}'): {e}",
+                    s.task_id
+                ))
+            })?;
             if !s.consumer_group.is_empty() {
                 schema::check_identifier(&format!("tasks[{i}].consumer_group"), &s.consumer_group)?;
             }

@@ -24,6 +24,7 @@ pub mod model;
 pub mod notify;
 pub mod ratelimit;
 pub mod registry;
+pub mod routing;
 pub mod schema;
 pub mod storage;
 pub mod wakeup;

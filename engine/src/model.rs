@@ -131,6 +131,72 @@ pub struct EventDef {
     pub schema_json: String,
     pub description: String,
     pub created_at_ms: i64,
+    /// Settings of the event (not versioned: the latest define wins).
+    pub options: EventOptions,
+}
+
+/// Per-event delivery settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventOptions {
+    /// Dead runs are kept in the dead-letter queue (default on).
+    pub dlq: bool,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Default for EventOptions {
+    fn default() -> Self {
+        EventOptions {
+            dlq: true,
+            rate_limit: None,
+        }
+    }
+}
+
+/// At most `limit` publishes per `window_ms`, optionally per value of a
+/// top-level payload field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window_ms: u64,
+    pub key_field: String,
+}
+
+/// Where a run stands with respect to the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqState {
+    /// Not dead, or dead with the event's DLQ disabled.
+    None,
+    InDlq,
+    Discarded,
+}
+
+impl DlqState {
+    pub fn from_code(c: i64) -> Self {
+        match c {
+            1 => DlqState::InDlq,
+            2 => DlqState::Discarded,
+            _ => DlqState::None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqState::None => "",
+            DlqState::InDlq => "in_dlq",
+            DlqState::Discarded => "discarded",
+        }
+    }
+}
+
+/// Which dead letters an operation applies to.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterSelector {
+    /// Explicit run ids (ignored when `all`).
+    pub ids: Vec<String>,
+    /// Every dead letter, optionally narrowed by event and task.
+    pub all: bool,
+    pub event: Option<String>,
+    pub task: Option<String>,
 }
 
 /// A task's standing subscription to an event; outlives the worker that made it.
@@ -171,6 +237,8 @@ pub struct NewEvent {
     pub tags: Vec<String>,
     pub published_at_ms: i64,
     pub publisher_run_id: String,
+    /// The event's DLQ setting, copied onto its runs.
+    pub dlq: bool,
     pub runs: Vec<NewRun>,
 }
 
@@ -179,8 +247,8 @@ pub struct NewEvent {
 pub struct Published {
     pub event_id: String,
     pub version: u32,
-    /// `(run id, task id)` per run.
-    pub runs: Vec<(String, String)>,
+    /// `(run id, task id, consumer group)` per run.
+    pub runs: Vec<(String, String, String)>,
     pub deduplicated: bool,
 }
 
@@ -203,6 +271,7 @@ pub struct Run {
     pub worker_id: String,
     pub ordering_key: String,
     pub consumer_group: String,
+    pub dlq: DlqState,
 }
 
 /// One finished attempt of a run.

@@ -6,7 +6,9 @@
 //! a change (Postgres `NOTIFY`, see `notify`).
 
 use crate::error::{Error, Result};
-use crate::model::{EventDef, Subscription};
+use crate::filter::Filter;
+use crate::model::EventDef;
+use crate::routing::LiveSub;
 use crate::schema::{self, CompiledSchema};
 use crate::storage::Store;
 use std::collections::HashMap;
@@ -23,7 +25,7 @@ pub struct LiveEvent {
 pub struct Registry {
     store: Arc<dyn Store>,
     events: RwLock<HashMap<(String, String), Arc<LiveEvent>>>,
-    subs: RwLock<HashMap<String, Arc<Vec<Subscription>>>>,
+    subs: RwLock<HashMap<String, Arc<Vec<LiveSub>>>>,
 }
 
 impl Registry {
@@ -54,12 +56,23 @@ impl Registry {
         Ok(live)
     }
 
-    /// Subscriptions of a namespace.
-    pub async fn subscriptions(&self, ns: &str) -> Result<Arc<Vec<Subscription>>> {
+    /// Subscriptions of a namespace, filters compiled.
+    pub async fn subscriptions(&self, ns: &str) -> Result<Arc<Vec<LiveSub>>> {
         if let Some(s) = self.subs.read().map_err(poisoned)?.get(ns) {
             return Ok(s.clone());
         }
-        let subs = Arc::new(self.store.list_subscriptions(Some(ns)).await?);
+        let mut live = Vec::new();
+        for sub in self.store.list_subscriptions(Some(ns)).await? {
+            // Filters were validated at registration; one that no longer
+            // compiles matches nothing (never "everything") and is reported.
+            match Filter::parse(&sub.filter_json) {
+                Ok(filter) => live.push(LiveSub { sub, filter }),
+                Err(e) => {
+                    tracing::error!(task = %sub.task_id, error = %e, "stored filter does not compile; task skipped")
+                }
+            }
+        }
+        let subs = Arc::new(live);
         self.subs
             .write()
             .map_err(poisoned)?

@@ -40,18 +40,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         },
     );
-    // Filtering in the handler for now; server-side filters make this a
-    // subscription option.
+    // A server-side filter: the engine creates a run only for big orders.
     let alert_vip = Task::new(
         "alert-vip",
         &order_created,
         |o: OrderCreated, _ctx| async move {
-            if o.amount < 1000.0 {
-                return Ok::<_, TaskError>(json!({"skipped": true}));
-            }
-            Ok(json!({"alerted": true, "orderId": o.order_id}))
+            Ok::<_, TaskError>(json!({"alerted": true, "orderId": o.order_id}))
         },
-    );
+    )
+    .filter(json!({"amount": [{"$gte": 1000}]}));
     let worker = Worker::new(client.clone())
         .task(send_receipt)
         .task(alert_vip)

@@ -33,6 +33,29 @@ pub struct Published {
 pub struct RunRef {
     pub run_id: String,
     pub task_id: String,
+    /// The consumer group the run was chosen for ("" when ungrouped).
+    pub consumer_group: String,
+}
+
+/// Per-event settings sent with a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOptions {
+    /// Dead runs go to the dead-letter queue (default true).
+    pub dlq: bool,
+    /// At most `limit` publishes per `window`, optionally per value of a
+    /// top-level payload field.
+    pub rate_limit: Option<(u32, std::time::Duration, Option<String>)>,
+    pub description: String,
+}
+
+impl Default for EventOptions {
+    fn default() -> Self {
+        EventOptions {
+            dlq: true,
+            rate_limit: None,
+            description: String::new(),
+        }
+    }
 }
 
 /// A connection to a Fanout engine. Cheap to clone; clones share the channel.
@@ -119,16 +142,88 @@ impl Client {
         schema: &serde_json::Value,
         description: &str,
     ) -> Result<(u32, bool)> {
-        let resp = self
+        let opts = EventOptions {
+            description: description.into(),
+            ..EventOptions::default()
+        };
+        self.define_event_with(name, schema, &opts).await
+    }
+
+    /// Define an event with its options; returns `(version, created)`.
+    pub async fn define_event_with(
+        &self,
+        name: &str,
+        schema: &serde_json::Value,
+        opts: &EventOptions,
+    ) -> Result<(u32, bool)> {
+        let resp =
+            self.events()
+                .define_event(self.request(pb::DefineEventRequest {
+                    name: name.into(),
+                    schema_json: schema.to_string(),
+                    description: opts.description.clone(),
+                    disable_dlq: !opts.dlq,
+                    rate_limit: opts.rate_limit.as_ref().map(|(limit, window, key)| {
+                        pb::RateLimit {
+                            limit: *limit,
+                            window_ms: window.as_millis() as u64,
+                            key_field: key.clone().unwrap_or_default(),
+                        }
+                    }),
+                }))
+                .await?
+                .into_inner();
+        Ok((resp.event.map(|e| e.version).unwrap_or(0), resp.created))
+    }
+
+    /// Evaluate a filter pattern against a payload on the engine.
+    pub async fn test_filter(
+        &self,
+        pattern: &serde_json::Value,
+        payload: &serde_json::Value,
+    ) -> Result<bool> {
+        Ok(self
             .events()
-            .define_event(self.request(pb::DefineEventRequest {
-                name: name.into(),
-                schema_json: schema.to_string(),
-                description: description.into(),
+            .test_filter(self.request(pb::TestFilterRequest {
+                pattern_json: pattern.to_string(),
+                payload_json: payload.to_string(),
             }))
             .await?
-            .into_inner();
-        Ok((resp.event.map(|e| e.version).unwrap_or(0), resp.created))
+            .into_inner()
+            .matches)
+    }
+
+    /// Dead letters, newest first.
+    pub async fn list_dead_letters(
+        &self,
+        query: pb::ListDeadLettersRequest,
+    ) -> Result<Vec<pb::Run>> {
+        Ok(self
+            .admin()
+            .list_dead_letters(self.request(query))
+            .await?
+            .into_inner()
+            .runs)
+    }
+
+    /// Re-queue dead letters (fresh attempt budget, history kept); returns how many.
+    pub async fn retry_dead_letters(&self, sel: pb::DeadLetterSelector) -> Result<u64> {
+        Ok(self
+            .admin()
+            .retry_dead_letters(self.request(sel))
+            .await?
+            .into_inner()
+            .count)
+    }
+
+    /// Discard dead letters; returns how many.
+    pub async fn discard_dead_letters(&self, sel: pb::DeadLetterSelector) -> Result<u64> {
+        Ok(self
+            .admin()
+            .discard_dead_letters(self.request(sel))
+            .await?
+            .into_inner()
+            .count)
     }
 
     /// Publish a JSON payload to an event by name (untyped; see
@@ -169,6 +264,7 @@ impl Client {
                 .map(|r| RunRef {
                     run_id: r.run_id,
                     task_id: r.task_id,
+                    consumer_group: r.consumer_group,
                 })
                 .collect(),
             deduplicated: resp.deduplicated,

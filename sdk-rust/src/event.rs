@@ -1,7 +1,7 @@
 //! Typed events: `Event<T>` carries the name and the JSON Schema derived
 //! from `T` (schemars), and validates payloads before they leave the process.
 
-use crate::client::{Client, PublishOptions, Published};
+use crate::client::{Client, EventOptions, PublishOptions, Published};
 use crate::error::{Error, Result};
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -20,6 +20,7 @@ pub struct Event<T> {
     name: String,
     schema: Arc<serde_json::Value>,
     validator: Arc<OnceLock<Option<jsonschema::Validator>>>,
+    options: EventOptions,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -29,6 +30,7 @@ impl<T> Clone for Event<T> {
             name: self.name.clone(),
             schema: self.schema.clone(),
             validator: self.validator.clone(),
+            options: self.options.clone(),
             _t: PhantomData,
         }
     }
@@ -50,8 +52,40 @@ impl<T: EventPayload> Event<T> {
             name: name.into(),
             schema: Arc::new(schema),
             validator: Arc::default(),
+            options: EventOptions::default(),
             _t: PhantomData,
         }
+    }
+
+    /// At most `limit` publishes per `window` (enforced by the engine).
+    pub fn rate_limit(mut self, limit: u32, window: std::time::Duration) -> Self {
+        self.options.rate_limit = Some((limit, window, None));
+        self
+    }
+
+    /// Count the rate limit per value of this top-level payload field.
+    pub fn rate_limit_by(mut self, field: impl Into<String>) -> Self {
+        if let Some(rl) = &mut self.options.rate_limit {
+            rl.2 = Some(field.into());
+        }
+        self
+    }
+
+    /// Keep dead runs in the dead-letter queue (default true).
+    pub fn dlq(mut self, enabled: bool) -> Self {
+        self.options.dlq = enabled;
+        self
+    }
+
+    /// A description shown by `fanout events show`.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.options.description = text.into();
+        self
+    }
+
+    /// The options sent with the definition.
+    pub fn options(&self) -> &EventOptions {
+        &self.options
     }
 
     pub fn name(&self) -> &str {
@@ -65,7 +99,10 @@ impl<T: EventPayload> Event<T> {
 
     /// Define (or redefine) the event on the engine; returns the version.
     pub async fn define(&self, client: &Client) -> Result<u32> {
-        Ok(client.define_event(&self.name, &self.schema, "").await?.0)
+        Ok(client
+            .define_event_with(&self.name, &self.schema, &self.options)
+            .await?
+            .0)
     }
 
     /// Serialize and check `payload` against the schema, as the engine will.

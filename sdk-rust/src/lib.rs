@@ -30,7 +30,7 @@ mod event;
 mod task;
 mod worker;
 
-pub use client::{Client, PublishOptions, Published, RunRef};
+pub use client::{Client, EventOptions, PublishOptions, Published, RunRef};
 pub use error::{Error, Result};
 pub use event::{Event, EventPayload, Publish};
 pub use task::{Retry, Task, TaskContext, TaskError};

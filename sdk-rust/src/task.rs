@@ -112,7 +112,8 @@ pub(crate) type Handler = Arc<dyn Fn(serde_json::Value, TaskContext) -> BoxFut +
 pub struct Task {
     pub(crate) id: String,
     pub(crate) event: String,
-    pub(crate) schema: serde_json::Value,
+    /// Schema and options to define the event with; None for wildcard tasks.
+    pub(crate) definition: Option<(serde_json::Value, crate::client::EventOptions)>,
     pub(crate) consumer_group: Option<String>,
     pub(crate) filter: Option<serde_json::Value>,
     pub(crate) retry: Retry,
@@ -155,7 +156,41 @@ impl Task {
         Task {
             id: id.into(),
             event: event.name().to_string(),
-            schema: event.schema().clone(),
+            definition: Some((event.schema().clone(), event.options().clone())),
+            consumer_group: None,
+            filter: None,
+            retry: Retry::default(),
+            lease: None,
+            handler: erased,
+        }
+    }
+
+    /// A task on every event whose name matches `pattern` (`order.*` one
+    /// segment, `order.#` any number); the handler gets the raw JSON and
+    /// `ctx.event` names the event.
+    pub fn on_pattern<O, F, Fut>(
+        id: impl Into<String>,
+        pattern: impl Into<String>,
+        handler: F,
+    ) -> Self
+    where
+        O: Serialize + 'static,
+        F: Fn(serde_json::Value, TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler = Arc::new(move |payload, ctx| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let out = handler(payload, ctx).await?;
+                serde_json::to_value(out)
+                    .map_err(|e| TaskError::fatal(format!("output does not serialize: {e}")))
+            })
+        });
+        Task {
+            id: id.into(),
+            event: pattern.into(),
+            definition: None,
             consumer_group: None,
             filter: None,
             retry: Retry::default(),

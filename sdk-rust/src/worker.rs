@@ -95,8 +95,12 @@ impl Worker {
     async fn define_events(&self) -> Result<()> {
         let mut done = HashSet::new();
         for t in &self.tasks {
-            if done.insert(t.event.clone()) {
-                self.client.define_event(&t.event, &t.schema, "").await?;
+            if let Some((schema, opts)) = &t.definition
+                && done.insert(t.event.clone())
+            {
+                self.client
+                    .define_event_with(&t.event, schema, opts)
+                    .await?;
             }
         }
         Ok(())

@@ -25,6 +25,7 @@ fn new_event(ns: &str, name: &str, tasks: &[&str], key: &str) -> NewEvent {
         tags: vec!["x".into()],
         published_at_ms: now_ms(),
         publisher_run_id: String::new(),
+        dlq: true,
         runs: tasks
             .iter()
             .map(|t| NewRun {
@@ -357,11 +358,11 @@ async fn heartbeats_extend_leases_and_successes_complete_in_batches() {
 async fn definitions_version_and_subscriptions_upsert() {
     for (name, store, _d) in stores().await {
         let (d1, c1) = store
-            .define_event("ns", "e.x", "{}", "{}", "")
+            .define_event("ns", "e.x", "{}", "{}", "", &EventOptions::default())
             .await
             .unwrap();
         let (d1b, c1b) = store
-            .define_event("ns", "e.x", "{ }", "{}", "")
+            .define_event("ns", "e.x", "{ }", "{}", "", &EventOptions::default())
             .await
             .unwrap();
         let (d2, c2) = store
@@ -371,6 +372,10 @@ async fn definitions_version_and_subscriptions_upsert() {
                 r#"{"type":"object"}"#,
                 r#"{"type":"object"}"#,
                 "",
+                &EventOptions {
+                    dlq: false,
+                    rate_limit: None,
+                },
             )
             .await
             .unwrap();

@@ -3,7 +3,7 @@
 use super::{convert, namespace};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::model::{RunQuery, RunStatus};
+use crate::model::{DeadLetterSelector, RunQuery, RunStatus, now_ms};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
@@ -74,4 +74,74 @@ impl AdminService for AdminApi {
             subscriptions: subs.into_iter().map(convert::subscription).collect(),
         }))
     }
+
+    async fn list_dead_letters(
+        &self,
+        req: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let q = RunQuery {
+            event: opt(r.event),
+            task: opt(r.task),
+            status: None,
+            before: opt(r.before),
+            limit: r.limit,
+        };
+        let runs = self.engine.store().list_dead_letters(&ns, &q).await?;
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: runs.into_iter().map(convert::run).collect(),
+        }))
+    }
+
+    async fn retry_dead_letters(
+        &self,
+        req: Request<pb::DeadLetterSelector>,
+    ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
+        let ns = namespace(&req)?;
+        let sel = selector(req.into_inner())?;
+        let count = self
+            .engine
+            .store()
+            .retry_dead_letters(&ns, &sel, now_ms())
+            .await?;
+        if count > 0 {
+            self.engine.wakeup().now();
+        }
+        tracing::info!(namespace = %ns, count, "dead letters retried");
+        Ok(Response::new(pb::DeadLetterActionResponse { count }))
+    }
+
+    async fn discard_dead_letters(
+        &self,
+        req: Request<pb::DeadLetterSelector>,
+    ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
+        let ns = namespace(&req)?;
+        let sel = selector(req.into_inner())?;
+        let count = self
+            .engine
+            .store()
+            .discard_dead_letters(&ns, &sel, now_ms())
+            .await?;
+        Ok(Response::new(pb::DeadLetterActionResponse { count }))
+    }
+}
+
+fn selector(s: pb::DeadLetterSelector) -> Result<DeadLetterSelector, Error> {
+    if s.all == !s.ids.is_empty() {
+        return Err(Error::InvalidArgument(
+            "give either ids or all (optionally with event/task), not both and not neither".into(),
+        ));
+    }
+    if !s.all && (!s.event.is_empty() || !s.task.is_empty()) {
+        return Err(Error::InvalidArgument(
+            "event and task narrow 'all'; they cannot be combined with ids".into(),
+        ));
+    }
+    Ok(DeadLetterSelector {
+        ids: s.ids,
+        all: s.all,
+        event: opt(s.event),
+        task: opt(s.task),
+    })
 }

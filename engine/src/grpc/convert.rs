@@ -11,6 +11,40 @@ pub fn event_def(d: EventDef) -> pb::EventDefinition {
         schema_json: d.schema_json,
         description: d.description,
         created_at_ms: d.created_at_ms,
+        dlq: d.options.dlq,
+        rate_limit: d.options.rate_limit.map(|r| pb::RateLimit {
+            limit: r.limit,
+            window_ms: r.window_ms,
+            key_field: r.key_field,
+        }),
+    }
+}
+
+pub fn options(disable_dlq: bool, rl: Option<pb::RateLimit>) -> EventOptions {
+    EventOptions {
+        dlq: !disable_dlq,
+        rate_limit: rl.map(|r| RateLimit {
+            limit: r.limit,
+            window_ms: r.window_ms,
+            key_field: r.key_field,
+        }),
+    }
+}
+
+pub fn published(p: Published) -> pb::PublishResponse {
+    pb::PublishResponse {
+        event_id: p.event_id,
+        event_version: p.version,
+        runs: p
+            .runs
+            .into_iter()
+            .map(|(run_id, task_id, consumer_group)| pb::RunRef {
+                run_id,
+                task_id,
+                consumer_group,
+            })
+            .collect(),
+        deduplicated: p.deduplicated,
     }
 }
 
@@ -69,6 +103,7 @@ pub fn run(r: Run) -> pb::Run {
         worker_id: r.worker_id,
         ordering_key: r.ordering_key,
         consumer_group: r.consumer_group,
+        dlq: r.dlq.as_str().to_string(),
     }
 }
 

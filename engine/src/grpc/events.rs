@@ -19,9 +19,10 @@ impl EventService for EventsApi {
     ) -> Result<Response<pb::DefineEventResponse>, Status> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
+        let options = convert::options(r.disable_dlq, r.rate_limit);
         let (def, created) = self
             .engine
-            .define_event(&ns, &r.name, &r.schema_json, &r.description)
+            .define_event(&ns, &r.name, &r.schema_json, &r.description, &options)
             .await?;
         Ok(Response::new(pb::DefineEventResponse {
             event: Some(convert::event_def(def)),
@@ -81,15 +82,15 @@ impl EventService for EventsApi {
                 },
             )
             .await?;
-        Ok(Response::new(pb::PublishResponse {
-            event_id: p.event_id,
-            event_version: p.version,
-            runs: p
-                .runs
-                .into_iter()
-                .map(|(run_id, task_id)| pb::RunRef { run_id, task_id })
-                .collect(),
-            deduplicated: p.deduplicated,
-        }))
+        Ok(Response::new(convert::published(p)))
+    }
+
+    async fn test_filter(
+        &self,
+        req: Request<pb::TestFilterRequest>,
+    ) -> Result<Response<pb::TestFilterResponse>, Status> {
+        let r = req.into_inner();
+        let matches = Engine::test_filter(&r.pattern_json, &r.payload_json)?;
+        Ok(Response::new(pb::TestFilterResponse { matches }))
     }
 }

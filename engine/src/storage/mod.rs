@@ -28,6 +28,7 @@ pub trait Store: Send + Sync + 'static {
         schema_json: &str,
         schema_canonical: &str,
         description: &str,
+        options: &EventOptions,
     ) -> Result<(EventDef, bool)>;
 
     /// One version (`None`: the latest).
@@ -95,6 +96,26 @@ pub trait Store: Send + Sync + 'static {
         namespace: &str,
         id: &str,
     ) -> Result<Option<(Run, Vec<Attempt>, String)>>;
+
+    /// Dead letters (dead runs in the DLQ), newest first.
+    async fn list_dead_letters(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>>;
+
+    /// Re-queue dead letters with a fresh attempt budget; returns how many.
+    /// Works in batches, so there is no cap on how many one call moves.
+    async fn retry_dead_letters(
+        &self,
+        namespace: &str,
+        sel: &DeadLetterSelector,
+        now_ms: i64,
+    ) -> Result<u64>;
+
+    /// Mark dead letters discarded; returns how many.
+    async fn discard_dead_letters(
+        &self,
+        namespace: &str,
+        sel: &DeadLetterSelector,
+        now_ms: i64,
+    ) -> Result<u64>;
 
     /// Up to `limit` events not yet shipped to the archive, oldest first.
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>>;

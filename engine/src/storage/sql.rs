@@ -55,16 +55,30 @@ pub struct SqlStore {
     channel: Option<String>,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "delivery",
+        include_str!("../../../migrations/sqlite/0002_delivery.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "delivery",
+        include_str!("../../../migrations/postgres/0002_delivery.sql"),
+    ),
+];
 
 fn migrator(dialect: Dialect) -> Migrator {
     let list = match dialect {
@@ -263,7 +277,12 @@ fn params(from: usize, n: usize) -> String {
 /// Rows per multi-row INSERT (keeps parameters well under both limits).
 const CHUNK: usize = 400;
 
+const DEF_SELECT: &str = "SELECT d.namespace, d.name, d.version, d.schema_json, d.description, d.created_at_ms, \
+    o.dlq, o.rl_limit, o.rl_window_ms, o.rl_key FROM event_definitions d \
+    LEFT JOIN event_options o ON o.namespace = d.namespace AND o.name = d.name";
+
 fn def_from_row(r: &AnyRow) -> Result<EventDef> {
+    let limit = r.try_get::<Option<i64>, _>("rl_limit")?.unwrap_or(0);
     Ok(EventDef {
         namespace: r.try_get("namespace")?,
         name: r.try_get("name")?,
@@ -271,6 +290,20 @@ fn def_from_row(r: &AnyRow) -> Result<EventDef> {
         schema_json: r.try_get("schema_json")?,
         description: r.try_get("description")?,
         created_at_ms: r.try_get("created_at_ms")?,
+        options: EventOptions {
+            dlq: r.try_get::<Option<i64>, _>("dlq")?.unwrap_or(1) != 0,
+            rate_limit: (limit > 0)
+                .then(|| -> Result<RateLimit> {
+                    Ok(RateLimit {
+                        limit: limit as u32,
+                        window_ms: r.try_get::<Option<i64>, _>("rl_window_ms")?.unwrap_or(0) as u64,
+                        key_field: r
+                            .try_get::<Option<String>, _>("rl_key")?
+                            .unwrap_or_default(),
+                    })
+                })
+                .transpose()?,
+        },
     })
 }
 
@@ -293,7 +326,7 @@ fn sub_from_row(r: &AnyRow) -> Result<Subscription> {
 }
 
 const RUN_COLUMNS: &str = "id, namespace, event_id, event, task_id, status, attempts, max_attempts, \
-    created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group";
+    created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group, dlq";
 
 fn run_from_row(r: &AnyRow) -> Result<Run> {
     let status: String = r.try_get("status")?;
@@ -315,6 +348,7 @@ fn run_from_row(r: &AnyRow) -> Result<Run> {
         worker_id: r.try_get("worker_id")?,
         ordering_key: r.try_get("ordering_key")?,
         consumer_group: r.try_get("consumer_group")?,
+        dlq: DlqState::from_code(r.try_get("dlq")?),
     })
 }
 
@@ -369,7 +403,7 @@ async fn fail_run(
     };
     sqlx::query(
         "UPDATE runs SET status = $1, available_at_ms = $2, last_error = $3, updated_at_ms = $4, \
-         lease_expires_at_ms = 0 WHERE id = $5",
+         lease_expires_at_ms = 0, dlq = CASE WHEN $1 = 'dead' THEN dlq_enabled ELSE 0 END WHERE id = $5",
     )
     .bind(status.as_str())
     .bind(at)
@@ -454,6 +488,57 @@ impl SqlStore {
         }
     }
 
+    /// Apply `set` to the selected dead letters, 500 per transaction, until
+    /// none is left: no cap on how many one call moves.
+    async fn dead_letter_batches(
+        &self,
+        namespace: &str,
+        sel: &DeadLetterSelector,
+        set: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let mut total = 0u64;
+        if !sel.all {
+            for chunk in sel.ids.chunks(CHUNK) {
+                let sql = format!(
+                    "UPDATE runs SET {set} WHERE namespace = $2 AND dlq = 1 AND id IN ({})",
+                    params(3, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(now).bind(namespace);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                total += q.execute(&self.writer).await?.rows_affected();
+            }
+        } else {
+            let mut filter = String::new();
+            let mut args: Vec<&str> = Vec::new();
+            for (col, v) in [("event", &sel.event), ("task_id", &sel.task)] {
+                if let Some(v) = v {
+                    args.push(v);
+                    filter += &format!(" AND {col} = ${}", args.len() + 2);
+                }
+            }
+            loop {
+                let sql = format!(
+                    "UPDATE runs SET {set} WHERE id IN (SELECT id FROM runs WHERE namespace = $2 AND dlq = 1{filter} \
+                     ORDER BY id LIMIT 500{})",
+                    self.dialect.skip_locked()
+                );
+                let mut q = sqlx::query(&sql).bind(now).bind(namespace);
+                for a in &args {
+                    q = q.bind(*a);
+                }
+                let n = q.execute(&self.writer).await?.rows_affected();
+                total += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// Fail every running run matching `cond` (with `$1` = now, `$2` = arg).
     async fn fail_running_where(
         &self,
@@ -495,13 +580,21 @@ impl SqlStore {
                     "idempotency key points at missing event {event_id}"
                 ))
             })?;
-        let runs = sqlx::query("SELECT id, task_id FROM runs WHERE event_id = $1 ORDER BY id")
-            .bind(event_id)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("task_id")?)))
-            .collect::<Result<Vec<_>>>()?;
+        let runs = sqlx::query(
+            "SELECT id, task_id, consumer_group FROM runs WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(event_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("task_id")?,
+                r.try_get("consumer_group")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
         Ok(Published {
             event_id: event_id.to_string(),
             version: ev.try_get::<i64, _>("version")? as u32,
@@ -520,63 +613,78 @@ impl Store for SqlStore {
         schema_json: &str,
         schema_canonical: &str,
         description: &str,
+        options: &EventOptions,
     ) -> Result<(EventDef, bool)> {
-        // Two definers racing on the same version: the loser retries once
-        // against the winner's row.
+        // Two definers racing on the same version: the loser retries against
+        // the winner's row.
         for _ in 0..3 {
             let mut tx = self.writer.begin().await?;
+            let now = now_ms();
+            let rl = options.rate_limit.clone().unwrap_or(RateLimit {
+                limit: 0,
+                window_ms: 0,
+                key_field: String::new(),
+            });
+            sqlx::query(
+                "INSERT INTO event_options (namespace, name, dlq, rl_limit, rl_window_ms, rl_key, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (namespace, name) DO UPDATE SET dlq = excluded.dlq, \
+                 rl_limit = excluded.rl_limit, rl_window_ms = excluded.rl_window_ms, rl_key = excluded.rl_key, \
+                 updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(namespace)
+            .bind(name)
+            .bind(options.dlq as i64)
+            .bind(rl.limit as i64)
+            .bind(rl.window_ms as i64)
+            .bind(&rl.key_field)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             let latest = sqlx::query(&format!(
-                "SELECT namespace, name, version, schema_json, schema_canonical, description, created_at_ms \
-                 FROM event_definitions WHERE namespace = $1 AND name = $2 ORDER BY version DESC LIMIT 1{}",
+                "SELECT version, schema_canonical FROM event_definitions WHERE namespace = $1 AND name = $2 \
+                 ORDER BY version DESC LIMIT 1{}",
                 self.dialect.for_update()
             ))
             .bind(namespace)
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
-            let next = match &latest {
-                Some(r) => {
-                    let canon: String = r.try_get("schema_canonical")?;
-                    if canon == schema_canonical {
-                        return Ok((def_from_row(r)?, false));
-                    }
-                    r.try_get::<i64, _>("version")? + 1
+            let (version, created) = match &latest {
+                Some(r) if r.try_get::<String, _>("schema_canonical")? == schema_canonical => {
+                    (r.try_get::<i64, _>("version")?, false)
                 }
-                None => 1,
+                Some(r) => (r.try_get::<i64, _>("version")? + 1, true),
+                None => (1, true),
             };
-            let now = now_ms();
-            let res = sqlx::query(
-                "INSERT INTO event_definitions (namespace, name, version, schema_json, schema_canonical, description, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(namespace)
-            .bind(name)
-            .bind(next)
-            .bind(schema_json)
-            .bind(schema_canonical)
-            .bind(description)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match res {
-                Ok(_) => {
-                    self.notify(&mut tx, &format!("events:{namespace}")).await?;
-                    tx.commit().await?;
-                    return Ok((
-                        EventDef {
-                            namespace: namespace.into(),
-                            name: name.into(),
-                            version: next as u32,
-                            schema_json: schema_json.into(),
-                            description: description.into(),
-                            created_at_ms: now,
-                        },
-                        true,
-                    ));
+            if created {
+                let res = sqlx::query(
+                    "INSERT INTO event_definitions (namespace, name, version, schema_json, schema_canonical, description, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(namespace)
+                .bind(name)
+                .bind(version)
+                .bind(schema_json)
+                .bind(schema_canonical)
+                .bind(description)
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
+                match res {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() => continue,
+                    Err(e) => return Err(e.into()),
                 }
-                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => continue,
-                Err(e) => return Err(e.into()),
             }
+            self.notify(&mut tx, &format!("events:{namespace}")).await?;
+            tx.commit().await?;
+            let def = self
+                .get_event(namespace, name, Some(version as u32))
+                .await?
+                .ok_or_else(|| {
+                    Error::Internal(format!("event '{name}' v{version} vanished after define"))
+                })?;
+            return Ok((def, created));
         }
         Err(Error::Unavailable(format!(
             "event '{name}' is being redefined concurrently; try again"
@@ -590,17 +698,17 @@ impl Store for SqlStore {
         version: Option<u32>,
     ) -> Result<Option<EventDef>> {
         let row = match version {
-            Some(v) => sqlx::query(
-                "SELECT * FROM event_definitions WHERE namespace = $1 AND name = $2 AND version = $3",
-            )
+            Some(v) => sqlx::query(&format!(
+                "{DEF_SELECT} WHERE d.namespace = $1 AND d.name = $2 AND d.version = $3"
+            ))
             .bind(namespace)
             .bind(name)
             .bind(v as i64)
             .fetch_optional(&self.reader)
             .await?,
-            None => sqlx::query(
-                "SELECT * FROM event_definitions WHERE namespace = $1 AND name = $2 ORDER BY version DESC LIMIT 1",
-            )
+            None => sqlx::query(&format!(
+                "{DEF_SELECT} WHERE d.namespace = $1 AND d.name = $2 ORDER BY d.version DESC LIMIT 1"
+            ))
             .bind(namespace)
             .bind(name)
             .fetch_optional(&self.reader)
@@ -610,11 +718,11 @@ impl Store for SqlStore {
     }
 
     async fn list_events(&self, namespace: &str) -> Result<Vec<EventDef>> {
-        let rows = sqlx::query(
-            "SELECT d.* FROM event_definitions d WHERE d.namespace = $1 AND d.version = \
+        let rows = sqlx::query(&format!(
+            "{DEF_SELECT} WHERE d.namespace = $1 AND d.version = \
              (SELECT MAX(version) FROM event_definitions x WHERE x.namespace = d.namespace AND x.name = d.name) \
-             ORDER BY d.name",
-        )
+             ORDER BY d.name"
+        ))
         .bind(namespace)
         .fetch_all(&self.reader)
         .await?;
@@ -736,7 +844,7 @@ impl Store for SqlStore {
                 runs: ev
                     .runs
                     .iter()
-                    .map(|r| (r.id.clone(), r.task_id.clone()))
+                    .map(|r| (r.id.clone(), r.task_id.clone(), r.consumer_group.clone()))
                     .collect(),
                 deduplicated: false,
             });
@@ -776,7 +884,7 @@ impl Store for SqlStore {
             .flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r)))
             .collect();
         for chunk in runs.chunks(CHUNK) {
-            const N: usize = 15;
+            const N: usize = 17;
             let values = (0..chunk.len())
                 .map(|i| format!("({}, 'queued')", params(i * N + 1, N)))
                 .collect::<Vec<_>>()
@@ -784,7 +892,7 @@ impl Store for SqlStore {
             let sql = format!(
                 "INSERT INTO runs (id, namespace, event_id, event, task_id, max_attempts, initial_backoff_ms, \
                  max_backoff_ms, backoff_multiplier, lease_ms, available_at_ms, ordering_key, consumer_group, \
-                 created_at_ms, updated_at_ms, status) VALUES {values}"
+                 created_at_ms, updated_at_ms, dlq_enabled, attempt_budget, status) VALUES {values}"
             );
             let mut q = sqlx::query(&sql);
             for (ev, r) in chunk {
@@ -803,7 +911,9 @@ impl Store for SqlStore {
                     .bind(&ev.ordering_key)
                     .bind(&r.consumer_group)
                     .bind(now)
-                    .bind(now);
+                    .bind(now)
+                    .bind(ev.dlq as i64)
+                    .bind(r.retry.max_attempts as i64);
             }
             q.execute(&mut *tx).await?;
         }
@@ -828,8 +938,12 @@ impl Store for SqlStore {
         let sql = format!(
             "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
              lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
-             WHERE id IN (SELECT id FROM runs WHERE namespace = $3 AND status IN ('queued', 'retrying') \
-             AND available_at_ms <= $2 AND task_id IN ({}) ORDER BY available_at_ms, id LIMIT $4{}) \
+             WHERE id IN (SELECT r.id FROM runs r WHERE r.namespace = $3 AND r.status IN ('queued', 'retrying') \
+             AND r.available_at_ms <= $2 AND r.task_id IN ({}) \
+             AND (r.ordering_key = '' OR NOT EXISTS (SELECT 1 FROM runs p WHERE p.namespace = r.namespace \
+                  AND p.task_id = r.task_id AND p.ordering_key = r.ordering_key \
+                  AND p.status IN ('queued', 'running', 'retrying') AND p.id < r.id)) \
+             ORDER BY r.available_at_ms, r.id LIMIT $4{}) \
              RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key",
             params(5, task_ids.len()),
             self.dialect.skip_locked()
@@ -1130,6 +1244,62 @@ impl Store for SqlStore {
             .transpose()?
             .unwrap_or_default();
         Ok(Some((run, attempts, payload)))
+    }
+
+    async fn list_dead_letters(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>> {
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND dlq = 1");
+        let mut args: Vec<&str> = Vec::new();
+        for (col, v, op) in [
+            ("event", &query.event, "="),
+            ("task_id", &query.task, "="),
+            ("id", &query.before, "<"),
+        ] {
+            if let Some(v) = v {
+                args.push(v);
+                sql += &format!(" AND {col} {op} ${}", args.len() + 1);
+            }
+        }
+        let limit = if query.limit == 0 {
+            100
+        } else {
+            query.limit.min(10_000)
+        };
+        sql += &format!(" ORDER BY id DESC LIMIT {limit}");
+        let mut q = sqlx::query(&sql).bind(namespace);
+        for a in args {
+            q = q.bind(a);
+        }
+        q.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
+    async fn retry_dead_letters(
+        &self,
+        namespace: &str,
+        sel: &DeadLetterSelector,
+        now: i64,
+    ) -> Result<u64> {
+        self.dead_letter_batches(
+            namespace,
+            sel,
+            "status = 'queued', dlq = 0, max_attempts = attempts + attempt_budget, available_at_ms = $1, \
+             updated_at_ms = $1, worker_id = ''",
+            now,
+        )
+        .await
+    }
+
+    async fn discard_dead_letters(
+        &self,
+        namespace: &str,
+        sel: &DeadLetterSelector,
+        now: i64,
+    ) -> Result<u64> {
+        self.dead_letter_batches(namespace, sel, "dlq = 2, updated_at_ms = $1", now)
+            .await
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>> {
