@@ -104,3 +104,46 @@ async fn two_engines_share_one_postgres() {
     e1.stop().await;
     e2.stop().await;
 }
+
+/// A rate limit holds across replicas when they share Redis.
+#[tokio::test]
+async fn rate_limits_hold_across_replicas() {
+    let (Ok(url), Ok(redis)) = (
+        std::env::var("FANOUT_TEST_POSTGRES_URL"),
+        std::env::var("FANOUT_TEST_REDIS_URL"),
+    ) else {
+        eprintln!("needs FANOUT_TEST_POSTGRES_URL and FANOUT_TEST_REDIS_URL");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(fanout_engine::Config::embedded(dir.path()));
+    config.store = StoreConfig::Postgres {
+        url,
+        schema: unique_schema(),
+        max_connections: 4,
+    };
+    config.limiter = fanout_engine::config::LimiterConfig::Redis {
+        url: redis,
+        on_unavailable: fanout_engine::config::OnUnavailable::Deny,
+    };
+    let e1 = TestEngine::start(config.clone()).await;
+    let e2 = TestEngine::start(config).await;
+    let (c1, c2) = (e1.client().await, e2.client().await);
+    // A fresh event name: Redis windows outlive this test.
+    let name = format!("t{}.call", uuid::Uuid::now_v7().simple());
+    let ev = Event::<Job>::new(name).rate_limit(10, Duration::from_secs(60));
+    ev.define(&c1).await.unwrap();
+    let mut ok = 0;
+    let mut limited = 0;
+    for i in 0..30u32 {
+        let c = if i % 2 == 0 { &c1 } else { &c2 };
+        match ev.publish(c, &Job { n: i }).await {
+            Ok(_) => ok += 1,
+            Err(fanout::Error::RateLimited { .. }) => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, limited), (10, 20), "one window shared by both engines");
+    e1.stop().await;
+    e2.stop().await;
+}

@@ -1,0 +1,126 @@
+//! The `fanout` binary itself: exit codes and messages a script relies on.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::process::Command;
+
+fn fanout(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(args)
+        .env_remove("FANOUT_DATABASE_URL")
+        .env_remove("FANOUT_REDIS_URL")
+        .env_remove("FANOUT_CLICKHOUSE_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn filter_test_exit_codes() {
+    let (code, out, _) = fanout(&[
+        "filter",
+        "test",
+        "--pattern",
+        r#"{"amount":[{"$gte":1000}]}"#,
+        "--payload",
+        r#"{"amount":1500}"#,
+    ]);
+    assert_eq!((code, out.trim()), (0, "match"));
+    let (code, out, _) = fanout(&[
+        "filter",
+        "test",
+        "--pattern",
+        r#"{"amount":[{"numeric":[">",0,"<=",5]}]}"#,
+        "--payload",
+        r#"{"amount":6}"#,
+    ]);
+    assert_eq!((code, out.trim()), (1, "no match"));
+    let (code, _, err) = fanout(&[
+        "filter",
+        "test",
+        "--pattern",
+        r#"{"amount":[{"$gtee":1}]}"#,
+        "--payload",
+        "{}",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/amount/0/$gtee: unknown operator"), "{err}");
+}
+
+#[test]
+fn serve_layers_config_and_names_unreachable_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fanout.toml");
+    std::fs::write(
+        &file,
+        "database_url = \"postgres://from-file/db\"\ngrpc_addr = \"127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:8888",
+            "--dump-config",
+        ])
+        .env("FANOUT_REDIS_URL", "redis://from-env:6379")
+        .env_remove("FANOUT_DATABASE_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("database_url = \"postgres://from-file/db\""),
+        "file layer: {text}"
+    );
+    assert!(
+        text.contains("redis_url = \"redis://from-env:6379\""),
+        "env layer: {text}"
+    );
+    assert!(
+        text.contains("grpc_addr = \"127.0.0.1:8888\""),
+        "flags win: {text}"
+    );
+
+    let (code, _, err) = fanout(&[
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("serve needs a PostgreSQL URL"), "{err}");
+
+    let (code, _, err) = fanout(&[
+        "serve",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: postgres: cannot connect to"),
+        "{err}"
+    );
+}
+
+#[test]
+fn client_errors_are_the_servers_message_on_stderr() {
+    let (code, _, err) = fanout(&["--server", "http://127.0.0.1:1", "events", "list"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("error: cannot connect to http://127.0.0.1:1"),
+        "{err}"
+    );
+}
