@@ -166,6 +166,14 @@ impl Session {
         effect
     }
 
+    /// The worker dropped a run it suspended: free its slot.
+    pub fn release_slot(&self, run_id: &str) {
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.remove(run_id);
+        }
+        self.slot_freed.notify_one();
+    }
+
     /// Extend the leases of runs the worker says it is still executing.
     pub async fn on_heartbeat(&self, run_ids: &[String]) -> Result<u64> {
         self.engine
@@ -210,6 +218,9 @@ pub async fn reaper(engine: Engine, cancel: CancellationToken) {
             Ok(n) if n > 0 => engine.wakeup().now(),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
+        }
+        if let Err(e) = engine.expire_waitpoints().await {
+            tracing::warn!(error = %e, "waitpoint expiry failed");
         }
     }
 }

@@ -53,6 +53,7 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     wakeup: Wakeup,
     archive_wakeup: Wakeup,
+    hub: crate::waitpoint::WaitpointHub,
     publisher: Batcher<NewEvent, Published>,
     completer: Batcher<Completion, CompletionEffect>,
 }
@@ -89,6 +90,7 @@ impl Engine {
                 limiter,
                 wakeup: Wakeup::default(),
                 archive_wakeup: Wakeup::default(),
+                hub: Default::default(),
                 publisher,
                 completer,
             }),
@@ -110,6 +112,10 @@ impl Engine {
     /// Wakes worker sessions.
     pub fn wakeup(&self) -> &Wakeup {
         &self.inner.wakeup
+    }
+    /// Wakes waiters of waitpoints.
+    pub fn hub(&self) -> &crate::waitpoint::WaitpointHub {
+        &self.inner.hub
     }
     /// Wakes the archiver.
     pub fn archive_wakeup(&self) -> &Wakeup {
@@ -166,11 +172,27 @@ impl Engine {
 
     /// Validate and durably publish; see the module docs for the steps.
     pub async fn publish(&self, ns: &str, input: PublishInput) -> Result<Published> {
-        let span = tracing::info_span!("publish", namespace = ns, event = %input.event);
-        self.publish_inner(ns, input).instrument(span).await
+        self.publish_with_waitpoint(ns, input, None).await
     }
 
-    async fn publish_inner(&self, ns: &str, input: PublishInput) -> Result<Published> {
+    /// Publish, optionally creating a waitpoint on the runs in the same
+    /// transaction (publish-and-wait).
+    pub(crate) async fn publish_with_waitpoint(
+        &self,
+        ns: &str,
+        input: PublishInput,
+        wp: Option<NewWaitpoint>,
+    ) -> Result<Published> {
+        let span = tracing::info_span!("publish", namespace = ns, event = %input.event);
+        self.publish_inner(ns, input, wp).instrument(span).await
+    }
+
+    async fn publish_inner(
+        &self,
+        ns: &str,
+        input: PublishInput,
+        waitpoint: Option<NewWaitpoint>,
+    ) -> Result<Published> {
         schema::check_event_name(&input.event)?;
         let live = self.inner.registry.event(ns, &input.event).await?;
         let size = input.payload_json.len();
@@ -219,6 +241,7 @@ impl Engine {
         let event = NewEvent {
             id: event_id,
             dlq: live.def.options.dlq,
+            waitpoint,
             namespace: ns.to_string(),
             name: input.event.clone(),
             version: live.def.version,

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod routing;
 pub mod schema;
 pub mod storage;
+pub mod waitpoint;
 pub mod wakeup;
 
 pub use config::Config;
@@ -134,6 +135,7 @@ pub async fn run_with(
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(dispatch::reaper(engine.clone(), cancel.clone()));
+    tasks.spawn(waitpoint::relay(engine.clone(), cancel.clone()));
     tasks.spawn(archive::archiver::run(
         engine.clone(),
         backends.archive.clone(),

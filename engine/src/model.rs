@@ -34,6 +34,9 @@ pub enum RunStatus {
     Queued,
     /// Leased to a worker.
     Running,
+    /// Suspended on a waitpoint: holds no worker slot, re-queued when the
+    /// waitpoint completes.
+    Waiting,
     /// Failed, waiting for its backoff to elapse.
     Retrying,
     /// Finished with an output.
@@ -48,6 +51,7 @@ impl RunStatus {
         match self {
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
             RunStatus::Retrying => "retrying",
             RunStatus::Completed => "completed",
             RunStatus::Dead => "dead",
@@ -59,6 +63,7 @@ impl RunStatus {
         Some(match s {
             "queued" => RunStatus::Queued,
             "running" => RunStatus::Running,
+            "waiting" => RunStatus::Waiting,
             "retrying" => RunStatus::Retrying,
             "completed" => RunStatus::Completed,
             "dead" => RunStatus::Dead,
@@ -240,6 +245,102 @@ pub struct NewEvent {
     /// The event's DLQ setting, copied onto its runs.
     pub dlq: bool,
     pub runs: Vec<NewRun>,
+    /// Publish-and-wait: a waitpoint on these runs, created in the same tx.
+    pub waitpoint: Option<NewWaitpoint>,
+}
+
+/// What a waitpoint waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitpointKind {
+    /// Every run of one event reaching a final state (scatter-gather).
+    Runs,
+    /// A point in time (`sleep`).
+    Time,
+    /// A call from outside (`fanout waitpoint complete ID`).
+    Token,
+}
+
+impl WaitpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitpointKind::Runs => "runs",
+            WaitpointKind::Time => "time",
+            WaitpointKind::Token => "token",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "runs" => WaitpointKind::Runs,
+            "time" => WaitpointKind::Time,
+            "token" => WaitpointKind::Token,
+            _ => return None,
+        })
+    }
+}
+
+/// A run suspending itself on a new waitpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParentRef {
+    pub run_id: String,
+    pub attempt: u32,
+    /// Journal key under which the waitpoint id is recorded.
+    pub step_key: String,
+}
+
+/// A waitpoint to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWaitpoint {
+    pub id: String,
+    pub namespace: String,
+    pub kind: WaitpointKind,
+    /// Deadline (runs, token) or wake-up time (time), epoch ms; 0 = none.
+    pub timeout_at_ms: i64,
+    pub parent: Option<ParentRef>,
+}
+
+/// A waitpoint as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Waitpoint {
+    pub id: String,
+    pub namespace: String,
+    pub kind: WaitpointKind,
+    /// waiting | completed | timed_out
+    pub status: String,
+    pub pending: i64,
+    pub total: i64,
+    pub event_id: String,
+    pub parent_run_id: String,
+    pub timeout_at_ms: i64,
+    pub data_json: String,
+    pub created_at_ms: i64,
+    pub completed_at_ms: i64,
+}
+
+impl Waitpoint {
+    /// Completed or timed out.
+    pub fn is_final(&self) -> bool {
+        self.status != "waiting"
+    }
+}
+
+/// The state of one child run of a `runs` waitpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChildResult {
+    pub run_id: String,
+    pub task_id: String,
+    pub status: RunStatus,
+    pub output_json: String,
+    pub error: String,
+}
+
+/// Things the store tells the engine after a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreEvent {
+    /// A waitpoint completed or timed out.
+    WaitpointFinished(String),
+    /// Suspended runs were re-queued.
+    RunsResumed,
 }
 
 /// What a publish committed (or, when deduplicated, found).
@@ -250,6 +351,10 @@ pub struct Published {
     /// `(run id, task id, consumer group)` per run.
     pub runs: Vec<(String, String, String)>,
     pub deduplicated: bool,
+    /// The waitpoint created with the event (publish-and-wait), if any.
+    pub waitpoint_id: String,
+    /// True when the publishing run was suspended on that waitpoint.
+    pub suspended: bool,
 }
 
 /// A run as stored.
@@ -299,6 +404,9 @@ pub struct ClaimedRun {
     pub ordering_key: String,
     pub tags: Vec<String>,
     pub published_at_ms: i64,
+    /// The run's journal: `(step key, value JSON)` recorded by earlier
+    /// executions (memoized steps, waitpoints it suspended on).
+    pub journal: Vec<(String, String)>,
 }
 
 /// How an attempt ended, as reported by a worker.

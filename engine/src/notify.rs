@@ -64,6 +64,7 @@ fn resync(engine: &Engine) {
     engine.registry().invalidate_events(None);
     engine.registry().invalidate_subscriptions(None);
     engine.wakeup().now();
+    engine.hub().wake_all();
 }
 
 fn handle(engine: &Engine, payload: &str) {
@@ -76,6 +77,7 @@ fn handle(engine: &Engine, payload: &str) {
         }
         Some(("events", ns)) => engine.registry().invalidate_events(Some(ns)),
         Some(("subs", ns)) => engine.registry().invalidate_subscriptions(Some(ns)),
+        Some(("wp", id)) => engine.hub().finished(id),
         _ => tracing::debug!(payload, "unknown notification"),
     }
 }

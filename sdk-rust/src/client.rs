@@ -59,7 +59,7 @@ impl Default for EventOptions {
 }
 
 /// A connection to a Fanout engine. Cheap to clone; clones share the channel.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     channel: Channel,
     namespace: String,
@@ -120,6 +120,10 @@ impl Client {
             req.metadata_mut().insert(fanout_proto::NAMESPACE_HEADER, v);
         }
         req
+    }
+
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     pub(crate) fn events(&self) -> EventServiceClient<Channel> {

@@ -28,12 +28,14 @@ mod client;
 mod error;
 mod event;
 mod task;
+mod waitpoint;
 mod worker;
 
 pub use client::{Client, EventOptions, PublishOptions, Published, RunRef};
 pub use error::{Error, Result};
 pub use event::{Event, EventPayload, Publish};
 pub use task::{Retry, Task, TaskContext, TaskError};
+pub use waitpoint::{PublishAndWait, Results, TaskOutcome, WaitResult, WaitpointState};
 pub use worker::{Worker, WorkerHandle};
 
 /// The generated gRPC types, for admin calls.

@@ -15,6 +15,9 @@ use std::time::Duration;
 pub struct TaskError {
     pub message: String,
     pub fatal: bool,
+    /// Set by `ctx.publish_and_wait` / `ctx.sleep` when the run was parked
+    /// on this waitpoint: not a failure. Return it with `?`.
+    pub(crate) suspended_on: Option<String>,
 }
 
 impl TaskError {
@@ -23,6 +26,7 @@ impl TaskError {
         TaskError {
             message: message.into(),
             fatal: false,
+            suspended_on: None,
         }
     }
     /// Not worth retrying: skip the remaining attempts.
@@ -30,7 +34,19 @@ impl TaskError {
         TaskError {
             message: message.into(),
             fatal: true,
+            suspended_on: None,
         }
+    }
+    pub(crate) fn suspended(waitpoint_id: String) -> Self {
+        TaskError {
+            message: format!("suspended on waitpoint {waitpoint_id}"),
+            fatal: false,
+            suspended_on: Some(waitpoint_id),
+        }
+    }
+    /// True when this is the suspension signal, not a failure.
+    pub fn is_suspension(&self) -> bool {
+        self.suspended_on.is_some()
     }
 }
 
@@ -90,7 +106,9 @@ impl Retry {
     }
 }
 
-/// What a handler knows about the run it executes.
+/// What a handler knows about the run it executes, and its durable
+/// operations (`step`, `publish_and_wait`, `sleep`; see the `waitpoint`
+/// module docs for the determinism rules).
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     pub run_id: String,
@@ -102,6 +120,38 @@ pub struct TaskContext {
     pub ordering_key: Option<String>,
     pub tags: Vec<String>,
     pub published_at_ms: i64,
+    pub(crate) client: crate::Client,
+    /// Step key → recorded value (JSON), from earlier executions.
+    pub(crate) journal: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// Per-kind call counters, to key waits by call order.
+    pub(crate) seq: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, u32>>>,
+}
+
+impl TaskContext {
+    pub(crate) fn journal_get(&self, key: &str) -> Option<String> {
+        self.journal.lock().ok()?.get(key).cloned()
+    }
+    pub(crate) fn journal_put(&self, key: &str, value: &str) {
+        if let Ok(mut j) = self.journal.lock() {
+            j.insert(key.to_string(), value.to_string());
+        }
+    }
+    pub(crate) fn next_seq(&self, kind: &'static str) -> u32 {
+        let mut m = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(kind).or_default();
+        let v = *n;
+        *n += 1;
+        v
+    }
+}
+
+impl std::fmt::Debug for crate::Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url())
+            .field("namespace", &self.namespace())
+            .finish()
+    }
 }
 
 pub(crate) type BoxFut = Pin<Box<dyn Future<Output = Result<serde_json::Value, TaskError>> + Send>>;

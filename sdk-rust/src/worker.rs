@@ -234,8 +234,9 @@ impl Worker {
                     if let Ok(mut s) = running.lock() { s.insert(a.run_id.clone()); }
                     let tx = tx.clone();
                     let running = running.clone();
+                    let client = self.client.clone();
                     jobs.spawn(async move {
-                        let outcome = execute(&task, &a).await;
+                        let outcome = execute(&task, &a, client).await;
                         let _ = tx.send(result(&a, outcome)).await;
                         if let Ok(mut s) = running.lock() { s.remove(&a.run_id); }
                     });
@@ -254,6 +255,7 @@ struct Conn {
 async fn execute(
     task: &Task,
     a: &pb::RunAssignment,
+    client: Client,
 ) -> std::result::Result<serde_json::Value, crate::TaskError> {
     let payload: serde_json::Value = serde_json::from_str(&a.payload_json)
         .map_err(|e| crate::TaskError::fatal(format!("payload is not JSON: {e}")))?;
@@ -266,6 +268,14 @@ async fn execute(
         ordering_key: (!a.ordering_key.is_empty()).then(|| a.ordering_key.clone()),
         tags: a.tags.clone(),
         published_at_ms: a.published_at_ms,
+        client,
+        journal: Arc::new(Mutex::new(
+            a.journal
+                .iter()
+                .map(|j| (j.key.clone(), j.value_json.clone()))
+                .collect(),
+        )),
+        seq: Arc::default(),
     };
     let fut = (task.handler)(payload, ctx);
     match tokio::spawn(fut).await {

@@ -143,5 +143,34 @@ pub fn assignment(c: ClaimedRun) -> pb::RunAssignment {
         ordering_key: c.ordering_key,
         tags: c.tags,
         published_at_ms: c.published_at_ms,
+        journal: c
+            .journal
+            .into_iter()
+            .map(|(key, value_json)| pb::JournalEntry { key, value_json })
+            .collect(),
     }
+}
+
+pub fn waitpoint(v: crate::waitpoint::WaitpointView) -> pb::WaitpointInfo {
+    let w = v.waitpoint;
+    pb::WaitpointInfo {
+        id: w.id,
+        kind: w.kind.as_str().into(),
+        status: w.status,
+        results_json: v.results.to_string(),
+        data_json: w.data_json,
+        event_id: w.event_id,
+        created_at_ms: w.created_at_ms,
+        completed_at_ms: w.completed_at_ms,
+        pending: w.pending.max(0) as u64,
+        total: w.total.max(0) as u64,
+    }
+}
+
+pub fn parent(p: Option<pb::ParentRun>) -> Option<ParentRef> {
+    p.filter(|p| !p.run_id.is_empty()).map(|p| ParentRef {
+        run_id: p.run_id,
+        attempt: p.attempt,
+        step_key: p.step_key,
+    })
 }

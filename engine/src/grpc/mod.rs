@@ -6,12 +6,14 @@
 mod admin;
 mod convert;
 mod events;
+mod waitpoints;
 mod workers;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use fanout_proto::v1::admin_service_server::AdminServiceServer;
 use fanout_proto::v1::event_service_server::EventServiceServer;
+use fanout_proto::v1::waitpoint_service_server::WaitpointServiceServer;
 use fanout_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +45,9 @@ pub fn router(engine: Engine, cancel: CancellationToken) -> tonic::transport::se
         .add_service(WorkerServiceServer::new(workers::WorkersApi {
             engine: engine.clone(),
             cancel,
+        }))
+        .add_service(WaitpointServiceServer::new(waitpoints::WaitpointsApi {
+            engine: engine.clone(),
         }))
         .add_service(AdminServiceServer::new(admin::AdminApi { engine }))
 }

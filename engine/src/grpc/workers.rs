@@ -139,6 +139,11 @@ impl WorkerService for WorkersApi {
                         msg: Some(In::Result(r)),
                     })) => {
                         let outcome = match r.outcome {
+                            Some(pb::run_result::Outcome::Suspended(_)) => {
+                                // The store already holds the run as waiting.
+                                session.release_slot(&r.run_id);
+                                continue;
+                            }
                             Some(pb::run_result::Outcome::OutputJson(o)) => Outcome::Ok(o),
                             Some(pb::run_result::Outcome::Failure(f)) => Outcome::Failed {
                                 message: f.message,

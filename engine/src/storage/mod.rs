@@ -117,6 +117,45 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<u64>;
 
+    /// A waitpoint and, for `runs` waitpoints, the state of every child.
+    async fn get_waitpoint(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<(Waitpoint, Vec<ChildResult>)>>;
+
+    /// Create a `time` or `token` waitpoint; with a parent, suspend it in
+    /// the same transaction (and journal the waitpoint under its step key).
+    async fn create_waitpoint(&self, wp: &NewWaitpoint, now_ms: i64) -> Result<Waitpoint>;
+
+    /// Complete a token waitpoint with data (resuming its parent).
+    async fn complete_token(
+        &self,
+        namespace: &str,
+        id: &str,
+        data_json: &str,
+        now_ms: i64,
+    ) -> Result<Waitpoint>;
+
+    /// Finish waitpoints whose time has come: `time` ones complete, others
+    /// time out. Returns the ids finished.
+    async fn expire_waitpoints(&self, now_ms: i64) -> Result<Vec<String>>;
+
+    /// Memoize a step result for a running attempt; the first value
+    /// recorded under a key wins and is returned.
+    async fn record_step(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        key: &str,
+        value_json: &str,
+        now_ms: i64,
+    ) -> Result<String>;
+
+    /// Post-commit events of this process's writes (waitpoints finished,
+    /// runs resumed). Other replicas hear of them through `notify`.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+
     /// Up to `limit` events not yet shipped to the archive, oldest first.
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>>;
 

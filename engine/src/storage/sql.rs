@@ -8,6 +8,8 @@
 //! otherwise answer SQLITE_BUSY). The conformance suite runs every test on
 //! both. Why not `query!`: it checks against one database per crate.
 
+mod waitpoints;
+
 use super::Store;
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
@@ -53,32 +55,27 @@ pub struct SqlStore {
     dialect: Dialect,
     /// Postgres `NOTIFY` channel shared by the replicas on this schema.
     channel: Option<String>,
+    /// Post-commit events for this process (waitpoints finished, …).
+    events: tokio::sync::broadcast::Sender<StoreEvent>,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "delivery",
-        include_str!("../../../migrations/sqlite/0002_delivery.sql"),
-    ),
-];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "delivery",
-        include_str!("../../../migrations/postgres/0002_delivery.sql"),
-    ),
-];
+/// `(version, description, sql)` per dialect, embedded at build time.
+macro_rules! migrations {
+    ($dir:literal: $(($v:literal, $name:literal, $file:literal)),* $(,)?) => {
+        &[$(($v, $name, include_str!(concat!("../../../migrations/", $dir, "/", $file)))),*]
+    };
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite":
+    (1, "init", "0001_init.sql"),
+    (2, "delivery", "0002_delivery.sql"),
+    (3, "waitpoints", "0003_waitpoints.sql"),
+);
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres":
+    (1, "init", "0001_init.sql"),
+    (2, "delivery", "0002_delivery.sql"),
+    (3, "waitpoints", "0003_waitpoints.sql"),
+);
 
 fn migrator(dialect: Dialect) -> Migrator {
     let list = match dialect {
@@ -153,6 +150,7 @@ impl SqlStore {
                     reader,
                     dialect: Dialect::Sqlite,
                     channel: None,
+                    events: tokio::sync::broadcast::channel(4096).0,
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -211,6 +209,7 @@ impl SqlStore {
                     reader: pool,
                     dialect: Dialect::Postgres,
                     channel: Some(notify_channel(&schema)),
+                    events: tokio::sync::broadcast::channel(4096).0,
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -363,9 +362,11 @@ struct Failing {
     worker_id: String,
     started_at_ms: i64,
     retry: RetryPolicy,
+    /// The waitpoint this run is a child of ("" if none).
+    waitpoint_id: String,
 }
 
-const FAILING_COLUMNS: &str = "id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier";
+const FAILING_COLUMNS: &str = "id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier, waitpoint_id";
 
 fn failing_from_row(r: &AnyRow) -> Result<Failing> {
     Ok(Failing {
@@ -379,6 +380,7 @@ fn failing_from_row(r: &AnyRow) -> Result<Failing> {
             max_backoff_ms: r.try_get::<i64, _>("max_backoff_ms")? as u64,
             multiplier: r.try_get("backoff_multiplier")?,
         },
+        waitpoint_id: r.try_get("waitpoint_id")?,
     })
 }
 
@@ -558,12 +560,19 @@ impl SqlStore {
             .fetch_all(&mut *tx)
             .await?;
         let mut effects = Vec::with_capacity(rows.len());
+        let mut children = waitpoints::Children::default();
         for r in &rows {
             let f = failing_from_row(r)?;
-            effects.push(fail_run(&mut tx, &f, message, false, now).await?);
+            let effect = fail_run(&mut tx, &f, message, false, now).await?;
+            if effect == CompletionEffect::Dead {
+                children.add(&f.waitpoint_id);
+            }
+            effects.push(effect);
         }
         self.notify_due(&mut tx, &effects).await?;
+        let finished = self.finish_children(&mut tx, &children, now).await?;
         tx.commit().await?;
+        self.announce(finished);
         Ok(effects)
     }
 
@@ -595,7 +604,16 @@ impl SqlStore {
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+        let waitpoint_id = sqlx::query("SELECT id FROM waitpoints WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("id"))
+            .transpose()?
+            .unwrap_or_default();
         Ok(Published {
+            waitpoint_id,
+            suspended: false,
             event_id: event_id.to_string(),
             version: ev.try_get::<i64, _>("version")? as u32,
             runs,
@@ -792,6 +810,8 @@ impl Store for SqlStore {
         let mut tx = self.writer.begin().await?;
         let mut out: Vec<Published> = Vec::with_capacity(events.len());
         let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+        // Index in `out` of each fresh event.
+        let mut fresh_at: Vec<usize> = Vec::with_capacity(events.len());
         // Keys claimed earlier in this same batch.
         let mut batch_keys: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for ev in events {
@@ -847,7 +867,14 @@ impl Store for SqlStore {
                     .map(|r| (r.id.clone(), r.task_id.clone(), r.consumer_group.clone()))
                     .collect(),
                 deduplicated: false,
+                waitpoint_id: ev
+                    .waitpoint
+                    .as_ref()
+                    .map(|w| w.id.clone())
+                    .unwrap_or_default(),
+                suspended: false,
             });
+            fresh_at.push(out.len() - 1);
             fresh.push(ev);
         }
 
@@ -884,7 +911,7 @@ impl Store for SqlStore {
             .flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r)))
             .collect();
         for chunk in runs.chunks(CHUNK) {
-            const N: usize = 17;
+            const N: usize = 18;
             let values = (0..chunk.len())
                 .map(|i| format!("({}, 'queued')", params(i * N + 1, N)))
                 .collect::<Vec<_>>()
@@ -892,7 +919,7 @@ impl Store for SqlStore {
             let sql = format!(
                 "INSERT INTO runs (id, namespace, event_id, event, task_id, max_attempts, initial_backoff_ms, \
                  max_backoff_ms, backoff_multiplier, lease_ms, available_at_ms, ordering_key, consumer_group, \
-                 created_at_ms, updated_at_ms, dlq_enabled, attempt_budget, status) VALUES {values}"
+                 created_at_ms, updated_at_ms, dlq_enabled, attempt_budget, waitpoint_id, status) VALUES {values}"
             );
             let mut q = sqlx::query(&sql);
             for (ev, r) in chunk {
@@ -913,14 +940,26 @@ impl Store for SqlStore {
                     .bind(now)
                     .bind(now)
                     .bind(ev.dlq as i64)
-                    .bind(r.retry.max_attempts as i64);
+                    .bind(r.retry.max_attempts as i64)
+                    .bind(ev.waitpoint.as_ref().map(|w| w.id.as_str()).unwrap_or(""));
             }
             q.execute(&mut *tx).await?;
+        }
+        let mut finished = Vec::new();
+        for (ev, at) in fresh.iter().zip(&fresh_at) {
+            if let Some(wp) = &ev.waitpoint {
+                let (suspended, done) = self.insert_runs_waitpoint(&mut tx, ev, wp, now).await?;
+                out[*at].suspended = suspended;
+                if done {
+                    finished.push(wp.id.clone());
+                }
+            }
         }
         if !runs.is_empty() {
             self.notify(&mut tx, "runs").await?;
         }
         tx.commit().await?;
+        self.announce(finished);
         Ok(out)
     }
 
@@ -975,6 +1014,7 @@ impl Store for SqlStore {
                 ordering_key: r.try_get("ordering_key")?,
                 tags: Vec::new(),
                 published_at_ms: 0,
+                journal: Vec::new(),
             });
         }
         let mut ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
@@ -1001,8 +1041,34 @@ impl Store for SqlStore {
                 ),
             );
         }
+        // Only a re-execution (attempt > 1) can have a journal.
+        let again: Vec<&str> = claimed
+            .iter()
+            .filter(|c| c.attempt > 1)
+            .map(|c| c.run_id.as_str())
+            .collect();
+        let mut journals: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        if !again.is_empty() {
+            let sql = format!(
+                "SELECT run_id, step_key, value_json FROM run_steps WHERE run_id IN ({}) ORDER BY created_at_ms, step_key",
+                params(1, again.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &again {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                journals
+                    .entry(r.try_get("run_id")?)
+                    .or_default()
+                    .push((r.try_get("step_key")?, r.try_get("value_json")?));
+            }
+        }
         tx.commit().await?;
         for c in &mut claimed {
+            if let Some(j) = journals.remove(&c.run_id) {
+                c.journal = j;
+            }
             if let Some((p, tags, at)) = payloads.get(&c.event_id) {
                 c.payload_json = p.clone();
                 c.tags = tags.clone();
@@ -1019,6 +1085,7 @@ impl Store for SqlStore {
         now: i64,
     ) -> Result<Vec<CompletionEffect>> {
         let mut effects = vec![CompletionEffect::Stale; completions.len()];
+        let mut children = waitpoints::Children::default();
         let mut tx = self.writer.begin().await?;
 
         // Successes: one UPDATE and one INSERT per chunk.
@@ -1041,7 +1108,7 @@ impl Store for SqlStore {
                  UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
                  updated_at_ms = $1, lease_expires_at_ms = 0 FROM v \
                  WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempts = v.attempt \
-                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms"
+                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms, runs.waitpoint_id"
             );
             let mut q = sqlx::query(&sql).bind(now);
             for (_, c, out) in chunk {
@@ -1051,12 +1118,11 @@ impl Store for SqlStore {
                     .bind(&c.worker_id)
                     .bind(*out);
             }
-            let done: HashMap<String, i64> = q
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get("id")?, r.try_get("started_at_ms")?)))
-                .collect::<Result<_>>()?;
+            let mut done: HashMap<String, i64> = HashMap::new();
+            for r in q.fetch_all(&mut *tx).await? {
+                done.insert(r.try_get("id")?, r.try_get("started_at_ms")?);
+                children.add(&r.try_get::<String, _>("waitpoint_id")?);
+            }
             let won: Vec<&(usize, &Completion, &str)> = chunk
                 .iter()
                 .filter(|(_, c, _)| done.contains_key(&c.run_id))
@@ -1105,10 +1171,15 @@ impl Store for SqlStore {
             if let Some(r) = row {
                 let f = failing_from_row(&r)?;
                 effects[i] = fail_run(&mut tx, &f, message, *fatal, now).await?;
+                if effects[i] == CompletionEffect::Dead {
+                    children.add(&f.waitpoint_id);
+                }
             }
         }
         self.notify_due(&mut tx, &effects).await?;
+        let finished = self.finish_children(&mut tx, &children, now).await?;
         tx.commit().await?;
+        self.announce(finished);
         Ok(effects)
     }
 
@@ -1300,6 +1371,49 @@ impl Store for SqlStore {
     ) -> Result<u64> {
         self.dead_letter_batches(namespace, sel, "dlq = 2, updated_at_ms = $1", now)
             .await
+    }
+
+    async fn get_waitpoint(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<(Waitpoint, Vec<ChildResult>)>> {
+        self.get_waitpoint_impl(namespace, id).await
+    }
+
+    async fn create_waitpoint(&self, wp: &NewWaitpoint, now: i64) -> Result<Waitpoint> {
+        self.create_waitpoint_impl(wp, now).await
+    }
+
+    async fn complete_token(
+        &self,
+        namespace: &str,
+        id: &str,
+        data_json: &str,
+        now: i64,
+    ) -> Result<Waitpoint> {
+        self.complete_token_impl(namespace, id, data_json, now)
+            .await
+    }
+
+    async fn expire_waitpoints(&self, now: i64) -> Result<Vec<String>> {
+        self.expire_waitpoints_impl(now).await
+    }
+
+    async fn record_step(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        key: &str,
+        value_json: &str,
+        now: i64,
+    ) -> Result<String> {
+        self.record_step_impl(run_id, attempt, key, value_json, now)
+            .await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>> {

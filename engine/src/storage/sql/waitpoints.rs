@@ -1,0 +1,420 @@
+//! Waitpoints in SQL: creation (with the parent's suspension), completion
+//! atomic with the last child's final state, timeouts, tokens, and the run
+//! journal (memoized steps).
+//!
+//! Everything that finishes a waitpoint runs inside the transaction that
+//! caused it (a child completing or dying, a token, a timeout) and re-queues
+//! the suspended parent in that same transaction, so no waitpoint is left
+//! hanging after a crash: either all of it committed or none of it did.
+
+use super::SqlStore;
+use crate::error::{Error, Result};
+use crate::model::*;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
+
+/// Children that reached a final state in one transaction, per waitpoint.
+#[derive(Default)]
+pub(super) struct Children {
+    counts: BTreeMap<String, i64>,
+}
+
+impl Children {
+    pub(super) fn add(&mut self, waitpoint_id: &str) {
+        if !waitpoint_id.is_empty() {
+            *self.counts.entry(waitpoint_id.to_string()).or_default() += 1;
+        }
+    }
+}
+
+fn waitpoint_from_row(r: &AnyRow) -> Result<Waitpoint> {
+    let kind: String = r.try_get("kind")?;
+    Ok(Waitpoint {
+        id: r.try_get("id")?,
+        namespace: r.try_get("namespace")?,
+        kind: WaitpointKind::parse(&kind)
+            .ok_or_else(|| Error::Internal(format!("unknown waitpoint kind '{kind}'")))?,
+        status: r.try_get("status")?,
+        pending: r.try_get("pending")?,
+        total: r.try_get("total")?,
+        event_id: r.try_get("event_id")?,
+        parent_run_id: r.try_get("parent_run_id")?,
+        timeout_at_ms: r.try_get("timeout_at_ms")?,
+        data_json: r.try_get("data_json")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        completed_at_ms: r.try_get("completed_at_ms")?,
+    })
+}
+
+impl SqlStore {
+    /// Tell this process's engine what committed.
+    pub(super) fn announce(&self, finished: Vec<String>) {
+        if finished.is_empty() {
+            return;
+        }
+        for id in finished {
+            let _ = self.events.send(StoreEvent::WaitpointFinished(id));
+        }
+        let _ = self.events.send(StoreEvent::RunsResumed);
+    }
+
+    /// Count children against their waitpoints; complete those with none
+    /// pending and re-queue their parents. Returns the waitpoints finished.
+    pub(super) async fn finish_children(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        children: &Children,
+        now: i64,
+    ) -> Result<Vec<String>> {
+        let mut finished = Vec::new();
+        // BTreeMap: a fixed lock order across concurrent transactions.
+        for (id, n) in &children.counts {
+            let row = sqlx::query(
+                "UPDATE waitpoints SET pending = pending - $2 WHERE id = $1 AND status = 'waiting' \
+                 RETURNING pending, parent_run_id",
+            )
+            .bind(id)
+            .bind(*n)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(r) = row else { continue };
+            if r.try_get::<i64, _>("pending")? > 0 {
+                continue;
+            }
+            self.finish(
+                tx,
+                id,
+                "completed",
+                &r.try_get::<String, _>("parent_run_id")?,
+                now,
+            )
+            .await?;
+            finished.push(id.clone());
+        }
+        Ok(finished)
+    }
+
+    /// Mark a waitpoint final and re-queue its parent.
+    async fn finish(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        id: &str,
+        status: &str,
+        parent: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE waitpoints SET status = $2, completed_at_ms = $3 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        if !parent.is_empty() {
+            // Resuming is not a failed attempt: give the attempt back.
+            sqlx::query(
+                "UPDATE runs SET status = 'queued', available_at_ms = $2, max_attempts = max_attempts + 1, \
+                 updated_at_ms = $2 WHERE id = $1 AND status = 'waiting'",
+            )
+            .bind(parent)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            self.notify(tx, "runs").await?;
+        }
+        self.notify(tx, &format!("wp:{id}")).await
+    }
+
+    /// Suspend `parent` on waitpoint `wp_id` if it still runs that attempt.
+    async fn suspend_parent(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        p: &ParentRef,
+        wp_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "UPDATE runs SET status = 'waiting', lease_expires_at_ms = 0, updated_at_ms = $3 \
+             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING worker_id, started_at_ms",
+        )
+        .bind(&p.run_id)
+        .bind(p.attempt as i64)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(r) = row else { return Ok(false) };
+        let output = serde_json::json!({ "suspended_on": wp_id }).to_string();
+        sqlx::query(
+            "INSERT INTO run_attempts (run_id, attempt, worker_id, started_at_ms, finished_at_ms, ok, output_json, error) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, '') ON CONFLICT (run_id, attempt) DO NOTHING",
+        )
+        .bind(&p.run_id)
+        .bind(p.attempt as i64)
+        .bind(r.try_get::<String, _>("worker_id")?)
+        .bind(r.try_get::<i64, _>("started_at_ms")?)
+        .bind(now)
+        .bind(output)
+        .execute(&mut **tx)
+        .await?;
+        Ok(true)
+    }
+
+    async fn journal(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        run_id: &str,
+        key: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO run_steps (run_id, step_key, value_json, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (run_id, step_key) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(key)
+        .bind(value)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The waitpoint of a publish-and-wait, inside the publish transaction.
+    /// Returns (parent suspended, waitpoint already complete).
+    pub(super) async fn insert_runs_waitpoint(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ev: &NewEvent,
+        wp: &NewWaitpoint,
+        now: i64,
+    ) -> Result<(bool, bool)> {
+        let total = ev.runs.len() as i64;
+        let done = total == 0;
+        let mut parent_id = String::new();
+        let mut suspended = false;
+        if let Some(p) = &wp.parent {
+            let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
+            self.journal(tx, &p.run_id, &p.step_key, &value, now)
+                .await?;
+            if !done && self.suspend_parent(tx, p, &wp.id, now).await? {
+                parent_id = p.run_id.clone();
+                suspended = true;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO waitpoints (id, namespace, kind, status, pending, total, event_id, parent_run_id, \
+             timeout_at_ms, created_at_ms, completed_at_ms) VALUES ($1, $2, 'runs', $3, $4, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&wp.id)
+        .bind(&wp.namespace)
+        .bind(if done { "completed" } else { "waiting" })
+        .bind(total)
+        .bind(&ev.id)
+        .bind(&parent_id)
+        .bind(wp.timeout_at_ms)
+        .bind(now)
+        .bind(if done { now } else { 0 })
+        .execute(&mut **tx)
+        .await?;
+        Ok((suspended, done))
+    }
+
+    pub(super) async fn get_waitpoint_impl(
+        &self,
+        ns: &str,
+        id: &str,
+    ) -> Result<Option<(Waitpoint, Vec<ChildResult>)>> {
+        let Some(row) = sqlx::query("SELECT * FROM waitpoints WHERE namespace = $1 AND id = $2")
+            .bind(ns)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let wp = waitpoint_from_row(&row)?;
+        let mut children = Vec::new();
+        if wp.kind == WaitpointKind::Runs {
+            for r in sqlx::query(
+                "SELECT id, task_id, status, output_json, last_error FROM runs WHERE waitpoint_id = $1 ORDER BY task_id, id",
+            )
+            .bind(id)
+            .fetch_all(&self.reader)
+            .await?
+            {
+                let status: String = r.try_get("status")?;
+                children.push(ChildResult {
+                    run_id: r.try_get("id")?,
+                    task_id: r.try_get("task_id")?,
+                    status: RunStatus::parse(&status).ok_or_else(|| Error::Internal(format!("bad status {status}")))?,
+                    output_json: r.try_get("output_json")?,
+                    error: r.try_get("last_error")?,
+                });
+            }
+        }
+        Ok(Some((wp, children)))
+    }
+
+    pub(super) async fn create_waitpoint_impl(
+        &self,
+        wp: &NewWaitpoint,
+        now: i64,
+    ) -> Result<Waitpoint> {
+        if wp.kind == WaitpointKind::Runs {
+            return Err(Error::InvalidArgument(
+                "runs waitpoints are created by publish-and-wait".into(),
+            ));
+        }
+        let mut tx = self.writer.begin().await?;
+        let mut parent_id = String::new();
+        if let Some(p) = &wp.parent {
+            let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
+            self.journal(&mut tx, &p.run_id, &p.step_key, &value, now)
+                .await?;
+            if !self.suspend_parent(&mut tx, p, &wp.id, now).await? {
+                return Err(Error::FailedPrecondition(format!(
+                    "run {} is not running attempt {}; it cannot suspend",
+                    p.run_id, p.attempt
+                )));
+            }
+            parent_id = p.run_id.clone();
+        }
+        sqlx::query(
+            "INSERT INTO waitpoints (id, namespace, kind, status, pending, total, event_id, parent_run_id, \
+             timeout_at_ms, created_at_ms) VALUES ($1, $2, $3, 'waiting', 0, 0, '', $4, $5, $6)",
+        )
+        .bind(&wp.id)
+        .bind(&wp.namespace)
+        .bind(wp.kind.as_str())
+        .bind(&parent_id)
+        .bind(wp.timeout_at_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_waitpoint_impl(&wp.namespace, &wp.id)
+            .await?
+            .map(|(w, _)| w)
+            .ok_or_else(|| Error::Internal("waitpoint vanished after insert".into()))
+    }
+
+    pub(super) async fn complete_token_impl(
+        &self,
+        ns: &str,
+        id: &str,
+        data: &str,
+        now: i64,
+    ) -> Result<Waitpoint> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT kind, status, parent_run_id FROM waitpoints WHERE namespace = $1 AND id = $2{}",
+            self.dialect.for_update()
+        ))
+        .bind(ns)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!("waitpoint '{id}' not found in namespace '{ns}'"))
+        })?;
+        let kind: String = row.try_get("kind")?;
+        let status: String = row.try_get("status")?;
+        if kind != "token" {
+            return Err(Error::FailedPrecondition(format!(
+                "waitpoint '{id}' is a {kind} waitpoint; only token waitpoints are completed from outside"
+            )));
+        }
+        if status != "waiting" {
+            return Err(Error::FailedPrecondition(format!(
+                "waitpoint '{id}' is already {status}"
+            )));
+        }
+        sqlx::query("UPDATE waitpoints SET data_json = $2 WHERE id = $1")
+            .bind(id)
+            .bind(data)
+            .execute(&mut *tx)
+            .await?;
+        self.finish(
+            &mut tx,
+            id,
+            "completed",
+            &row.try_get::<String, _>("parent_run_id")?,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.announce(vec![id.to_string()]);
+        self.get_waitpoint_impl(ns, id)
+            .await?
+            .map(|(w, _)| w)
+            .ok_or_else(|| Error::Internal("waitpoint vanished after completion".into()))
+    }
+
+    pub(super) async fn expire_waitpoints_impl(&self, now: i64) -> Result<Vec<String>> {
+        let mut tx = self.writer.begin().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT id, kind, parent_run_id FROM waitpoints WHERE status = 'waiting' AND timeout_at_ms > 0 \
+             AND timeout_at_ms <= $1 ORDER BY id LIMIT 500{}",
+            self.dialect.skip_locked()
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut finished = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let kind: String = r.try_get("kind")?;
+            let status = if kind == "time" {
+                "completed"
+            } else {
+                "timed_out"
+            };
+            self.finish(
+                &mut tx,
+                &id,
+                status,
+                &r.try_get::<String, _>("parent_run_id")?,
+                now,
+            )
+            .await?;
+            finished.push(id);
+        }
+        tx.commit().await?;
+        self.announce(finished.clone());
+        Ok(finished)
+    }
+
+    pub(super) async fn record_step_impl(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        key: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<String> {
+        let mut tx = self.writer.begin().await?;
+        let ok = sqlx::query(
+            "SELECT 1 AS one FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2",
+        )
+        .bind(run_id)
+        .bind(attempt as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if ok.is_none() {
+            return Err(Error::FailedPrecondition(format!(
+                "run {run_id} is not running attempt {attempt}; its steps cannot be recorded"
+            )));
+        }
+        self.journal(&mut tx, run_id, key, value, now).await?;
+        let stored: String =
+            sqlx::query("SELECT value_json FROM run_steps WHERE run_id = $1 AND step_key = $2")
+                .bind(run_id)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("value_json")?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+}

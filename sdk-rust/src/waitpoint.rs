@@ -1,0 +1,393 @@
+//! Scatter-gather and durable waits.
+//!
+//! From a client: `event.publish_and_wait(&client, &payload).await` returns
+//! every subscriber's outcome; `client.wait(id)` picks a wait up again.
+//!
+//! Inside a task, `ctx.publish_and_wait`, `ctx.sleep` and `ctx.step` make
+//! the handler durable:
+//!
+//! * `publish_and_wait` and `sleep` **suspend** the run: the engine marks it
+//!   waiting and the worker drops it (slot and memory freed). When the wait
+//!   ends the engine schedules the run again and the SDK re-invokes the
+//!   handler from the top with a *journal*; calls already in the journal
+//!   return their recorded results at once instead of running again.
+//! * `step("name", f)` runs `f` once and records its result; on a
+//!   re-invocation it returns the recorded value without running `f`.
+//!
+//! ## Determinism rules
+//! Between the start of the handler and its last `publish_and_wait` /
+//! `sleep`, code runs again on every re-invocation. So:
+//! 1. Put side effects (emails, charges, writes, random ids, clock reads
+//!    that decide anything) inside `ctx.step`, with a name unique in the
+//!    handler.
+//! 2. Call `publish_and_wait` / `sleep` in the same order every time (don't
+//!    branch on anything that is not itself a step result or the payload):
+//!    the journal matches them by call order.
+//! 3. Don't catch the error these calls return when they suspend: return it
+//!    (`?`). It is how the worker learns the run was parked.
+//! 4. Step values must round-trip through JSON.
+
+use crate::client::{Client, PublishOptions};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventPayload};
+use crate::task::{TaskContext, TaskError};
+use fanout_proto::v1 as pb;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::time::Duration;
+
+/// One subscriber's final outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    pub ok: bool,
+    pub output: serde_json::Value,
+    pub error: Option<String>,
+}
+
+/// `{ "<task id>": { ok, output, error } }`, one entry per run created.
+pub type Results = BTreeMap<String, TaskOutcome>;
+
+/// What a publish-and-wait returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitResult {
+    pub event_id: String,
+    pub waitpoint_id: String,
+    /// completed | timed_out
+    pub status: String,
+    pub results: Results,
+}
+
+/// A waitpoint's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitpointState {
+    pub id: String,
+    pub kind: String,
+    /// waiting | completed | timed_out
+    pub status: String,
+    pub event_id: String,
+    pub results: Results,
+    /// Token data (JSON), `Null` otherwise.
+    pub data: serde_json::Value,
+}
+
+impl WaitpointState {
+    pub fn is_final(&self) -> bool {
+        self.status != "waiting"
+    }
+}
+
+fn state(w: pb::WaitpointInfo) -> Result<WaitpointState> {
+    Ok(WaitpointState {
+        results: if w.results_json.is_empty() {
+            Results::new()
+        } else {
+            serde_json::from_str(&w.results_json)?
+        },
+        data: if w.data_json.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&w.data_json)?
+        },
+        id: w.id,
+        kind: w.kind,
+        status: w.status,
+        event_id: w.event_id,
+    })
+}
+
+impl Client {
+    pub(crate) fn waitpoints(
+        &self,
+    ) -> pb::waitpoint_service_client::WaitpointServiceClient<tonic::transport::Channel> {
+        pb::waitpoint_service_client::WaitpointServiceClient::new(self.channel())
+            .max_decoding_message_size(256 << 20)
+    }
+
+    /// Wait until waitpoint `id` is final (long polls; the engine answers
+    /// when notified). Safe to call again after a disconnect.
+    pub async fn wait(&self, id: &str) -> Result<WaitpointState> {
+        loop {
+            let w = self
+                .waitpoints()
+                .wait(self.request(pb::WaitRequest {
+                    id: id.into(),
+                    wait_ms: 30_000,
+                }))
+                .await?
+                .into_inner();
+            let s = state(w)?;
+            if s.is_final() {
+                return Ok(s);
+            }
+        }
+    }
+
+    /// A waitpoint's current state.
+    pub async fn get_waitpoint(&self, id: &str) -> Result<WaitpointState> {
+        state(
+            self.waitpoints()
+                .get_waitpoint(self.request(pb::GetWaitpointRequest { id: id.into() }))
+                .await?
+                .into_inner(),
+        )
+    }
+
+    /// A token waitpoint to be completed from outside.
+    pub async fn create_token(&self, timeout: Option<Duration>) -> Result<WaitpointState> {
+        let req = pb::CreateTokenRequest {
+            timeout_ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            parent: None,
+        };
+        state(
+            self.waitpoints()
+                .create_token(self.request(req))
+                .await?
+                .into_inner(),
+        )
+    }
+
+    /// Complete a token waitpoint with data.
+    pub async fn complete_token(
+        &self,
+        id: &str,
+        data: &serde_json::Value,
+    ) -> Result<WaitpointState> {
+        let req = pb::CompleteTokenRequest {
+            id: id.into(),
+            data_json: data.to_string(),
+        };
+        state(
+            self.waitpoints()
+                .complete_token(self.request(req))
+                .await?
+                .into_inner(),
+        )
+    }
+
+    /// Publish JSON and wait for every run's final outcome.
+    pub async fn publish_and_wait_json(
+        &self,
+        event: &str,
+        payload: &serde_json::Value,
+        opts: PublishOptions,
+        timeout: Option<Duration>,
+    ) -> Result<WaitResult> {
+        let resp = self
+            .publish_and_wait_raw(event, payload, opts, timeout, None)
+            .await?;
+        let event_id = resp.published.map(|p| p.event_id).unwrap_or_default();
+        let s = match resp.waitpoint {
+            Some(w) => state(w)?,
+            None => self.wait(&resp.waitpoint_id).await?,
+        };
+        Ok(WaitResult {
+            event_id,
+            waitpoint_id: resp.waitpoint_id,
+            status: s.status,
+            results: s.results,
+        })
+    }
+
+    async fn publish_and_wait_raw(
+        &self,
+        event: &str,
+        payload: &serde_json::Value,
+        opts: PublishOptions,
+        timeout: Option<Duration>,
+        parent: Option<pb::ParentRun>,
+    ) -> Result<pb::PublishAndWaitResponse> {
+        let req = pb::PublishAndWaitRequest {
+            publish: Some(pb::PublishRequest {
+                event: event.into(),
+                payload_json: payload.to_string(),
+                idempotency_key: opts.idempotency_key.unwrap_or_default(),
+                ordering_key: opts.ordering_key.unwrap_or_default(),
+                tags: opts.tags,
+            }),
+            timeout_ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            parent,
+        };
+        Ok(self
+            .waitpoints()
+            .publish_and_wait(self.request(req))
+            .await?
+            .into_inner())
+    }
+}
+
+impl<T: EventPayload> Event<T> {
+    /// Publish and wait for every subscriber; `.timeout(d)` bounds the wait
+    /// (unfinished runs then report `error: "timeout"` and go on).
+    pub fn publish_and_wait<'a>(&'a self, client: &'a Client, payload: &T) -> PublishAndWait<'a> {
+        PublishAndWait {
+            client,
+            event: self.name(),
+            payload: self.validate(payload),
+            timeout: None,
+            opts: PublishOptions::default(),
+        }
+    }
+}
+
+/// A publish-and-wait being built; `.await` sends it and waits.
+#[must_use = "does nothing until awaited"]
+pub struct PublishAndWait<'a> {
+    client: &'a Client,
+    event: &'a str,
+    payload: Result<serde_json::Value>,
+    timeout: Option<Duration>,
+    opts: PublishOptions,
+}
+
+impl PublishAndWait<'_> {
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+    pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
+        self.opts.ordering_key = Some(key.into());
+        self
+    }
+}
+
+impl<'a> IntoFuture for PublishAndWait<'a> {
+    type Output = Result<WaitResult>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<WaitResult>> + Send + 'a>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let payload = self.payload?;
+            self.client
+                .publish_and_wait_json(self.event, &payload, self.opts, self.timeout)
+                .await
+        })
+    }
+}
+
+fn sdk_err(e: Error) -> TaskError {
+    match e {
+        Error::InvalidPayload { .. } | Error::InvalidArgument(_) | Error::NotFound(_) => {
+            TaskError::fatal(e.to_string())
+        }
+        other => TaskError::retryable(other.to_string()),
+    }
+}
+
+impl TaskContext {
+    fn parent(&self, key: &str) -> pb::ParentRun {
+        pb::ParentRun {
+            run_id: self.run_id.clone(),
+            attempt: self.attempt,
+            step_key: key.into(),
+        }
+    }
+
+    fn journaled_waitpoint(&self, key: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.journal_get(key)?).ok()?;
+        v["waitpoint_id"].as_str().map(str::to_string)
+    }
+
+    /// Results of a journaled waitpoint: at once if final; otherwise (rare:
+    /// this execution is a retry that raced its own suspension) wait here.
+    async fn finished(&self, id: &str) -> std::result::Result<WaitpointState, TaskError> {
+        let s = self.client.get_waitpoint(id).await.map_err(sdk_err)?;
+        if s.is_final() {
+            Ok(s)
+        } else {
+            self.client.wait(id).await.map_err(sdk_err)
+        }
+    }
+
+    /// Run `f` once per run: its result is recorded, and a re-invocation
+    /// returns the recorded value without running `f` again.
+    pub async fn step<T, F, Fut>(&self, name: &str, f: F) -> std::result::Result<T, TaskError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, TaskError>>,
+    {
+        let key = format!("step:{name}");
+        if let Some(v) = self.journal_get(&key) {
+            return serde_json::from_str(&v).map_err(|e| {
+                TaskError::fatal(format!(
+                    "journaled step '{name}' no longer deserializes: {e}"
+                ))
+            });
+        }
+        let value = f().await?;
+        let json = serde_json::to_string(&value).map_err(|e| {
+            TaskError::fatal(format!("step '{name}' result does not serialize: {e}"))
+        })?;
+        let req = pb::RecordStepRequest {
+            run_id: self.run_id.clone(),
+            attempt: self.attempt,
+            key: key.clone(),
+            value_json: json,
+        };
+        let stored = self
+            .client
+            .waitpoints()
+            .record_step(self.client.request(req))
+            .await
+            .map_err(|s| sdk_err(s.into()))?
+            .into_inner()
+            .value_json;
+        self.journal_put(&key, &stored);
+        serde_json::from_str(&stored).map_err(|e| TaskError::fatal(e.to_string()))
+    }
+
+    /// Publish `payload` and suspend this run until every subscriber is done;
+    /// returns their outcomes (on the re-invocation, at once).
+    pub async fn publish_and_wait<T: EventPayload>(
+        &self,
+        event: &Event<T>,
+        payload: &T,
+    ) -> std::result::Result<Results, TaskError> {
+        let key = format!("wait:{}", self.next_seq("wait"));
+        if let Some(id) = self.journaled_waitpoint(&key) {
+            return Ok(self.finished(&id).await?.results);
+        }
+        let value = event.validate(payload).map_err(sdk_err)?;
+        let resp = self
+            .client
+            .publish_and_wait_raw(
+                event.name(),
+                &value,
+                PublishOptions::default(),
+                None,
+                Some(self.parent(&key)),
+            )
+            .await
+            .map_err(sdk_err)?;
+        if let Some(w) = resp.waitpoint {
+            return Ok(state(w).map_err(sdk_err)?.results);
+        }
+        if resp.suspended {
+            return Err(TaskError::suspended(resp.waitpoint_id));
+        }
+        Ok(self.finished(&resp.waitpoint_id).await?.results)
+    }
+
+    /// Suspend this run for `duration` (durably: no worker slot is held).
+    pub async fn sleep(&self, duration: Duration) -> std::result::Result<(), TaskError> {
+        let key = format!("sleep:{}", self.next_seq("sleep"));
+        if let Some(id) = self.journaled_waitpoint(&key) {
+            self.finished(&id).await?;
+            return Ok(());
+        }
+        let req = pb::SleepRequest {
+            parent: Some(self.parent(&key)),
+            duration_ms: duration.as_millis() as u64,
+        };
+        let w = self
+            .client
+            .waitpoints()
+            .sleep(self.client.request(req))
+            .await
+            .map_err(|s| sdk_err(s.into()))?
+            .into_inner();
+        Err(TaskError::suspended(w.id))
+    }
+}
