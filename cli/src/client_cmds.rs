@@ -72,6 +72,12 @@ pub struct PublishArgs {
     /// A tag (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Wait for every subscriber's final outcome (scatter-gather).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up waiting after this long (e.g. 30s); the runs go on.
+    #[arg(long, requires = "wait")]
+    timeout: Option<humantime::Duration>,
     #[arg(long)]
     json: bool,
 }
@@ -215,6 +221,43 @@ pub async fn publish(ctx: &Ctx, a: PublishArgs) -> Result<ExitCode> {
         None => a.payload.clone(),
     };
     let client = ctx.client().await?;
+    if a.wait {
+        let payload: Value = serde_json::from_str(&text).context("PAYLOAD is not valid JSON")?;
+        let opts = PublishOptions {
+            idempotency_key: a.idempotency_key,
+            ordering_key: a.ordering_key,
+            tags: a.tags,
+        };
+        let r = client
+            .publish_and_wait_json(&a.event, &payload, opts, a.timeout.map(Into::into))
+            .await?;
+        let results = serde_json::to_value(&r.results)?;
+        if a.json {
+            println!(
+                "{}",
+                json!({"event_id": r.event_id, "waitpoint_id": r.waitpoint_id, "status": r.status, "results": results})
+            );
+        } else {
+            println!(
+                "event {} → {} ({} results)",
+                r.event_id,
+                r.status,
+                r.results.len()
+            );
+            for (task, o) in &r.results {
+                let what = if o.ok {
+                    o.output.to_string()
+                } else {
+                    format!("error: {}", o.error.clone().unwrap_or_default())
+                };
+                println!(
+                    "  {task:<24} {}  {what}",
+                    if o.ok { "ok    " } else { "failed" }
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let p = client
         .publish_text(
             &a.event,
@@ -502,4 +545,65 @@ pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    /// Waitpoint id.
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+fn waitpoint_json(w: &fanout::WaitpointState) -> Result<Value> {
+    Ok(json!({
+        "waitpoint_id": w.id, "kind": w.kind, "status": w.status, "event_id": w.event_id,
+        "results": serde_json::to_value(&w.results)?, "data": w.data,
+    }))
+}
+
+pub async fn wait(ctx: &Ctx, a: WaitArgs) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    let w = client.wait(&a.id).await?;
+    if a.json {
+        println!("{}", waitpoint_json(&w)?);
+    } else {
+        println!("{} {} ({})", w.kind, w.id, w.status);
+        println!("{}", serde_json::to_string_pretty(&waitpoint_json(&w)?)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum WaitpointCmd {
+    /// Show a waitpoint and, for scatter-gather, every result so far.
+    Show { id: String },
+    /// Create a token waitpoint, completed later with `waitpoint complete`.
+    CreateToken {
+        #[arg(long)]
+        timeout: Option<humantime::Duration>,
+    },
+    /// Complete a token waitpoint with data (JSON text or @file).
+    Complete {
+        id: String,
+        #[arg(long, default_value = "null")]
+        data: String,
+    },
+}
+
+pub async fn waitpoint(ctx: &Ctx, cmd: WaitpointCmd) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    let w = match cmd {
+        WaitpointCmd::Show { id } => client.get_waitpoint(&id).await?,
+        WaitpointCmd::CreateToken { timeout } => {
+            client.create_token(timeout.map(Into::into)).await?
+        }
+        WaitpointCmd::Complete { id, data } => {
+            let data: Value =
+                serde_json::from_str(&read_arg(&data)?).context("--data is not valid JSON")?;
+            client.complete_token(&id, &data).await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&waitpoint_json(&w)?)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -59,6 +59,11 @@ enum Cmd {
     /// Content filters.
     #[command(subcommand)]
     Filter(client_cmds::FilterCmd),
+    /// Wait for a waitpoint (e.g. after `publish --wait` was interrupted).
+    Wait(client_cmds::WaitArgs),
+    /// Waitpoints: show, create a token, complete a token.
+    #[command(subcommand)]
+    Waitpoint(client_cmds::WaitpointCmd),
 }
 
 fn init_logging(level: &str) {
@@ -98,6 +103,8 @@ async fn main() -> ExitCode {
                 Cmd::Publish(a) => client_cmds::publish(&ctx, a).await,
                 Cmd::Runs(c) => client_cmds::runs(&ctx, c).await,
                 Cmd::Dlq(c) => client_cmds::dlq(&ctx, c).await,
+                Cmd::Wait(a) => client_cmds::wait(&ctx, a).await,
+                Cmd::Waitpoint(c) => client_cmds::waitpoint(&ctx, c).await,
                 _ => unreachable!("server commands handled above"),
             }
         }

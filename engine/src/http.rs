@@ -24,6 +24,7 @@ pub fn router(engine: Engine) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/events/{name}/publish", post(publish))
+        .route("/api/v1/waitpoints/{id}/complete", post(complete_waitpoint))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(engine)
 }
@@ -89,6 +90,28 @@ async fn publish(
         .collect();
     Ok(Json(
         json!({"eventId": p.event_id, "eventVersion": p.version, "runs": runs, "deduplicated": p.deduplicated}),
+    ))
+}
+
+/// Complete a token waitpoint: body `{"data": …}` (optional).
+async fn complete_waitpoint(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Error> {
+    let ns = namespace(&headers)?;
+    let data = if body.is_empty() {
+        Value::Null
+    } else {
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            Error::InvalidArgument(format!("request body must be {{\"data\": …}}: {e}"))
+        })?;
+        v.get("data").cloned().unwrap_or(Value::Null)
+    };
+    let w = engine.complete_token(&ns, &id, &data.to_string()).await?;
+    Ok(Json(
+        json!({"waitpointId": w.waitpoint.id, "status": w.waitpoint.status}),
     ))
 }
 

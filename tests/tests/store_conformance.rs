@@ -26,6 +26,7 @@ fn new_event(ns: &str, name: &str, tasks: &[&str], key: &str) -> NewEvent {
         published_at_ms: now_ms(),
         publisher_run_id: String::new(),
         dlq: true,
+        waitpoint: None,
         runs: tasks
             .iter()
             .map(|t| NewRun {

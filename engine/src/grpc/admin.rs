@@ -128,7 +128,7 @@ impl AdminService for AdminApi {
 }
 
 fn selector(s: pb::DeadLetterSelector) -> Result<DeadLetterSelector, Error> {
-    if s.all == !s.ids.is_empty() {
+    if s.all != s.ids.is_empty() {
         return Err(Error::InvalidArgument(
             "give either ids or all (optionally with event/task), not both and not neither".into(),
         ));
