@@ -17,7 +17,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    async fn client(&self) -> Result<Client> {
+    pub async fn client(&self) -> Result<Client> {
         Ok(Client::connect(&self.server)
             .await?
             .with_namespace(&self.namespace))
@@ -48,6 +48,8 @@ pub enum EventsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Archived events (id, time, tags, fan-out), oldest first.
+    Log(crate::replay_cmds::LogArgs),
     /// Show one event definition.
     Show {
         name: String,
@@ -144,6 +146,9 @@ fn print_json(v: &Value) -> Result<()> {
 }
 
 pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
+    if let EventsCmd::Log(a) = cmd {
+        return crate::replay_cmds::log(ctx, a).await;
+    }
     let client = ctx.client().await?;
     match cmd {
         EventsCmd::Define {
@@ -210,6 +215,7 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
                 );
             }
         }
+        EventsCmd::Log(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

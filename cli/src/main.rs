@@ -2,6 +2,7 @@
 //! (`events`, `publish`, `runs`) over gRPC.
 
 mod client_cmds;
+mod replay_cmds;
 mod server_cmds;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,8 @@ enum Cmd {
     Filter(client_cmds::FilterCmd),
     /// Wait for a waitpoint (e.g. after `publish --wait` was interrupted).
     Wait(client_cmds::WaitArgs),
+    /// Replay archived events through today's subscriptions (a durable job).
+    Replay(replay_cmds::ReplayCmd),
     /// Waitpoints: show, create a token, complete a token.
     #[command(subcommand)]
     Waitpoint(client_cmds::WaitpointCmd),
@@ -104,6 +107,7 @@ async fn main() -> ExitCode {
                 Cmd::Runs(c) => client_cmds::runs(&ctx, c).await,
                 Cmd::Dlq(c) => client_cmds::dlq(&ctx, c).await,
                 Cmd::Wait(a) => client_cmds::wait(&ctx, a).await,
+                Cmd::Replay(c) => replay_cmds::replay(&ctx, c).await,
                 Cmd::Waitpoint(c) => client_cmds::waitpoint(&ctx, c).await,
                 _ => unreachable!("server commands handled above"),
             }

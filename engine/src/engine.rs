@@ -53,6 +53,8 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     wakeup: Wakeup,
     archive_wakeup: Wakeup,
+    replay_wakeup: Wakeup,
+    archive: Arc<dyn crate::archive::Archive>,
     hub: crate::waitpoint::WaitpointHub,
     publisher: Batcher<NewEvent, Published>,
     completer: Batcher<Completion, CompletionEffect>,
@@ -60,7 +62,12 @@ struct Inner {
 
 impl Engine {
     /// Assemble an engine over ready backends. Spawns the batchers.
-    pub fn new(config: Config, store: Arc<dyn Store>, limiter: Arc<dyn RateLimiter>) -> Self {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        limiter: Arc<dyn RateLimiter>,
+        archive: Arc<dyn crate::archive::Archive>,
+    ) -> Self {
         let window = config.idempotency_window_ms as i64;
         let s = store.clone();
         let publisher = Batcher::spawn(
@@ -90,6 +97,8 @@ impl Engine {
                 limiter,
                 wakeup: Wakeup::default(),
                 archive_wakeup: Wakeup::default(),
+                replay_wakeup: Wakeup::default(),
+                archive,
                 hub: Default::default(),
                 publisher,
                 completer,
@@ -116,6 +125,14 @@ impl Engine {
     /// Wakes waiters of waitpoints.
     pub fn hub(&self) -> &crate::waitpoint::WaitpointHub {
         &self.inner.hub
+    }
+    /// Wakes replay runners.
+    pub fn replay_wakeup(&self) -> &Wakeup {
+        &self.inner.replay_wakeup
+    }
+    /// The event archive (read by `events log` and replay).
+    pub fn archive(&self) -> &Arc<dyn crate::archive::Archive> {
+        &self.inner.archive
     }
     /// Wakes the archiver.
     pub fn archive_wakeup(&self) -> &Wakeup {
@@ -242,6 +259,7 @@ impl Engine {
             id: event_id,
             dlq: live.def.options.dlq,
             waitpoint,
+            replay_of: String::new(),
             namespace: ns.to_string(),
             name: input.event.clone(),
             version: live.def.version,

@@ -24,6 +24,7 @@ pub mod model;
 pub mod notify;
 pub mod ratelimit;
 pub mod registry;
+pub mod replay;
 pub mod routing;
 pub mod schema;
 pub mod storage;
@@ -129,13 +130,19 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let engine = Engine::new(config, backends.store.clone(), backends.limiter.clone());
+    let engine = Engine::new(
+        config,
+        backends.store.clone(),
+        backends.limiter.clone(),
+        backends.archive.clone(),
+    );
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(dispatch::reaper(engine.clone(), cancel.clone()));
     tasks.spawn(waitpoint::relay(engine.clone(), cancel.clone()));
+    tasks.spawn(replay::runner(engine.clone(), cancel.clone()));
     tasks.spawn(archive::archiver::run(
         engine.clone(),
         backends.archive.clone(),

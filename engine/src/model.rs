@@ -247,6 +247,9 @@ pub struct NewEvent {
     pub runs: Vec<NewRun>,
     /// Publish-and-wait: a waitpoint on these runs, created in the same tx.
     pub waitpoint: Option<NewWaitpoint>,
+    /// Replay: the archived event this is a re-send of ("" otherwise).
+    /// Replayed copies are not archived again.
+    pub replay_of: String,
 }
 
 /// What a waitpoint waits for.
@@ -377,6 +380,8 @@ pub struct Run {
     pub ordering_key: String,
     pub consumer_group: String,
     pub dlq: DlqState,
+    /// The original event id when this run was created by a replay.
+    pub replay_of: String,
 }
 
 /// One finished attempt of a run.
@@ -466,4 +471,37 @@ pub struct ArchivedEvent {
     pub fan_out_count: u32,
     pub published_at_ms: u64,
     pub publisher_run_id: String,
+}
+
+/// A replay job: archived events in `[from_ms, to_ms)` re-sent through
+/// today's subscriptions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayJob {
+    pub id: String,
+    pub namespace: String,
+    /// Event name or pattern (`order.*`, `#`).
+    pub event_pattern: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Only these subscribers (empty: all).
+    pub tasks: Vec<String>,
+    /// Only archived events whose payload matches (empty: all).
+    pub filter_json: String,
+    pub dry_run: bool,
+    /// Events per second (0: unlimited).
+    pub rate_per_sec: f64,
+    pub skip_already_replayed: bool,
+    /// running | completed | cancelled | failed
+    pub status: String,
+    pub cursor_ms: i64,
+    pub cursor_id: String,
+    pub events_total: i64,
+    pub events_scanned: i64,
+    pub events_replayed: i64,
+    pub runs_created: i64,
+    pub by_task: std::collections::BTreeMap<String, i64>,
+    pub error: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub finished_at_ms: i64,
 }

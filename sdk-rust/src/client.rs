@@ -134,6 +134,17 @@ impl Client {
         WorkerServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
+    /// The replay API (jobs, archive reads), generated types.
+    pub fn replay(&self) -> fanout_proto::v1::replay_service_client::ReplayServiceClient<Channel> {
+        fanout_proto::v1::replay_service_client::ReplayServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(256 << 20)
+    }
+
+    /// Attach this client's namespace to a request for the generated clients.
+    pub fn with_ns<T>(&self, msg: T) -> tonic::Request<T> {
+        self.request(msg)
+    }
+
     /// The admin API (runs, subscriptions), generated types.
     pub fn admin(&self) -> AdminServiceClient<Channel> {
         AdminServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)

@@ -180,4 +180,24 @@ impl Archive for ClickhouseArchive {
             })
             .collect())
     }
+
+    async fn count(&self, q: &ArchiveQuery) -> Result<u64> {
+        let mut sql = format!(
+            "SELECT uniqExact(event_id) FROM {} WHERE namespace = ? AND published_at_ms >= ? AND published_at_ms < ?",
+            self.table
+        );
+        if !q.events.is_empty() {
+            sql += " AND has(?, event_name)";
+        }
+        let mut query = self
+            .client
+            .query(&sql)
+            .bind(&q.namespace)
+            .bind(q.from_ms)
+            .bind(q.to_ms);
+        if !q.events.is_empty() {
+            query = query.bind(&q.events);
+        }
+        query.fetch_one::<u64>().await.map_err(ch_err("count"))
+    }
 }

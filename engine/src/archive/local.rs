@@ -134,4 +134,23 @@ impl Archive for LocalArchive {
             })
             .collect()
     }
+
+    async fn count(&self, q: &ArchiveQuery) -> Result<u64> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT COUNT(*) AS n FROM archived_events WHERE namespace = ");
+        qb.push_bind(&q.namespace);
+        qb.push(" AND published_at_ms >= ")
+            .push_bind(clamp(q.from_ms));
+        qb.push(" AND published_at_ms < ").push_bind(clamp(q.to_ms));
+        if !q.events.is_empty() {
+            qb.push(" AND event_name IN (");
+            let mut sep = qb.separated(", ");
+            for e in &q.events {
+                sep.push_bind(e);
+            }
+            qb.push(")");
+        }
+        let n: i64 = qb.build().fetch_one(&self.pool).await?.try_get("n")?;
+        Ok(n.max(0) as u64)
+    }
 }

@@ -39,4 +39,7 @@ pub trait Archive: Send + Sync + 'static {
     async fn write(&self, events: &[ArchivedEvent]) -> Result<()>;
     /// Read one page in (published_at_ms, event_id) order.
     async fn read(&self, query: &ArchiveQuery) -> Result<Vec<ArchivedEvent>>;
+    /// How many distinct events the query's range holds (ignores cursor
+    /// and limit): the denominator of a replay's progress.
+    async fn count(&self, query: &ArchiveQuery) -> Result<u64>;
 }

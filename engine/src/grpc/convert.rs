@@ -104,6 +104,7 @@ pub fn run(r: Run) -> pb::Run {
         ordering_key: r.ordering_key,
         consumer_group: r.consumer_group,
         dlq: r.dlq.as_str().to_string(),
+        replay_of: r.replay_of,
     }
 }
 

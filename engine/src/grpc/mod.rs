@@ -6,6 +6,7 @@
 mod admin;
 mod convert;
 mod events;
+mod replay;
 mod waitpoints;
 mod workers;
 
@@ -13,6 +14,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use fanout_proto::v1::admin_service_server::AdminServiceServer;
 use fanout_proto::v1::event_service_server::EventServiceServer;
+use fanout_proto::v1::replay_service_server::ReplayServiceServer;
 use fanout_proto::v1::waitpoint_service_server::WaitpointServiceServer;
 use fanout_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +49,9 @@ pub fn router(engine: Engine, cancel: CancellationToken) -> tonic::transport::se
             cancel,
         }))
         .add_service(WaitpointServiceServer::new(waitpoints::WaitpointsApi {
+            engine: engine.clone(),
+        }))
+        .add_service(ReplayServiceServer::new(replay::ReplayApi {
             engine: engine.clone(),
         }))
         .add_service(AdminServiceServer::new(admin::AdminApi { engine }))

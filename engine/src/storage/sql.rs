@@ -8,6 +8,7 @@
 //! otherwise answer SQLITE_BUSY). The conformance suite runs every test on
 //! both. Why not `query!`: it checks against one database per crate.
 
+mod replay;
 mod waitpoints;
 
 use super::Store;
@@ -70,11 +71,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite":
     (1, "init", "0001_init.sql"),
     (2, "delivery", "0002_delivery.sql"),
     (3, "waitpoints", "0003_waitpoints.sql"),
+    (4, "replay", "0004_replay.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres":
     (1, "init", "0001_init.sql"),
     (2, "delivery", "0002_delivery.sql"),
     (3, "waitpoints", "0003_waitpoints.sql"),
+    (4, "replay", "0004_replay.sql"),
 );
 
 fn migrator(dialect: Dialect) -> Migrator {
@@ -325,7 +328,7 @@ fn sub_from_row(r: &AnyRow) -> Result<Subscription> {
 }
 
 const RUN_COLUMNS: &str = "id, namespace, event_id, event, task_id, status, attempts, max_attempts, \
-    created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group, dlq";
+    created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group, dlq, replay_of";
 
 fn run_from_row(r: &AnyRow) -> Result<Run> {
     let status: String = r.try_get("status")?;
@@ -348,6 +351,7 @@ fn run_from_row(r: &AnyRow) -> Result<Run> {
         ordering_key: r.try_get("ordering_key")?,
         consumer_group: r.try_get("consumer_group")?,
         dlq: DlqState::from_code(r.try_get("dlq")?),
+        replay_of: r.try_get("replay_of")?,
     })
 }
 
@@ -539,6 +543,172 @@ impl SqlStore {
             }
         }
         Ok(total)
+    }
+
+    /// The body of `publish`, inside a caller's transaction (replays reuse
+    /// it). Returns the answers and the waitpoints finished on the spot.
+    async fn publish_in_tx(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        events: &[NewEvent],
+        idempotency_window_ms: i64,
+        now: i64,
+    ) -> Result<(Vec<Published>, Vec<String>)> {
+        let mut out: Vec<Published> = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+        // Index in `out` of each fresh event.
+        let mut fresh_at: Vec<usize> = Vec::with_capacity(events.len());
+        // Keys claimed earlier in this same batch.
+        let mut batch_keys: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        for ev in events {
+            if !ev.idempotency_key.is_empty() {
+                let k = (
+                    ev.namespace.as_str(),
+                    ev.name.as_str(),
+                    ev.idempotency_key.as_str(),
+                );
+                if let Some(&i) = batch_keys.get(&k) {
+                    let mut p = out[i].clone();
+                    p.deduplicated = true;
+                    out.push(p);
+                    continue;
+                }
+                // Take the key, or take it over if it expired; the unique key
+                // decides between concurrent publishers.
+                let won = sqlx::query(
+                    "INSERT INTO idempotency_keys (namespace, event, key, event_id, expires_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, event, key) DO UPDATE \
+                     SET event_id = excluded.event_id, expires_at_ms = excluded.expires_at_ms \
+                     WHERE idempotency_keys.expires_at_ms < $6 RETURNING event_id",
+                )
+                .bind(&ev.namespace)
+                .bind(&ev.name)
+                .bind(&ev.idempotency_key)
+                .bind(&ev.id)
+                .bind(now + idempotency_window_ms)
+                .bind(now)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if won.is_none() {
+                    let existing: String = sqlx::query(
+                        "SELECT event_id FROM idempotency_keys WHERE namespace = $1 AND event = $2 AND key = $3",
+                    )
+                    .bind(&ev.namespace)
+                    .bind(&ev.name)
+                    .bind(&ev.idempotency_key)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("event_id")?;
+                    out.push(Self::existing_publish(tx, &existing).await?);
+                    continue;
+                }
+                batch_keys.insert(k, out.len());
+            }
+            out.push(Published {
+                event_id: ev.id.clone(),
+                version: ev.version,
+                runs: ev
+                    .runs
+                    .iter()
+                    .map(|r| (r.id.clone(), r.task_id.clone(), r.consumer_group.clone()))
+                    .collect(),
+                deduplicated: false,
+                waitpoint_id: ev
+                    .waitpoint
+                    .as_ref()
+                    .map(|w| w.id.clone())
+                    .unwrap_or_default(),
+                suspended: false,
+            });
+            fresh_at.push(out.len() - 1);
+            fresh.push(ev);
+        }
+
+        for chunk in fresh.chunks(CHUNK) {
+            const N: usize = 13;
+            let values = (0..chunk.len())
+                .map(|i| format!("({})", params(i * N + 1, N)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO events (id, namespace, name, version, payload, ordering_key, idempotency_key, tags, \
+                 fan_out_count, publisher_run_id, published_at_ms, replay_of, archived) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for ev in chunk {
+                q = q
+                    .bind(&ev.id)
+                    .bind(&ev.namespace)
+                    .bind(&ev.name)
+                    .bind(ev.version as i64)
+                    .bind(&ev.payload_json)
+                    .bind(&ev.ordering_key)
+                    .bind(&ev.idempotency_key)
+                    .bind(serde_json::to_string(&ev.tags).unwrap_or_else(|_| "[]".into()))
+                    .bind(ev.runs.len() as i64)
+                    .bind(&ev.publisher_run_id)
+                    .bind(ev.published_at_ms)
+                    .bind(&ev.replay_of)
+                    // A replayed copy is not archived again.
+                    .bind(i64::from(!ev.replay_of.is_empty()));
+            }
+            q.execute(&mut **tx).await?;
+        }
+
+        let runs: Vec<(&NewEvent, &NewRun)> = fresh
+            .iter()
+            .flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r)))
+            .collect();
+        for chunk in runs.chunks(CHUNK) {
+            const N: usize = 19;
+            let values = (0..chunk.len())
+                .map(|i| format!("({}, 'queued')", params(i * N + 1, N)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO runs (id, namespace, event_id, event, task_id, max_attempts, initial_backoff_ms, \
+                 max_backoff_ms, backoff_multiplier, lease_ms, available_at_ms, ordering_key, consumer_group, \
+                 created_at_ms, updated_at_ms, dlq_enabled, attempt_budget, waitpoint_id, replay_of, status) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql);
+            for (ev, r) in chunk {
+                q = q
+                    .bind(&r.id)
+                    .bind(&ev.namespace)
+                    .bind(&ev.id)
+                    .bind(&ev.name)
+                    .bind(&r.task_id)
+                    .bind(r.retry.max_attempts as i64)
+                    .bind(r.retry.initial_backoff_ms as i64)
+                    .bind(r.retry.max_backoff_ms as i64)
+                    .bind(r.retry.multiplier)
+                    .bind(r.lease_ms as i64)
+                    .bind(now)
+                    .bind(&ev.ordering_key)
+                    .bind(&r.consumer_group)
+                    .bind(now)
+                    .bind(now)
+                    .bind(ev.dlq as i64)
+                    .bind(r.retry.max_attempts as i64)
+                    .bind(ev.waitpoint.as_ref().map(|w| w.id.as_str()).unwrap_or(""))
+                    .bind(&ev.replay_of);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        let mut finished = Vec::new();
+        for (ev, at) in fresh.iter().zip(&fresh_at) {
+            if let Some(wp) = &ev.waitpoint {
+                let (suspended, done) = self.insert_runs_waitpoint(tx, ev, wp, now).await?;
+                out[*at].suspended = suspended;
+                if done {
+                    finished.push(wp.id.clone());
+                }
+            }
+        }
+        if !runs.is_empty() {
+            self.notify(tx, "runs").await?;
+        }
+        Ok((out, finished))
     }
 
     /// Fail every running run matching `cond` (with `$1` = now, `$2` = arg).
@@ -808,156 +978,9 @@ impl Store for SqlStore {
     ) -> Result<Vec<Published>> {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
-        let mut out: Vec<Published> = Vec::with_capacity(events.len());
-        let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
-        // Index in `out` of each fresh event.
-        let mut fresh_at: Vec<usize> = Vec::with_capacity(events.len());
-        // Keys claimed earlier in this same batch.
-        let mut batch_keys: HashMap<(&str, &str, &str), usize> = HashMap::new();
-        for ev in events {
-            if !ev.idempotency_key.is_empty() {
-                let k = (
-                    ev.namespace.as_str(),
-                    ev.name.as_str(),
-                    ev.idempotency_key.as_str(),
-                );
-                if let Some(&i) = batch_keys.get(&k) {
-                    let mut p = out[i].clone();
-                    p.deduplicated = true;
-                    out.push(p);
-                    continue;
-                }
-                // Take the key, or take it over if it expired; the unique key
-                // decides between concurrent publishers.
-                let won = sqlx::query(
-                    "INSERT INTO idempotency_keys (namespace, event, key, event_id, expires_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, event, key) DO UPDATE \
-                     SET event_id = excluded.event_id, expires_at_ms = excluded.expires_at_ms \
-                     WHERE idempotency_keys.expires_at_ms < $6 RETURNING event_id",
-                )
-                .bind(&ev.namespace)
-                .bind(&ev.name)
-                .bind(&ev.idempotency_key)
-                .bind(&ev.id)
-                .bind(now + idempotency_window_ms)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if won.is_none() {
-                    let existing: String = sqlx::query(
-                        "SELECT event_id FROM idempotency_keys WHERE namespace = $1 AND event = $2 AND key = $3",
-                    )
-                    .bind(&ev.namespace)
-                    .bind(&ev.name)
-                    .bind(&ev.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("event_id")?;
-                    out.push(Self::existing_publish(&mut tx, &existing).await?);
-                    continue;
-                }
-                batch_keys.insert(k, out.len());
-            }
-            out.push(Published {
-                event_id: ev.id.clone(),
-                version: ev.version,
-                runs: ev
-                    .runs
-                    .iter()
-                    .map(|r| (r.id.clone(), r.task_id.clone(), r.consumer_group.clone()))
-                    .collect(),
-                deduplicated: false,
-                waitpoint_id: ev
-                    .waitpoint
-                    .as_ref()
-                    .map(|w| w.id.clone())
-                    .unwrap_or_default(),
-                suspended: false,
-            });
-            fresh_at.push(out.len() - 1);
-            fresh.push(ev);
-        }
-
-        for chunk in fresh.chunks(CHUNK) {
-            const N: usize = 11;
-            let values = (0..chunk.len())
-                .map(|i| format!("({}, 0)", params(i * N + 1, N)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO events (id, namespace, name, version, payload, ordering_key, idempotency_key, tags, \
-                 fan_out_count, publisher_run_id, published_at_ms, archived) VALUES {values}"
-            );
-            let mut q = sqlx::query(&sql);
-            for ev in chunk {
-                q = q
-                    .bind(&ev.id)
-                    .bind(&ev.namespace)
-                    .bind(&ev.name)
-                    .bind(ev.version as i64)
-                    .bind(&ev.payload_json)
-                    .bind(&ev.ordering_key)
-                    .bind(&ev.idempotency_key)
-                    .bind(serde_json::to_string(&ev.tags).unwrap_or_else(|_| "[]".into()))
-                    .bind(ev.runs.len() as i64)
-                    .bind(&ev.publisher_run_id)
-                    .bind(ev.published_at_ms);
-            }
-            q.execute(&mut *tx).await?;
-        }
-
-        let runs: Vec<(&NewEvent, &NewRun)> = fresh
-            .iter()
-            .flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r)))
-            .collect();
-        for chunk in runs.chunks(CHUNK) {
-            const N: usize = 18;
-            let values = (0..chunk.len())
-                .map(|i| format!("({}, 'queued')", params(i * N + 1, N)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO runs (id, namespace, event_id, event, task_id, max_attempts, initial_backoff_ms, \
-                 max_backoff_ms, backoff_multiplier, lease_ms, available_at_ms, ordering_key, consumer_group, \
-                 created_at_ms, updated_at_ms, dlq_enabled, attempt_budget, waitpoint_id, status) VALUES {values}"
-            );
-            let mut q = sqlx::query(&sql);
-            for (ev, r) in chunk {
-                q = q
-                    .bind(&r.id)
-                    .bind(&ev.namespace)
-                    .bind(&ev.id)
-                    .bind(&ev.name)
-                    .bind(&r.task_id)
-                    .bind(r.retry.max_attempts as i64)
-                    .bind(r.retry.initial_backoff_ms as i64)
-                    .bind(r.retry.max_backoff_ms as i64)
-                    .bind(r.retry.multiplier)
-                    .bind(r.lease_ms as i64)
-                    .bind(now)
-                    .bind(&ev.ordering_key)
-                    .bind(&r.consumer_group)
-                    .bind(now)
-                    .bind(now)
-                    .bind(ev.dlq as i64)
-                    .bind(r.retry.max_attempts as i64)
-                    .bind(ev.waitpoint.as_ref().map(|w| w.id.as_str()).unwrap_or(""));
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let mut finished = Vec::new();
-        for (ev, at) in fresh.iter().zip(&fresh_at) {
-            if let Some(wp) = &ev.waitpoint {
-                let (suspended, done) = self.insert_runs_waitpoint(&mut tx, ev, wp, now).await?;
-                out[*at].suspended = suspended;
-                if done {
-                    finished.push(wp.id.clone());
-                }
-            }
-        }
-        if !runs.is_empty() {
-            self.notify(&mut tx, "runs").await?;
-        }
+        let (out, finished) = self
+            .publish_in_tx(&mut tx, events, idempotency_window_ms, now)
+            .await?;
         tx.commit().await?;
         self.announce(finished);
         Ok(out)
@@ -1414,6 +1437,58 @@ impl Store for SqlStore {
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+
+    async fn create_replay(&self, job: &ReplayJob) -> Result<()> {
+        self.create_replay_impl(job).await
+    }
+
+    async fn get_replay(&self, namespace: &str, id: &str) -> Result<Option<ReplayJob>> {
+        self.get_replay_impl(namespace, id).await
+    }
+
+    async fn cancel_replay(
+        &self,
+        namespace: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<ReplayJob>> {
+        self.cancel_replay_impl(namespace, id, now).await
+    }
+
+    async fn lease_replay(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ReplayJob>> {
+        self.lease_replay_impl(owner, now, lease_ms).await
+    }
+
+    async fn replay_page(
+        &self,
+        job: &ReplayJob,
+        owner: &str,
+        events: &[NewEvent],
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        self.replay_page_impl(job, owner, events, now, lease_ms)
+            .await
+    }
+
+    async fn release_replays(&self, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE replays SET lease_until_ms = 0 WHERE owner = $1 AND status = 'running'",
+        )
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn replayed_pairs(&self, original_ids: &[String]) -> Result<Vec<(String, String)>> {
+        self.replayed_pairs_impl(original_ids).await
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>> {
