@@ -27,6 +27,7 @@ fn new_event(ns: &str, name: &str, tasks: &[&str], key: &str) -> NewEvent {
         publisher_run_id: String::new(),
         dlq: true,
         waitpoint: None,
+        replay_of: String::new(),
         runs: tasks
             .iter()
             .map(|t| NewRun {
