@@ -33,6 +33,9 @@ pub struct Config {
     pub archive_batch: usize,
     /// How long an idempotency key suppresses repeats.
     pub idempotency_window_ms: u64,
+    /// After a publish wakes an idle worker session, wait this long before
+    /// claiming so one claim takes a burst of runs (0: claim at once).
+    pub claim_linger_us: u64,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             publish_concurrency: 4,
             archive_batch: 1_000,
             idempotency_window_ms: 24 * 60 * 60 * 1000,
+            claim_linger_us: 1_000,
         }
     }
 }

@@ -64,6 +64,7 @@ impl Session {
         cancel: CancellationToken,
     ) {
         let idle = Duration::from_millis(self.engine.config().idle_poll_ms);
+        let linger = Duration::from_micros(self.engine.config().claim_linger_us);
         let wake = self.engine.wakeup().clone();
         let mut failures = 0u32;
         // Runs already due when the worker connects are found by the first
@@ -134,7 +135,13 @@ impl Session {
                 }
             }
             tokio::select! {
-                _ = &mut notified => {}
+                _ = &mut notified => {
+                    // Linger briefly: publishes arrive in bursts, and one
+                    // claim of many runs costs less than many claims of one.
+                    if linger > Duration::ZERO {
+                        tokio::time::sleep(linger).await;
+                    }
+                }
                 _ = &mut freed => {}
                 _ = tokio::time::sleep(sleep_for) => {}
                 _ = cancel.cancelled() => return,

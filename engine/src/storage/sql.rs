@@ -268,6 +268,20 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+impl Dialect {
+    /// Placeholders for a statement whose parameters are *all* generated
+    /// here and each used once, in text order: `$from…` on Postgres, plain
+    /// `?` on SQLite. (sqlx resolves `$N` on SQLite through
+    /// `sqlite3_bind_parameter_name`, a linear scan per parameter, which
+    /// made 7,000-parameter inserts quadratic: 13% of CPU in a profile.)
+    fn list(self, from: usize, n: usize) -> String {
+        match self {
+            Dialect::Postgres => params(from, n),
+            Dialect::Sqlite => vec!["?"; n].join(", "),
+        }
+    }
+}
+
 /// `$from, $from+1, …` for `n` parameters.
 fn params(from: usize, n: usize) -> String {
     (from..from + n)
@@ -627,7 +641,7 @@ impl SqlStore {
         for chunk in fresh.chunks(CHUNK) {
             const N: usize = 13;
             let values = (0..chunk.len())
-                .map(|i| format!("({})", params(i * N + 1, N)))
+                .map(|i| format!("({})", self.dialect.list(i * N + 1, N)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
@@ -662,7 +676,7 @@ impl SqlStore {
         for chunk in runs.chunks(CHUNK) {
             const N: usize = 19;
             let values = (0..chunk.len())
-                .map(|i| format!("({}, 'queued')", params(i * N + 1, N)))
+                .map(|i| format!("({}, 'queued')", self.dialect.list(i * N + 1, N)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
@@ -1045,7 +1059,7 @@ impl Store for SqlStore {
         ids.dedup();
         let sql = format!(
             "SELECT id, payload, tags, published_at_ms FROM events WHERE id IN ({})",
-            params(1, ids.len())
+            self.dialect.list(1, ids.len())
         );
         let mut q = sqlx::query(&sql);
         for id in &ids {
@@ -1074,7 +1088,7 @@ impl Store for SqlStore {
         if !again.is_empty() {
             let sql = format!(
                 "SELECT run_id, step_key, value_json FROM run_steps WHERE run_id IN ({}) ORDER BY created_at_ms, step_key",
-                params(1, again.len())
+                self.dialect.list(1, again.len())
             );
             let mut q = sqlx::query(&sql);
             for id in &again {
@@ -1123,17 +1137,18 @@ impl Store for SqlStore {
         for chunk in oks.chunks(CHUNK) {
             const N: usize = 4;
             let values = (0..chunk.len())
-                .map(|i| format!("({})", params(i * N + 2, N)))
+                .map(|i| format!("({})", self.dialect.list(i * N + 1, N)))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let now_ph = self.dialect.list(chunk.len() * N + 1, 1);
             let sql = format!(
                 "WITH v (id, attempt, worker_id, output) AS (VALUES {values}) \
                  UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
-                 updated_at_ms = $1, lease_expires_at_ms = 0 FROM v \
+                 updated_at_ms = {now_ph}, lease_expires_at_ms = 0 FROM v \
                  WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempts = v.attempt \
                  AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms, runs.waitpoint_id"
             );
-            let mut q = sqlx::query(&sql).bind(now);
+            let mut q = sqlx::query(&sql);
             for (_, c, out) in chunk {
                 q = q
                     .bind(&c.run_id)
@@ -1141,6 +1156,7 @@ impl Store for SqlStore {
                     .bind(&c.worker_id)
                     .bind(*out);
             }
+            q = q.bind(now);
             let mut done: HashMap<String, i64> = HashMap::new();
             for r in q.fetch_all(&mut *tx).await? {
                 done.insert(r.try_get("id")?, r.try_get("started_at_ms")?);
@@ -1155,7 +1171,7 @@ impl Store for SqlStore {
             }
             const M: usize = 6;
             let values = (0..won.len())
-                .map(|i| format!("({}, 1, '')", params(i * M + 1, M)))
+                .map(|i| format!("({}, 1, '')", self.dialect.list(i * M + 1, M)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
@@ -1523,7 +1539,7 @@ impl Store for SqlStore {
         for chunk in event_ids.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE events SET archived = 1 WHERE id IN ({})",
-                params(1, chunk.len())
+                self.dialect.list(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {

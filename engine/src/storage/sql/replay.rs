@@ -2,7 +2,7 @@
 //! the job's cursor and counters — commits in one transaction, so a job
 //! resumed after a crash neither skips nor repeats events.
 
-use super::{SqlStore, params};
+use super::SqlStore;
 use crate::error::Result;
 use crate::model::*;
 use sqlx::Row;
@@ -172,7 +172,7 @@ impl SqlStore {
             }
             let sql = format!(
                 "SELECT replay_of, task_id FROM runs WHERE replay_of IN ({})",
-                params(1, chunk.len())
+                self.dialect.list(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {

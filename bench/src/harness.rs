@@ -1,0 +1,65 @@
+//! Start (or reach) an engine, and count work done by in-process workers.
+
+use crate::{Args, Backend};
+use fanout_engine::config::{Config, StoreConfig};
+use fanout_engine::{Backends, Listeners};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// An engine for one scenario: in-process unless `--server`.
+pub struct Bench {
+    pub url: String,
+    cancel: CancellationToken,
+    join: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Bench {
+    pub async fn start(args: &Args, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Bench> {
+        if let Some(url) = &args.server {
+            return Ok(Bench {
+                url: url.clone(),
+                cancel: CancellationToken::new(),
+                join: None,
+                _dir: None,
+            });
+        }
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::embedded(dir.path());
+        if args.backend == Backend::Postgres {
+            config.store = StoreConfig::Postgres {
+                url: args.database_url.clone(),
+                schema: format!("bench_{}", uuid::Uuid::now_v7().simple()),
+                max_connections: 16,
+            };
+        }
+        tweak(&mut config);
+        let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
+        let url = format!("http://{}", listeners.grpc.local_addr()?);
+        let backends = Backends::connect(&config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let join = tokio::spawn(async move {
+            fanout_engine::run_with(listeners, config, backends, c.cancelled_owned()).await
+        });
+        Ok(Bench {
+            url,
+            cancel,
+            join: Some(join),
+            _dir: Some(dir),
+        })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<fanout::Client> {
+        Ok(fanout::Client::connect(&self.url).await?)
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Some(j) = self.join {
+            let _ = tokio::time::timeout(Duration::from_secs(30), j).await;
+        }
+    }
+}

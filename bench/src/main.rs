@@ -1,0 +1,102 @@
+//! `fanout-bench`: measure Fanout the same way every time.
+//!
+//! Starts the engine in-process on port 0 (SQLite in a temp dir, or
+//! PostgreSQL in a fresh schema) unless `--server URL` points at one, runs
+//! its workers in-process, and prints a summary (`--json` for one JSON
+//! object). Scenarios are flag sets; see `--help` and BENCHMARKS.md.
+
+mod harness;
+mod scenarios;
+mod stats;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "fanout-bench", about = "Fanout benchmarks")]
+pub struct Args {
+    /// Which measurement to run.
+    #[arg(long, value_enum, default_value = "throughput")]
+    pub scenario: Scenario,
+    /// Store backend of the in-process engine.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: Backend,
+    /// PostgreSQL URL for --backend postgres.
+    #[arg(
+        long,
+        env = "FANOUT_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub database_url: String,
+    /// Use a running engine instead of starting one.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Redis URL for the rate-limiter scenario.
+    #[arg(
+        long,
+        env = "FANOUT_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// ClickHouse URL for the replay scenario (local archive when absent).
+    #[arg(long, env = "FANOUT_BENCH_CLICKHOUSE_URL")]
+    pub clickhouse_url: Option<String>,
+    /// Events to publish.
+    #[arg(long, default_value_t = 2000)]
+    pub events: usize,
+    /// Subscribers per event.
+    #[arg(long, default_value_t = 3)]
+    pub subscribers: usize,
+    /// Concurrent publishers (or concurrent waiters for scatter-gather).
+    #[arg(long, default_value_t = 32)]
+    pub publishers: usize,
+    /// Worker concurrency (slots).
+    #[arg(long, default_value_t = 512)]
+    pub worker_concurrency: u32,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// 1. N events × S subscribers, no-op handlers, first publish → last run completed.
+    Throughput,
+    /// 2. Sequential publishes on an idle engine: ack, → run start, → all runs done.
+    Latency,
+    /// 3. publish_and_wait with S subscribers: unloaded p50/p99, then completions/s at --publishers.
+    Scatter,
+    /// 4. Fan-out width 1, 10, 100, 1000 (with and without filters).
+    Width,
+    /// 5. --events parents suspended in ctx.publish_and_wait: process memory.
+    Suspended,
+    /// 6. Publish cost with a Redis rate limit vs none.
+    Ratelimit,
+    /// 7. Replay: events/s scanned and re-dispatched from the archive.
+    Replay,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let summary = match args.scenario {
+        Scenario::Throughput => scenarios::throughput(&args).await?,
+        Scenario::Latency => scenarios::latency(&args).await?,
+        Scenario::Scatter => scenarios::scatter(&args).await?,
+        Scenario::Width => scenarios::width(&args).await?,
+        Scenario::Suspended => scenarios::suspended(&args).await?,
+        Scenario::Ratelimit => scenarios::ratelimit(&args).await?,
+        Scenario::Replay => scenarios::replay(&args).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! The scenarios. Each returns a JSON summary; none asserts a timing.
+
+use crate::harness::Bench;
+use crate::stats::{percentiles, round, rss_bytes};
+use crate::{Args, Backend};
+use fanout::{Client, Event, Task, TaskError, Worker};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+struct Payload {
+    n: u64,
+}
+
+fn backend(args: &Args) -> &'static str {
+    if args.server.is_some() {
+        "server"
+    } else if args.backend == Backend::Postgres {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// No runs queued, running or retrying in the store.
+async fn drained(client: &Client) -> anyhow::Result<bool> {
+    for status in ["queued", "running", "retrying"] {
+        let req = fanout::proto::ListRunsRequest {
+            status: status.into(),
+            limit: 1,
+            ..Default::default()
+        };
+        if !client.list_runs(req).await?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn wait_count(counter: &AtomicU64, target: u64, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while counter.load(Ordering::Relaxed) < target {
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "timed out: {} of {target} runs done",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// `s` no-op tasks on `ev` counting into `done`.
+fn noop_worker(
+    client: &Client,
+    ev: &Event<Payload>,
+    s: usize,
+    prefix: &str,
+    done: &Arc<AtomicU64>,
+    filter: Option<Value>,
+    slots: u32,
+) -> Worker {
+    let mut w = Worker::new(client.clone()).concurrency(slots);
+    for i in 0..s {
+        let d = done.clone();
+        let mut t = Task::new(format!("{prefix}-{i}"), ev, move |_: Payload, _| {
+            d.fetch_add(1, Ordering::Relaxed);
+            async { Ok::<_, TaskError>(()) }
+        });
+        if let Some(f) = &filter {
+            t = t.filter(f.clone());
+        }
+        w = w.task(t);
+    }
+    w
+}
+
+/// Publish `n` events from `p` concurrent publishers; returns ack latencies.
+async fn publish_all(
+    client: &Client,
+    ev: &Event<Payload>,
+    n: usize,
+    p: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut handles = Vec::new();
+    for k in 0..p.max(1) {
+        let (c, e) = (client.clone(), ev.clone());
+        let share = n / p.max(1) + usize::from(k < n % p.max(1));
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(share);
+            for i in 0..share {
+                let t = Instant::now();
+                e.publish(
+                    &c,
+                    &Payload {
+                        n: (k * 1_000_000 + i) as u64,
+                    },
+                )
+                .await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, fanout::Error>(lat)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for h in handles {
+        all.extend(h.await??);
+    }
+    Ok(all)
+}
+
+/// 1. End-to-end throughput.
+pub async fn throughput(args: &Args) -> anyhow::Result<Value> {
+    let bench = Bench::start(args, |_| {}).await?;
+    let client = bench.client().await?;
+    let ev = Event::<Payload>::new("bench.throughput");
+    let done = Arc::new(AtomicU64::new(0));
+    let worker = noop_worker(
+        &client,
+        &ev,
+        args.subscribers,
+        "sub",
+        &done,
+        None,
+        args.worker_concurrency,
+    )
+    .start()
+    .await?;
+    let total = (args.events * args.subscribers) as u64;
+    let t0 = Instant::now();
+    let acks = publish_all(&client, &ev, args.events, args.publishers).await?;
+    let published = t0.elapsed();
+    wait_count(&done, total, Duration::from_secs(600)).await?;
+    while !drained(&client).await? {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    worker.shutdown().await?;
+    bench.stop().await;
+    Ok(json!({
+        "scenario": "throughput", "backend": backend(args), "events": args.events, "subscribers": args.subscribers,
+        "publishers": args.publishers, "runs": total, "seconds": round(elapsed),
+        "runs_per_sec": round(total as f64 / elapsed), "events_per_sec": round(args.events as f64 / elapsed),
+        "publish_events_per_sec": round(args.events as f64 / published.as_secs_f64()),
+        "publish_ack": percentiles(acks),
+    }))
+}
+
+/// 2. Latency on an idle engine.
+pub async fn latency(args: &Args) -> anyhow::Result<Value> {
+    let bench = Bench::start(args, |_| {}).await?;
+    let client = bench.client().await?;
+    let ev = Event::<Payload>::new("bench.latency");
+    let starts: Arc<Mutex<HashMap<u64, Vec<Instant>>>> = Arc::default();
+    let ends: Arc<Mutex<HashMap<u64, Vec<Instant>>>> = Arc::default();
+    let mut w = Worker::new(client.clone()).concurrency(args.worker_concurrency);
+    for i in 0..args.subscribers {
+        let (s, e) = (starts.clone(), ends.clone());
+        w = w.task(Task::new(format!("lat-{i}"), &ev, move |p: Payload, _| {
+            s.lock()
+                .map(|mut m| m.entry(p.n).or_default().push(Instant::now()))
+                .ok();
+            let e = e.clone();
+            async move {
+                e.lock()
+                    .map(|mut m| m.entry(p.n).or_default().push(Instant::now()))
+                    .ok();
+                Ok::<_, TaskError>(())
+            }
+        }));
+    }
+    let worker = w.start().await?;
+    let n = args.events.min(1000);
+    let (mut ack, mut to_start, mut to_done) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n as u64 {
+        let t = Instant::now();
+        ev.publish(&client, &Payload { n: i }).await?;
+        ack.push(t.elapsed());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let finished = ends
+                .lock()
+                .map(|m| m.get(&i).map_or(0, Vec::len))
+                .unwrap_or(0);
+            if finished >= args.subscribers {
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("event {i}: runs did not finish in 10 s");
+            }
+            tokio::task::yield_now().await;
+        }
+        let first = starts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&i).and_then(|v| v.iter().min().copied()));
+        let last = ends
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&i).and_then(|v| v.iter().max().copied()));
+        if let (Some(f), Some(l)) = (first, last) {
+            to_start.push(f - t);
+            to_done.push(l - t);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown().await?;
+    bench.stop().await;
+    Ok(json!({
+        "scenario": "latency", "backend": backend(args), "events": n, "subscribers": args.subscribers,
+        "publish_ack": percentiles(ack), "publish_to_run_start": percentiles(to_start),
+        "publish_to_all_runs_done": percentiles(to_done),
+    }))
+}
+
+/// 3. Scatter-gather.
+pub async fn scatter(args: &Args) -> anyhow::Result<Value> {
+    let bench = Bench::start(args, |_| {}).await?;
+    let client = bench.client().await?;
+    let ev = Event::<Payload>::new("bench.scatter");
+    let done = Arc::new(AtomicU64::new(0));
+    let worker = noop_worker(
+        &client,
+        &ev,
+        args.subscribers,
+        "sg",
+        &done,
+        None,
+        args.worker_concurrency,
+    )
+    .start()
+    .await?;
+    let n = args.events.min(500);
+    let mut unloaded = Vec::new();
+    for i in 0..n as u64 {
+        let t = Instant::now();
+        let r = ev.publish_and_wait(&client, &Payload { n: i }).await?;
+        unloaded.push(t.elapsed());
+        anyhow::ensure!(
+            r.results.len() == args.subscribers,
+            "expected {} results",
+            args.subscribers
+        );
+    }
+    let conc = args.publishers.max(1);
+    let total = args.events;
+    let t0 = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..conc {
+        let (c, e, next) = (client.clone(), ev.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < total as u64 {
+                let t = Instant::now();
+                e.publish_and_wait(&c, &Payload { n: 0 }).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, fanout::Error>(lat)
+        }));
+    }
+    let mut loaded = Vec::new();
+    for h in handles {
+        loaded.extend(h.await??);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    worker.shutdown().await?;
+    bench.stop().await;
+    Ok(json!({
+        "scenario": "scatter", "backend": backend(args), "subscribers": args.subscribers,
+        "unloaded": percentiles(unloaded), "concurrency": conc, "completions": total,
+        "completions_per_sec": round(total as f64 / secs), "loaded": percentiles(loaded),
+    }))
+}
+
+/// 4. Fan-out width.
+pub async fn width(args: &Args) -> anyhow::Result<Value> {
+    let mut rows = Vec::new();
+    for filtered in [false, true] {
+        for w in [1usize, 10, 100, 1000] {
+            let bench = Bench::start(args, |_| {}).await?;
+            let client = bench.client().await?;
+            let ev = Event::<Payload>::new(format!("bench.width{w}"));
+            let done = Arc::new(AtomicU64::new(0));
+            let filter = filtered.then(|| json!({"n": [{"$gte": 0}], "$or": [{"n": [{"numeric": [">=", 0]}]}, {"m": [{"exists": true}]}]}));
+            let worker = noop_worker(&client, &ev, w, "w", &done, filter, args.worker_concurrency)
+                .start()
+                .await?;
+            let events = (args.events * 3 / w).clamp(20, args.events);
+            let t0 = Instant::now();
+            let acks = publish_all(&client, &ev, events, args.publishers.min(events)).await?;
+            wait_count(&done, (events * w) as u64, Duration::from_secs(600)).await?;
+            while !drained(&client).await? {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            rows.push(json!({
+                "subscribers": w, "filtered": filtered, "events": events, "runs": events * w,
+                "runs_per_sec": round((events * w) as f64 / secs), "publish_ack": percentiles(acks),
+            }));
+            worker.shutdown().await?;
+            bench.stop().await;
+        }
+    }
+    Ok(json!({"scenario": "width", "backend": backend(args), "rows": rows}))
+}
+
+/// 5. Suspended parents: memory with `--events` parents waiting.
+pub async fn suspended(args: &Args) -> anyhow::Result<Value> {
+    let bench = Bench::start(args, |_| {}).await?;
+    let client = bench.client().await?;
+    let parent_ev = Event::<Payload>::new("bench.parent");
+    let child_ev = Event::<Payload>::new("bench.child");
+    // The child is subscribed but no worker serves it: parents stay suspended.
+    Worker::new(client.clone())
+        .task(Task::new("child", &child_ev, |_: Payload, _| async {
+            Ok::<_, TaskError>(())
+        }))
+        .start()
+        .await?
+        .shutdown()
+        .await?;
+    let ce = child_ev.clone();
+    let parent = Task::new("parent", &parent_ev, move |p: Payload, ctx| {
+        let ce = ce.clone();
+        async move { Ok::<_, TaskError>(ctx.publish_and_wait(&ce, &p).await?.len()) }
+    });
+    let worker = Worker::new(client.clone())
+        .concurrency(args.worker_concurrency)
+        .task(parent)
+        .start()
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_bytes();
+    let t0 = Instant::now();
+    publish_all(&client, &parent_ev, args.events, args.publishers).await?;
+    loop {
+        let req = fanout::proto::ListRunsRequest {
+            task: "parent".into(),
+            status: "waiting".into(),
+            limit: 100_000,
+            ..Default::default()
+        };
+        let waiting = client.list_runs(req).await?.len();
+        if waiting >= args.events {
+            break;
+        }
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(600),
+            "only {waiting} parents suspended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_bytes();
+    worker.shutdown().await?;
+    bench.stop().await;
+    Ok(json!({
+        "scenario": "suspended", "backend": backend(args), "parents": args.events,
+        "seconds_to_suspend_all": round(secs),
+        "process_rss_before_mb": round(before as f64 / 1048576.0), "process_rss_after_mb": round(after as f64 / 1048576.0),
+        "rss_delta_mb": round((after as f64 - before as f64) / 1048576.0),
+        "note": "engine and worker share this process; the worker holds no slot or state for a suspended parent",
+    }))
+}
+
+/// 6. Publish cost with a Redis rate limit (never tripped) vs none.
+pub async fn ratelimit(args: &Args) -> anyhow::Result<Value> {
+    let mut rows = Vec::new();
+    for limited in [false, true] {
+        let redis = args.redis_url.clone();
+        let bench = Bench::start(args, |c| {
+            if limited {
+                c.limiter = fanout_engine::config::LimiterConfig::Redis {
+                    url: redis,
+                    on_unavailable: Default::default(),
+                };
+            }
+        })
+        .await?;
+        let client = bench.client().await?;
+        let mut ev = Event::<Payload>::new("bench.limited");
+        if limited {
+            ev = ev.rate_limit(1_000_000_000, Duration::from_secs(60));
+        }
+        ev.define(&client).await?;
+        let t0 = Instant::now();
+        let acks = publish_all(&client, &ev, args.events, args.publishers).await?;
+        let secs = t0.elapsed().as_secs_f64();
+        rows.push(json!({"rate_limited": limited, "events_per_sec": round(args.events as f64 / secs), "publish_ack": percentiles(acks)}));
+        bench.stop().await;
+    }
+    Ok(json!({"scenario": "ratelimit", "backend": backend(args), "limiter": "redis", "rows": rows}))
+}
+
+/// 7. Replay from the archive.
+pub async fn replay(args: &Args) -> anyhow::Result<Value> {
+    let ch = args.clickhouse_url.clone();
+    let bench = Bench::start(args, |c| {
+        if let Some(url) = ch {
+            c.archive = fanout_engine::config::ArchiveConfig::Clickhouse {
+                url,
+                database: format!("bench_{}", uuid::Uuid::now_v7().simple()),
+                user: None,
+                password: None,
+            };
+        }
+    })
+    .await?;
+    let client = bench.client().await?;
+    let ev = Event::<Payload>::new("bench.replay");
+    let done = Arc::new(AtomicU64::new(0));
+    let worker = noop_worker(&client, &ev, 1, "rp", &done, None, args.worker_concurrency)
+        .start()
+        .await?;
+    let from = now_ms() - 1;
+    publish_all(&client, &ev, args.events, args.publishers).await?;
+    let archived = |c: Client| async move {
+        let req = fanout::proto::ListArchivedRequest {
+            event: "bench.replay".into(),
+            from_ms: from,
+            to_ms: 0,
+            limit: 10_000,
+            after_ms: 0,
+            after_id: String::new(),
+        };
+        c.replay()
+            .list_archived(c.with_ns(req))
+            .await
+            .map(|r| r.into_inner().events.len())
+    };
+    while archived(client.clone()).await? < args.events.min(10_000) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let req = fanout::proto::StartReplayRequest {
+        event: "bench.replay".into(),
+        from_ms: from,
+        to_ms: now_ms() + 1,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let job = client
+        .replay()
+        .start_replay(client.with_ns(req))
+        .await?
+        .into_inner();
+    let job = loop {
+        let j = client
+            .replay()
+            .get_replay(client.with_ns(fanout::proto::GetReplayRequest { id: job.id.clone() }))
+            .await?
+            .into_inner();
+        if j.status != "running" {
+            break j;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let scan_secs = t0.elapsed().as_secs_f64();
+    wait_count(&done, (args.events * 2) as u64, Duration::from_secs(600)).await?;
+    let all_secs = t0.elapsed().as_secs_f64();
+    worker.shutdown().await?;
+    bench.stop().await;
+    Ok(json!({
+        "scenario": "replay", "backend": backend(args), "archive": if args.clickhouse_url.is_some() { "clickhouse" } else { "local" },
+        "events": job.events_replayed, "runs": job.runs_created, "status": job.status,
+        "scan_and_dispatch_events_per_sec": round(job.events_replayed as f64 / scan_secs),
+        "replayed_runs_completed_per_sec": round(job.runs_created as f64 / all_secs),
+    }))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
