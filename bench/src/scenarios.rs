@@ -307,7 +307,29 @@ pub async fn width(args: &Args) -> anyhow::Result<Value> {
             bench.stop().await;
         }
     }
-    Ok(json!({"scenario": "width", "backend": backend(args), "rows": rows}))
+    // The matcher alone: 1,000 compiled filters against one payload, the
+    // work a publish does for 1,000 filtered subscriptions.
+    let pattern = json!({"amount": [{"$gte": 1000}], "currency": ["USD", "EUR"], "customer": {"tier": [{"prefix": "gold"}]}});
+    let filters: Vec<fanout_engine::filter::Filter> = (0..1000)
+        .map(|_| fanout_engine::filter::Filter::compile(&pattern))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let payload = json!({"amount": 1500, "currency": "EUR", "customer": {"tier": "gold-plus", "id": "c-1"}, "items": [1, 2, 3]});
+    let rounds = 2000;
+    let t0 = Instant::now();
+    let mut matched = 0usize;
+    for _ in 0..rounds {
+        matched += filters
+            .iter()
+            .filter(|f| f.matches(std::hint::black_box(&payload)))
+            .count();
+    }
+    let per_publish_us = t0.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    anyhow::ensure!(matched == rounds * 1000, "every filter should match");
+    Ok(
+        json!({"scenario": "width", "backend": backend(args), "rows": rows,
+              "filter_eval_1000_subscriptions_us": round(per_publish_us)}),
+    )
 }
 
 /// 5. Suspended parents: memory with `--events` parents waiting.

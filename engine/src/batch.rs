@@ -73,6 +73,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             for reply in replies {
                                 let err = match &e {
                                     Error::Unavailable(_) => Error::Unavailable(msg.clone()),
+                                    Error::Conflict(_) => Error::Conflict(msg.clone()),
                                     _ => Error::Internal(msg.clone()),
                                 };
                                 let _ = reply.send(Err(err));

@@ -67,6 +67,7 @@ impl Session {
         let linger = Duration::from_micros(self.engine.config().claim_linger_us);
         let wake = self.engine.wakeup().clone();
         let mut failures = 0u32;
+        let mut last_claimed = 0usize;
         // Runs already due when the worker connects are found by the first
         // claim; later ones by wake-ups. A retry scheduled before a restart
         // has no timer here, so ask the store once when it falls due.
@@ -102,6 +103,7 @@ impl Session {
                 {
                     Ok(claimed) => {
                         failures = 0;
+                        last_claimed = claimed.len();
                         full = claimed.len() == free;
                         if let Ok(mut set) = self.in_flight.lock() {
                             set.extend(claimed.iter().map(|c| c.run_id.clone()));
@@ -136,9 +138,10 @@ impl Session {
             }
             tokio::select! {
                 _ = &mut notified => {
-                    // Linger briefly: publishes arrive in bursts, and one
-                    // claim of many runs costs less than many claims of one.
-                    if linger > Duration::ZERO {
+                    // Under load, linger briefly: publishes arrive in bursts,
+                    // and one claim of many runs costs less than many claims
+                    // of one. Idle (last claim found one run or none): go now.
+                    if linger > Duration::ZERO && last_claimed > 1 {
                         tokio::time::sleep(linger).await;
                     }
                 }

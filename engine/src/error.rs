@@ -59,6 +59,10 @@ pub enum Error {
     /// The request is valid but the state does not allow it now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A transaction lost a concurrency conflict (deadlock, serialization
+    /// failure); retrying it is safe. The store retries these itself.
+    #[error("{0}")]
+    Conflict(String),
     /// A backend (database, archive, limiter) is unreachable.
     #[error("{0}")]
     Unavailable(String),
@@ -98,6 +102,7 @@ impl From<Error> for tonic::Status {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::RateLimited { .. } => Code::ResourceExhausted,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Conflict(_) => Code::Aborted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Internal(_) => Code::Internal,
         };
@@ -119,6 +124,12 @@ impl From<sqlx::Error> for Error {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 Error::AlreadyExists(db.message().to_string())
+            }
+            // Postgres: deadlock_detected, serialization_failure.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                Error::Conflict(format!("database conflict, retry: {}", db.message()))
             }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed

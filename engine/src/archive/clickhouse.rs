@@ -33,6 +33,25 @@ struct ChEvent {
 const COLUMNS: &str = "event_id, namespace, event_name, version, payload, tags, ordering_key, \
     idempotency_key, fan_out_count, published_at_ms, publisher_run_id";
 
+/// `WHERE namespace, [from, to) [, has(names, event_name)]`; bind with
+/// [`bind_range`] in the same order.
+fn where_range(q: &ArchiveQuery) -> String {
+    let mut w = " WHERE namespace = ? AND published_at_ms >= ? AND published_at_ms < ?".to_string();
+    if !q.events.is_empty() {
+        w += " AND has(?, event_name)";
+    }
+    w
+}
+
+fn bind_range(query: clickhouse::query::Query, q: &ArchiveQuery) -> clickhouse::query::Query {
+    let query = query.bind(&q.namespace).bind(q.from_ms).bind(q.to_ms);
+    if q.events.is_empty() {
+        query
+    } else {
+        query.bind(&q.events)
+    }
+}
+
 /// The ClickHouse archive.
 pub struct ClickhouseArchive {
     client: Client,
@@ -135,26 +154,12 @@ impl Archive for ClickhouseArchive {
     }
 
     async fn read(&self, q: &ArchiveQuery) -> Result<Vec<ArchivedEvent>> {
-        let mut sql = format!(
-            "SELECT {COLUMNS} FROM {} WHERE namespace = ? AND published_at_ms >= ? AND published_at_ms < ?",
-            self.table
-        );
-        if !q.events.is_empty() {
-            sql += " AND has(?, event_name)";
-        }
+        let mut sql = format!("SELECT {COLUMNS} FROM {}{}", self.table, where_range(q));
         if q.after.is_some() {
             sql += " AND (published_at_ms > ? OR (published_at_ms = ? AND event_id > ?))";
         }
         sql += " ORDER BY published_at_ms, event_id LIMIT 1 BY event_id LIMIT ?";
-        let mut query = self
-            .client
-            .query(&sql)
-            .bind(&q.namespace)
-            .bind(q.from_ms)
-            .bind(q.to_ms);
-        if !q.events.is_empty() {
-            query = query.bind(&q.events);
-        }
+        let mut query = bind_range(self.client.query(&sql), q);
         if let Some((ms, id)) = &q.after {
             query = query.bind(*ms).bind(*ms).bind(id);
         }
@@ -182,22 +187,12 @@ impl Archive for ClickhouseArchive {
     }
 
     async fn count(&self, q: &ArchiveQuery) -> Result<u64> {
-        let mut sql = format!(
-            "SELECT uniqExact(event_id) FROM {} WHERE namespace = ? AND published_at_ms >= ? AND published_at_ms < ?",
-            self.table
+        let sql = format!(
+            "SELECT uniqExact(event_id) FROM {}{}",
+            self.table,
+            where_range(q)
         );
-        if !q.events.is_empty() {
-            sql += " AND has(?, event_name)";
-        }
-        let mut query = self
-            .client
-            .query(&sql)
-            .bind(&q.namespace)
-            .bind(q.from_ms)
-            .bind(q.to_ms);
-        if !q.events.is_empty() {
-            query = query.bind(&q.events);
-        }
+        let query = bind_range(self.client.query(&sql), q);
         query.fetch_one::<u64>().await.map_err(ch_err("count"))
     }
 }

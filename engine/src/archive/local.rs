@@ -15,6 +15,22 @@ fn clamp(ms: u64) -> i64 {
     ms.min(i64::MAX as u64) as i64
 }
 
+/// `namespace = ? AND time in [from, to) [AND event_name IN (…)]`.
+fn push_range<'a>(qb: &mut QueryBuilder<'a, Sqlite>, q: &'a ArchiveQuery) {
+    qb.push("namespace = ").push_bind(&q.namespace);
+    qb.push(" AND published_at_ms >= ")
+        .push_bind(clamp(q.from_ms));
+    qb.push(" AND published_at_ms < ").push_bind(clamp(q.to_ms));
+    if !q.events.is_empty() {
+        qb.push(" AND event_name IN (");
+        let mut sep = qb.separated(", ");
+        for e in &q.events {
+            sep.push_bind(e);
+        }
+        qb.push(")");
+    }
+}
+
 /// SQLite-backed archive.
 pub struct LocalArchive {
     pool: SqlitePool,
@@ -93,19 +109,8 @@ impl Archive for LocalArchive {
 
     async fn read(&self, q: &ArchiveQuery) -> Result<Vec<ArchivedEvent>> {
         let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT * FROM archived_events WHERE namespace = ");
-        qb.push_bind(&q.namespace);
-        qb.push(" AND published_at_ms >= ")
-            .push_bind(clamp(q.from_ms));
-        qb.push(" AND published_at_ms < ").push_bind(clamp(q.to_ms));
-        if !q.events.is_empty() {
-            qb.push(" AND event_name IN (");
-            let mut sep = qb.separated(", ");
-            for e in &q.events {
-                sep.push_bind(e);
-            }
-            qb.push(")");
-        }
+            QueryBuilder::new("SELECT * FROM archived_events WHERE ");
+        push_range(&mut qb, q);
         if let Some((ms, id)) = &q.after {
             qb.push(" AND (published_at_ms > ").push_bind(*ms as i64);
             qb.push(" OR (published_at_ms = ").push_bind(*ms as i64);
@@ -137,19 +142,8 @@ impl Archive for LocalArchive {
 
     async fn count(&self, q: &ArchiveQuery) -> Result<u64> {
         let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT COUNT(*) AS n FROM archived_events WHERE namespace = ");
-        qb.push_bind(&q.namespace);
-        qb.push(" AND published_at_ms >= ")
-            .push_bind(clamp(q.from_ms));
-        qb.push(" AND published_at_ms < ").push_bind(clamp(q.to_ms));
-        if !q.events.is_empty() {
-            qb.push(" AND event_name IN (");
-            let mut sep = qb.separated(", ");
-            for e in &q.events {
-                sep.push_bind(e);
-            }
-            qb.push(")");
-        }
+            QueryBuilder::new("SELECT COUNT(*) AS n FROM archived_events WHERE ");
+        push_range(&mut qb, q);
         let n: i64 = qb.build().fetch_one(&self.pool).await?.try_get("n")?;
         Ok(n.max(0) as u64)
     }

@@ -60,24 +60,27 @@ pub struct SqlStore {
     events: tokio::sync::broadcast::Sender<StoreEvent>,
 }
 
-/// `(version, description, sql)` per dialect, embedded at build time.
+/// `(version, description, sql)` per dialect, embedded at build time. The
+/// schema is portable (`migrations/*.sql`, both dialects); Postgres adds its
+/// storage tuning (`migrations/postgres/`).
 macro_rules! migrations {
-    ($dir:literal: $(($v:literal, $name:literal, $file:literal)),* $(,)?) => {
-        &[$(($v, $name, include_str!(concat!("../../../migrations/", $dir, "/", $file)))),*]
+    ($(($v:literal, $name:literal, $file:literal)),* $(,)?) => {
+        &[$(($v, $name, include_str!(concat!("../../../migrations/", $file)))),*]
     };
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!("sqlite":
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
     (2, "delivery", "0002_delivery.sql"),
     (3, "waitpoints", "0003_waitpoints.sql"),
     (4, "replay", "0004_replay.sql"),
 );
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!("postgres":
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
     (2, "delivery", "0002_delivery.sql"),
     (3, "waitpoints", "0003_waitpoints.sql"),
     (4, "replay", "0004_replay.sql"),
+    (5, "queue tuning", "postgres/0005_queue_tuning.sql"),
 );
 
 fn migrator(dialect: Dialect) -> Migrator {
@@ -990,14 +993,7 @@ impl Store for SqlStore {
         events: &[NewEvent],
         idempotency_window_ms: i64,
     ) -> Result<Vec<Published>> {
-        let now = now_ms();
-        let mut tx = self.writer.begin().await?;
-        let (out, finished) = self
-            .publish_in_tx(&mut tx, events, idempotency_window_ms, now)
-            .await?;
-        tx.commit().await?;
-        self.announce(finished);
-        Ok(out)
+        retry_conflicts(|| self.publish_once(events, idempotency_window_ms)).await
     }
 
     async fn claim(
@@ -1008,112 +1004,7 @@ impl Store for SqlStore {
         limit: u32,
         now: i64,
     ) -> Result<Vec<ClaimedRun>> {
-        if task_ids.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
-             lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
-             WHERE id IN (SELECT r.id FROM runs r WHERE r.namespace = $3 AND r.status IN ('queued', 'retrying') \
-             AND r.available_at_ms <= $2 AND r.task_id IN ({}) \
-             AND (r.ordering_key = '' OR NOT EXISTS (SELECT 1 FROM runs p WHERE p.namespace = r.namespace \
-                  AND p.task_id = r.task_id AND p.ordering_key = r.ordering_key \
-                  AND p.status IN ('queued', 'running', 'retrying') AND p.id < r.id)) \
-             ORDER BY r.available_at_ms, r.id LIMIT $4{}) \
-             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key",
-            params(5, task_ids.len()),
-            self.dialect.skip_locked()
-        );
-        let mut tx = self.writer.begin().await?;
-        let mut q = sqlx::query(&sql)
-            .bind(worker_id)
-            .bind(now)
-            .bind(namespace)
-            .bind(limit as i64);
-        for t in task_ids {
-            q = q.bind(t);
-        }
-        let rows = q.fetch_all(&mut *tx).await?;
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let mut claimed = Vec::with_capacity(rows.len());
-        for r in &rows {
-            claimed.push(ClaimedRun {
-                run_id: r.try_get("id")?,
-                attempt: r.try_get::<i64, _>("attempts")? as u32,
-                task_id: r.try_get("task_id")?,
-                event: r.try_get("event")?,
-                event_id: r.try_get("event_id")?,
-                payload_json: String::new(),
-                lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
-                ordering_key: r.try_get("ordering_key")?,
-                tags: Vec::new(),
-                published_at_ms: 0,
-                journal: Vec::new(),
-            });
-        }
-        let mut ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let sql = format!(
-            "SELECT id, payload, tags, published_at_ms FROM events WHERE id IN ({})",
-            self.dialect.list(1, ids.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in &ids {
-            q = q.bind(*id);
-        }
-        let mut payloads = HashMap::new();
-        for r in q.fetch_all(&mut *tx).await? {
-            let id: String = r.try_get("id")?;
-            let tags: String = r.try_get("tags")?;
-            payloads.insert(
-                id,
-                (
-                    r.try_get::<String, _>("payload")?,
-                    tags_from_json(&tags),
-                    r.try_get::<i64, _>("published_at_ms")?,
-                ),
-            );
-        }
-        // Only a re-execution (attempt > 1) can have a journal.
-        let again: Vec<&str> = claimed
-            .iter()
-            .filter(|c| c.attempt > 1)
-            .map(|c| c.run_id.as_str())
-            .collect();
-        let mut journals: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        if !again.is_empty() {
-            let sql = format!(
-                "SELECT run_id, step_key, value_json FROM run_steps WHERE run_id IN ({}) ORDER BY created_at_ms, step_key",
-                self.dialect.list(1, again.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in &again {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                journals
-                    .entry(r.try_get("run_id")?)
-                    .or_default()
-                    .push((r.try_get("step_key")?, r.try_get("value_json")?));
-            }
-        }
-        tx.commit().await?;
-        for c in &mut claimed {
-            if let Some(j) = journals.remove(&c.run_id) {
-                c.journal = j;
-            }
-            if let Some((p, tags, at)) = payloads.get(&c.event_id) {
-                c.payload_json = p.clone();
-                c.tags = tags.clone();
-                c.published_at_ms = *at;
-            }
-        }
-        claimed.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-        Ok(claimed)
+        retry_conflicts(|| self.claim_once(namespace, task_ids, worker_id, limit, now)).await
     }
 
     async fn complete(
@@ -1121,121 +1012,14 @@ impl Store for SqlStore {
         completions: &[Completion],
         now: i64,
     ) -> Result<Vec<CompletionEffect>> {
-        let mut effects = vec![CompletionEffect::Stale; completions.len()];
-        let mut children = waitpoints::Children::default();
-        let mut tx = self.writer.begin().await?;
-
-        // Successes: one UPDATE and one INSERT per chunk.
-        let oks: Vec<(usize, &Completion, &str)> = completions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| match &c.outcome {
-                Outcome::Ok(out) => Some((i, c, out.as_str())),
-                Outcome::Failed { .. } => None,
-            })
-            .collect();
-        for chunk in oks.chunks(CHUNK) {
-            const N: usize = 4;
-            let values = (0..chunk.len())
-                .map(|i| format!("({})", self.dialect.list(i * N + 1, N)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let now_ph = self.dialect.list(chunk.len() * N + 1, 1);
-            let sql = format!(
-                "WITH v (id, attempt, worker_id, output) AS (VALUES {values}) \
-                 UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
-                 updated_at_ms = {now_ph}, lease_expires_at_ms = 0 FROM v \
-                 WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempts = v.attempt \
-                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms, runs.waitpoint_id"
-            );
-            let mut q = sqlx::query(&sql);
-            for (_, c, out) in chunk {
-                q = q
-                    .bind(&c.run_id)
-                    .bind(c.attempt as i64)
-                    .bind(&c.worker_id)
-                    .bind(*out);
-            }
-            q = q.bind(now);
-            let mut done: HashMap<String, i64> = HashMap::new();
-            for r in q.fetch_all(&mut *tx).await? {
-                done.insert(r.try_get("id")?, r.try_get("started_at_ms")?);
-                children.add(&r.try_get::<String, _>("waitpoint_id")?);
-            }
-            let won: Vec<&(usize, &Completion, &str)> = chunk
-                .iter()
-                .filter(|(_, c, _)| done.contains_key(&c.run_id))
-                .collect();
-            if won.is_empty() {
-                continue;
-            }
-            const M: usize = 6;
-            let values = (0..won.len())
-                .map(|i| format!("({}, 1, '')", self.dialect.list(i * M + 1, M)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO run_attempts (run_id, attempt, worker_id, started_at_ms, finished_at_ms, output_json, ok, error) \
-                 VALUES {values} ON CONFLICT (run_id, attempt) DO NOTHING"
-            );
-            let mut q = sqlx::query(&sql);
-            for (i, c, out) in &won {
-                effects[*i] = CompletionEffect::Completed;
-                q = q
-                    .bind(&c.run_id)
-                    .bind(c.attempt as i64)
-                    .bind(&c.worker_id)
-                    .bind(done[&c.run_id])
-                    .bind(now)
-                    .bind(*out);
-            }
-            q.execute(&mut *tx).await?;
-        }
-
-        // Failures: rarer; one decision each.
-        let lock = self.dialect.for_update();
-        for (i, c) in completions.iter().enumerate() {
-            let Outcome::Failed { message, fatal } = &c.outcome else {
-                continue;
-            };
-            let row = sqlx::query(&format!(
-                "SELECT {FAILING_COLUMNS} FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2 \
-                 AND worker_id = $3{lock}"
-            ))
-            .bind(&c.run_id)
-            .bind(c.attempt as i64)
-            .bind(&c.worker_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(r) = row {
-                let f = failing_from_row(&r)?;
-                effects[i] = fail_run(&mut tx, &f, message, *fatal, now).await?;
-                if effects[i] == CompletionEffect::Dead {
-                    children.add(&f.waitpoint_id);
-                }
-            }
-        }
-        self.notify_due(&mut tx, &effects).await?;
-        let finished = self.finish_children(&mut tx, &children, now).await?;
-        tx.commit().await?;
-        self.announce(finished);
-        Ok(effects)
+        retry_conflicts(|| self.complete_once(completions, now)).await
     }
 
     async fn heartbeat(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
-        if run_ids.is_empty() {
-            return Ok(0);
-        }
-        let sql = format!(
-            "UPDATE runs SET lease_expires_at_ms = $1 + lease_ms WHERE status = 'running' AND worker_id = $2 \
-             AND id IN ({})",
-            params(3, run_ids.len())
-        );
-        let mut q = sqlx::query(&sql).bind(now).bind(worker_id);
-        for id in run_ids {
-            q = q.bind(id);
-        }
-        Ok(q.execute(&self.writer).await?.rows_affected())
+        // A fixed lock order: heartbeats then never deadlock each other.
+        let mut ids = run_ids.to_vec();
+        ids.sort_unstable();
+        retry_conflicts(|| self.heartbeat_once(worker_id, &ids, now)).await
     }
 
     async fn release_worker(&self, worker_id: &str, now: i64) -> Result<u64> {
@@ -1548,5 +1332,283 @@ impl Store for SqlStore {
             q.execute(&self.writer).await?;
         }
         Ok(())
+    }
+}
+
+/// The bodies behind `Store::{publish, claim, complete, heartbeat}`, run by
+/// [`retry_conflicts`].
+impl SqlStore {
+    async fn publish_once(
+        &self,
+        events: &[NewEvent],
+        idempotency_window_ms: i64,
+    ) -> Result<Vec<Published>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        let (out, finished) = self
+            .publish_in_tx(&mut tx, events, idempotency_window_ms, now)
+            .await?;
+        tx.commit().await?;
+        self.announce(finished);
+        Ok(out)
+    }
+
+    async fn claim_once(
+        &self,
+        namespace: &str,
+        task_ids: &[String],
+        worker_id: &str,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<ClaimedRun>> {
+        if task_ids.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
+             lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
+             WHERE id IN (SELECT r.id FROM runs r WHERE r.namespace = $3 AND r.status IN ('queued', 'retrying') \
+             AND r.available_at_ms <= $2 AND r.task_id IN ({}) \
+             AND (r.ordering_key = '' OR NOT EXISTS (SELECT 1 FROM runs p WHERE p.namespace = r.namespace \
+                  AND p.task_id = r.task_id AND p.ordering_key = r.ordering_key AND p.ordering_key <> '' \
+                  AND p.status IN ('queued', 'running', 'retrying') AND p.id < r.id)) \
+             ORDER BY r.available_at_ms, r.id LIMIT $4{}) \
+             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key",
+            params(5, task_ids.len()),
+            self.dialect.skip_locked()
+        );
+        let mut tx = self.writer.begin().await?;
+        let mut q = sqlx::query(&sql)
+            .bind(worker_id)
+            .bind(now)
+            .bind(namespace)
+            .bind(limit as i64);
+        for t in task_ids {
+            q = q.bind(t);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            claimed.push(ClaimedRun {
+                run_id: r.try_get("id")?,
+                attempt: r.try_get::<i64, _>("attempts")? as u32,
+                task_id: r.try_get("task_id")?,
+                event: r.try_get("event")?,
+                event_id: r.try_get("event_id")?,
+                payload_json: String::new(),
+                lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
+                ordering_key: r.try_get("ordering_key")?,
+                tags: Vec::new(),
+                published_at_ms: 0,
+                journal: Vec::new(),
+            });
+        }
+        let mut ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sql = format!(
+            "SELECT id, payload, tags, published_at_ms FROM events WHERE id IN ({})",
+            self.dialect.list(1, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let mut payloads = HashMap::new();
+        for r in q.fetch_all(&mut *tx).await? {
+            let id: String = r.try_get("id")?;
+            let tags: String = r.try_get("tags")?;
+            payloads.insert(
+                id,
+                (
+                    r.try_get::<String, _>("payload")?,
+                    tags_from_json(&tags),
+                    r.try_get::<i64, _>("published_at_ms")?,
+                ),
+            );
+        }
+        // Only a re-execution (attempt > 1) can have a journal.
+        let again: Vec<&str> = claimed
+            .iter()
+            .filter(|c| c.attempt > 1)
+            .map(|c| c.run_id.as_str())
+            .collect();
+        let mut journals: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        if !again.is_empty() {
+            let sql = format!(
+                "SELECT run_id, step_key, value_json FROM run_steps WHERE run_id IN ({}) ORDER BY created_at_ms, step_key",
+                self.dialect.list(1, again.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in &again {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                journals
+                    .entry(r.try_get("run_id")?)
+                    .or_default()
+                    .push((r.try_get("step_key")?, r.try_get("value_json")?));
+            }
+        }
+        tx.commit().await?;
+        for c in &mut claimed {
+            if let Some(j) = journals.remove(&c.run_id) {
+                c.journal = j;
+            }
+            if let Some((p, tags, at)) = payloads.get(&c.event_id) {
+                c.payload_json = p.clone();
+                c.tags = tags.clone();
+                c.published_at_ms = *at;
+            }
+        }
+        claimed.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        Ok(claimed)
+    }
+
+    async fn complete_once(
+        &self,
+        completions: &[Completion],
+        now: i64,
+    ) -> Result<Vec<CompletionEffect>> {
+        let mut effects = vec![CompletionEffect::Stale; completions.len()];
+        let mut children = waitpoints::Children::default();
+        let mut tx = self.writer.begin().await?;
+
+        // Successes: one UPDATE and one INSERT per chunk.
+        let oks: Vec<(usize, &Completion, &str)> = completions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.outcome {
+                Outcome::Ok(out) => Some((i, c, out.as_str())),
+                Outcome::Failed { .. } => None,
+            })
+            .collect();
+        for chunk in oks.chunks(CHUNK) {
+            const N: usize = 4;
+            let values = (0..chunk.len())
+                .map(|i| format!("({})", self.dialect.list(i * N + 1, N)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let now_ph = self.dialect.list(chunk.len() * N + 1, 1);
+            let sql = format!(
+                "WITH v (id, attempt, worker_id, output) AS (VALUES {values}) \
+                 UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
+                 updated_at_ms = {now_ph}, lease_expires_at_ms = 0 FROM v \
+                 WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempts = v.attempt \
+                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms, runs.waitpoint_id"
+            );
+            let mut q = sqlx::query(&sql);
+            for (_, c, out) in chunk {
+                q = q
+                    .bind(&c.run_id)
+                    .bind(c.attempt as i64)
+                    .bind(&c.worker_id)
+                    .bind(*out);
+            }
+            q = q.bind(now);
+            let mut done: HashMap<String, i64> = HashMap::new();
+            for r in q.fetch_all(&mut *tx).await? {
+                done.insert(r.try_get("id")?, r.try_get("started_at_ms")?);
+                children.add(&r.try_get::<String, _>("waitpoint_id")?);
+            }
+            let won: Vec<&(usize, &Completion, &str)> = chunk
+                .iter()
+                .filter(|(_, c, _)| done.contains_key(&c.run_id))
+                .collect();
+            if won.is_empty() {
+                continue;
+            }
+            const M: usize = 6;
+            let values = (0..won.len())
+                .map(|i| format!("({}, 1, '')", self.dialect.list(i * M + 1, M)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO run_attempts (run_id, attempt, worker_id, started_at_ms, finished_at_ms, output_json, ok, error) \
+                 VALUES {values} ON CONFLICT (run_id, attempt) DO NOTHING"
+            );
+            let mut q = sqlx::query(&sql);
+            for (i, c, out) in &won {
+                effects[*i] = CompletionEffect::Completed;
+                q = q
+                    .bind(&c.run_id)
+                    .bind(c.attempt as i64)
+                    .bind(&c.worker_id)
+                    .bind(done[&c.run_id])
+                    .bind(now)
+                    .bind(*out);
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        // Failures: rarer; one decision each.
+        let lock = self.dialect.for_update();
+        for (i, c) in completions.iter().enumerate() {
+            let Outcome::Failed { message, fatal } = &c.outcome else {
+                continue;
+            };
+            let row = sqlx::query(&format!(
+                "SELECT {FAILING_COLUMNS} FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2 \
+                 AND worker_id = $3{lock}"
+            ))
+            .bind(&c.run_id)
+            .bind(c.attempt as i64)
+            .bind(&c.worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = row {
+                let f = failing_from_row(&r)?;
+                effects[i] = fail_run(&mut tx, &f, message, *fatal, now).await?;
+                if effects[i] == CompletionEffect::Dead {
+                    children.add(&f.waitpoint_id);
+                }
+            }
+        }
+        self.notify_due(&mut tx, &effects).await?;
+        let finished = self.finish_children(&mut tx, &children, now).await?;
+        tx.commit().await?;
+        self.announce(finished);
+        Ok(effects)
+    }
+
+    async fn heartbeat_once(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
+        if run_ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE runs SET lease_expires_at_ms = $1 + lease_ms WHERE status = 'running' AND worker_id = $2 \
+             AND id IN ({})",
+            params(3, run_ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(worker_id);
+        for id in run_ids {
+            q = q.bind(id);
+        }
+        Ok(q.execute(&self.writer).await?.rows_affected())
+    }
+}
+
+/// Run a transaction again when it lost a deadlock or serialization
+/// conflict (Postgres detects these and aborts one side); each try is a
+/// fresh transaction, so retrying is safe. Up to 5 tries, with jitter.
+async fn retry_conflicts<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 0u64;
+    loop {
+        match f().await {
+            Err(Error::Conflict(e)) if tries < 4 => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "retrying after a database conflict");
+                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=10 * tries))).await;
+            }
+            other => return other,
+        }
     }
 }

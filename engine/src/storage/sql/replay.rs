@@ -171,7 +171,7 @@ impl SqlStore {
                 continue;
             }
             let sql = format!(
-                "SELECT replay_of, task_id FROM runs WHERE replay_of IN ({})",
+                "SELECT replay_of, task_id FROM runs WHERE replay_of <> '' AND replay_of IN ({})",
                 self.dialect.list(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);

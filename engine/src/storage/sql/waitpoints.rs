@@ -237,7 +237,7 @@ impl SqlStore {
         let mut children = Vec::new();
         if wp.kind == WaitpointKind::Runs {
             for r in sqlx::query(
-                "SELECT id, task_id, status, output_json, last_error FROM runs WHERE waitpoint_id = $1 ORDER BY task_id, id",
+                "SELECT id, task_id, status, output_json, last_error FROM runs WHERE waitpoint_id = $1 AND waitpoint_id <> '' ORDER BY task_id, id",
             )
             .bind(id)
             .fetch_all(&self.reader)

@@ -1,5 +1,7 @@
--- Fanout schema, SQLite flavour. Ids are UUIDv7 text made by the engine,
--- JSON is TEXT, times are epoch milliseconds (BIGINT), booleans are 0/1.
+-- Fanout schema, portable: the same SQL runs on SQLite and PostgreSQL.
+-- Ids are UUIDv7 text made by the engine, JSON is TEXT, times are epoch
+-- milliseconds (BIGINT), booleans are 0/1. Postgres-only tuning lives in
+-- migrations/postgres/.
 
 CREATE TABLE event_definitions (
     namespace        TEXT   NOT NULL,

@@ -23,6 +23,7 @@ CREATE TABLE waitpoints (
     completed_at_ms BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX waitpoints_due ON waitpoints (timeout_at_ms) WHERE status = 'waiting' AND timeout_at_ms > 0;
+CREATE INDEX waitpoints_by_event ON waitpoints (event_id);
 
 -- Children point at the waitpoint that waits for them.
 ALTER TABLE runs ADD COLUMN waitpoint_id TEXT NOT NULL DEFAULT '';

@@ -1,0 +1,33 @@
+//! The benchmark binary runs scenario 1 end to end and reports its figures.
+//! It checks the shape and the counts of the summary, never a timing.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+#[test]
+fn throughput_scenario_reports_runs_per_sec() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanout-bench"))
+        .args([
+            "--backend",
+            "sqlite",
+            "--events",
+            "60",
+            "--subscribers",
+            "2",
+            "--publishers",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scenario"], "throughput");
+    assert_eq!(v["runs"], 120);
+    assert!(v["runs_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["events_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["publish_ack"]["n"], 60);
+}
