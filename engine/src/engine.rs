@@ -70,10 +70,16 @@ impl Engine {
     ) -> Self {
         let window = config.idempotency_window_ms as i64;
         let s = store.clone();
+        // SQLite has one writer, and its publish commit toggles the writer's
+        // `synchronous` setting: one publish batch in flight there.
+        let publish_concurrency = match config.store {
+            crate::config::StoreConfig::Sqlite { .. } => 1,
+            crate::config::StoreConfig::Postgres { .. } => config.publish_concurrency,
+        };
         let publisher = Batcher::spawn(
             "publish",
             config.publish_batch_max,
-            config.publish_concurrency,
+            publish_concurrency,
             move |batch: Vec<NewEvent>| {
                 let s = s.clone();
                 async move { s.publish(&batch, window).await }

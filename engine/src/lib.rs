@@ -183,6 +183,7 @@ pub async fn run_with(
     let (g, h) = tokio::join!(grpc, http);
     cancel.cancel();
     while tasks.join_next().await.is_some() {}
+    backends.store.close().await;
     g?;
     h?;
     tracing::info!("engine stopped");

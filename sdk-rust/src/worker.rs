@@ -212,7 +212,20 @@ impl Worker {
         let mut beat = tokio::time::interval((min_lease / 3).max(Duration::from_millis(50)));
         loop {
             tokio::select! {
-                _ = stop.changed() => return true,
+                _ = stop.changed() => {
+                    // Graceful: half-close, then wait (bounded) for the engine
+                    // to end the stream, which it does once it has released
+                    // this worker's runs. Running handlers are dropped (the
+                    // engine fails their attempts for retry); they hold
+                    // senders, so stop them first.
+                    jobs.shutdown().await;
+                    drop(tx);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        while let Ok(Some(_)) = inbound.message().await {}
+                    })
+                    .await;
+                    return true;
+                }
                 _ = beat.tick() => {
                     let ids: Vec<String> = running.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
                     if !ids.is_empty() {

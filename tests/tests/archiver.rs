@@ -138,6 +138,8 @@ async fn clickhouse_outage_loses_nothing() {
 
     // ClickHouse "down": publishes still succeed.
     up.store(false, Ordering::SeqCst);
+    // The proxy polls the flag every 10 ms: let it cut live connections.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     for n in 10..40 {
         client
             .publish_json(

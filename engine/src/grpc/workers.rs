@@ -112,7 +112,7 @@ impl WorkerService for WorkersApi {
         let cancel = self.cancel.child_token();
         // Claimed runs → stream.
         let (runs_tx, mut runs_rx) = mpsc::channel(concurrency);
-        tokio::spawn(session.clone().dispatch_loop(runs_tx, cancel.clone()));
+        let dispatch = tokio::spawn(session.clone().dispatch_loop(runs_tx, cancel.clone()));
         let fwd = tx.clone();
         let fwd_cancel = cancel.clone();
         tokio::spawn(async move {
@@ -184,9 +184,16 @@ impl WorkerService for WorkersApi {
                     Ok(None) | Err(_) => break,
                 }
             }
+            // Stop dispatching and wait for a claim that may be in flight,
+            // *then* release: otherwise a claim committing after the release
+            // would leave a run leased to a gone worker until its lease ends.
             cancel.cancel();
+            let _ = dispatch.await;
             session.close().await;
             tracing::info!(worker = %session.worker_id, "worker disconnected");
+            // `tx` drops here: the response stream ends only now, so a
+            // worker waiting for it knows its runs were released.
+            drop(tx);
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),

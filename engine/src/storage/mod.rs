@@ -197,6 +197,10 @@ pub trait Store: Send + Sync + 'static {
     /// `(original event id, task id)` pairs that already have replay runs.
     async fn replayed_pairs(&self, original_ids: &[String]) -> Result<Vec<(String, String)>>;
 
+    /// Close connections (engine shutdown), so an engine restarted in the
+    /// same process never contends with a lingering pool.
+    async fn close(&self) {}
+
     /// Up to `limit` events not yet shipped to the archive, oldest first.
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>>;
 
