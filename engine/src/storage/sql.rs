@@ -495,6 +495,45 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Runs of a namespace matching `query` plus `extra` (a fixed SQL
+    /// condition), newest first: `list_runs` and `list_dead_letters`.
+    async fn select_runs(
+        &self,
+        namespace: &str,
+        query: &RunQuery,
+        extra: &str,
+    ) -> Result<Vec<Run>> {
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1{extra}");
+        let mut args: Vec<&str> = Vec::new();
+        let status = query.status.map(RunStatus::as_str);
+        for (col, v, op) in [
+            ("event", query.event.as_deref(), "="),
+            ("task_id", query.task.as_deref(), "="),
+            ("status", status, "="),
+            ("id", query.before.as_deref(), "<"),
+        ] {
+            if let Some(v) = v {
+                args.push(v);
+                sql += &format!(" AND {col} {op} ${}", args.len() + 1);
+            }
+        }
+        let limit = if query.limit == 0 {
+            100
+        } else {
+            query.limit.min(10_000)
+        };
+        sql += &format!(" ORDER BY id DESC LIMIT {limit}");
+        let mut q = sqlx::query(&sql).bind(namespace);
+        for a in args {
+            q = q.bind(a);
+        }
+        q.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
     /// Tell other replicas (Postgres only), delivered at commit.
     async fn notify(&self, tx: &mut Transaction<'static, Any>, message: &str) -> Result<()> {
         if let Some(channel) = &self.channel {
@@ -1077,39 +1116,7 @@ impl Store for SqlStore {
     }
 
     async fn list_runs(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>> {
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1");
-        let mut args: Vec<String> = Vec::new();
-        let mut add = |col: &str, v: &str, op: &str| {
-            args.push(v.to_string());
-            format!(" AND {col} {op} ${}", args.len() + 1)
-        };
-        if let Some(e) = &query.event {
-            sql += &add("event", e, "=");
-        }
-        if let Some(t) = &query.task {
-            sql += &add("task_id", t, "=");
-        }
-        if let Some(s) = query.status {
-            sql += &add("status", s.as_str(), "=");
-        }
-        if let Some(b) = &query.before {
-            sql += &add("id", b, "<");
-        }
-        let limit = if query.limit == 0 {
-            100
-        } else {
-            query.limit.min(10_000)
-        };
-        sql += &format!(" ORDER BY id DESC LIMIT {limit}");
-        let mut q = sqlx::query(&sql).bind(namespace);
-        for a in &args {
-            q = q.bind(a);
-        }
-        q.fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(run_from_row)
-            .collect()
+        self.select_runs(namespace, query, "").await
     }
 
     async fn get_run(
@@ -1156,33 +1163,7 @@ impl Store for SqlStore {
     }
 
     async fn list_dead_letters(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>> {
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND dlq = 1");
-        let mut args: Vec<&str> = Vec::new();
-        for (col, v, op) in [
-            ("event", &query.event, "="),
-            ("task_id", &query.task, "="),
-            ("id", &query.before, "<"),
-        ] {
-            if let Some(v) = v {
-                args.push(v);
-                sql += &format!(" AND {col} {op} ${}", args.len() + 1);
-            }
-        }
-        let limit = if query.limit == 0 {
-            100
-        } else {
-            query.limit.min(10_000)
-        };
-        sql += &format!(" ORDER BY id DESC LIMIT {limit}");
-        let mut q = sqlx::query(&sql).bind(namespace);
-        for a in args {
-            q = q.bind(a);
-        }
-        q.fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(run_from_row)
-            .collect()
+        self.select_runs(namespace, query, " AND dlq = 1").await
     }
 
     async fn retry_dead_letters(
