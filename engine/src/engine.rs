@@ -70,8 +70,11 @@ impl Engine {
     ) -> Self {
         let window = config.idempotency_window_ms as i64;
         let s = store.clone();
-        // SQLite has one writer, and its publish commit toggles the writer's
-        // `synchronous` setting: one publish batch in flight there.
+        // SQLite has one writer and each publish commit is an fsync: one
+        // batch in flight lets the next batch grow while it commits, instead
+        // of several small batches queueing for the writer (measured: ~3.9k
+        // vs ~1.3k runs/s). Correctness does not depend on it (the store
+        // serialises its own publish commits).
         let publish_concurrency = match config.store {
             crate::config::StoreConfig::Sqlite { .. } => 1,
             crate::config::StoreConfig::Postgres { .. } => config.publish_concurrency,
@@ -120,9 +123,6 @@ impl Engine {
     }
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
-    }
-    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
-        &self.inner.limiter
     }
     /// Wakes worker sessions.
     pub fn wakeup(&self) -> &Wakeup {

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use fanout::proto as pb;
-use fanout::{Client, Error, Event, PublishOptions, Retry, Task, TaskError, Worker};
+use fanout::{Client, Error, Event, Retry, Task, TaskError, Worker};
 use fanout_tests::{TestEngine, backends, eventually, http, runs_with_status};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -617,6 +617,5 @@ async fn http_publish_api() {
         assert_eq!((s, body.as_str()), (200, r#"{"status":"ok"}"#));
         worker.shutdown().await.unwrap();
         engine.stop().await;
-        let _ = PublishOptions::default();
     }
 }

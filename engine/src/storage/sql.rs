@@ -21,6 +21,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which SQL engine is behind the pool.
@@ -58,6 +59,9 @@ pub struct SqlStore {
     channel: Option<String>,
     /// Post-commit events for this process (waitpoints finished, …).
     events: tokio::sync::broadcast::Sender<StoreEvent>,
+    /// SQLite: held across a publish's FULL → commit → NORMAL, so no other
+    /// publish can commit while the single writer is back at NORMAL.
+    publish_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// `(version, description, sql)` per dialect, embedded at build time. The
@@ -159,6 +163,7 @@ impl SqlStore {
                     dialect: Dialect::Sqlite,
                     channel: None,
                     events: tokio::sync::broadcast::channel(4096).0,
+                    publish_lock: Arc::default(),
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -218,6 +223,7 @@ impl SqlStore {
                     dialect: Dialect::Postgres,
                     channel: Some(notify_channel(&schema)),
                     events: tokio::sync::broadcast::channel(4096).0,
+                    publish_lock: Arc::default(),
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -233,16 +239,6 @@ impl SqlStore {
             return Err(Error::Unavailable(format!("migrations failed: {e}")));
         }
         Ok(())
-    }
-
-    /// Which dialect this store speaks.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    /// The pool used for writes (LISTEN/NOTIFY and tests use it).
-    pub fn pool(&self) -> &AnyPool {
-        &self.writer
     }
 
     /// Close all connections.
@@ -1346,10 +1342,15 @@ impl SqlStore {
     ) -> Result<Vec<Published>> {
         let now = now_ms();
         // SQLite: fsync this commit (FULL), then return the single writer
-        // connection to NORMAL. Only publishes touch the setting and the
-        // engine runs one publish batch at a time on SQLite, so no other
-        // publish can commit in between; an error leaves FULL (safe side).
+        // connection to NORMAL. Only publishes touch the setting, one at a
+        // time (the lock), so every publish commits under FULL; an error
+        // leaves FULL (the safe side).
         let sqlite = self.dialect == Dialect::Sqlite;
+        let _one_publish = if sqlite {
+            Some(self.publish_lock.lock().await)
+        } else {
+            None
+        };
         if sqlite {
             self.writer.execute("PRAGMA synchronous = FULL").await?;
         }
