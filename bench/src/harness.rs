@@ -33,6 +33,9 @@ impl Bench {
                 max_connections: 16,
             };
         }
+        if let Some(n) = args.publish_concurrency {
+            config.publish_concurrency = n;
+        }
         tweak(&mut config);
         let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
         let url = format!("http://{}", listeners.grpc.local_addr()?);

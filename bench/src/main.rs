@@ -52,6 +52,10 @@ pub struct Args {
     /// Worker concurrency (slots).
     #[arg(long, default_value_t = 512)]
     pub worker_concurrency: u32,
+    /// Override the engine's publish/completion transactions in flight
+    /// (`publish_concurrency`; in-process engine only).
+    #[arg(long)]
+    pub publish_concurrency: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

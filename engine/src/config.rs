@@ -31,6 +31,11 @@ pub struct Config {
     pub publish_concurrency: usize,
     /// Events shipped to the archive per batch.
     pub archive_batch: usize,
+    /// After shipping a partial batch, wait this long before the next one,
+    /// so a steady stream of publishes ships in a few large batches rather
+    /// than one small batch (two statements) per publish. A lone publish
+    /// still ships at once.
+    pub archive_linger_ms: u64,
     /// How long an idempotency key suppresses repeats.
     pub idempotency_window_ms: u64,
     /// After a publish wakes an idle worker session, wait this long before
@@ -55,6 +60,7 @@ impl Default for Config {
             publish_batch_max: 256,
             publish_concurrency: 4,
             archive_batch: 1_000,
+            archive_linger_ms: 20,
             idempotency_window_ms: 24 * 60 * 60 * 1000,
             claim_linger_us: 1_000,
         }

@@ -68,6 +68,9 @@ impl Session {
         let wake = self.engine.wakeup().clone();
         let mut failures = 0u32;
         let mut last_claimed = 0usize;
+        // The store tries tasks in the order given; start each claim at the
+        // next task so one task's backlog never starves the others.
+        let mut order = self.tasks.clone();
         // Runs already due when the worker connects are found by the first
         // claim; later ones by wake-ups. A retry scheduled before a restart
         // has no timer here, so ask the store once when it falls due.
@@ -94,7 +97,7 @@ impl Session {
                     .store()
                     .claim(
                         &self.namespace,
-                        &self.tasks,
+                        &order,
                         &self.worker_id,
                         free as u32,
                         now_ms(),
@@ -103,6 +106,7 @@ impl Session {
                 {
                     Ok(claimed) => {
                         failures = 0;
+                        order.rotate_left(1);
                         last_claimed = claimed.len();
                         full = claimed.len() == free;
                         if let Ok(mut set) = self.in_flight.lock() {

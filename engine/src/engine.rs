@@ -6,8 +6,8 @@
 //!    in-memory registry. A crash here: nothing stored, the caller sees an
 //!    error or a dropped connection and may retry.
 //! 2. Queue into the publish [`Batcher`]; one transaction inserts the event
-//!    row (which doubles as the archive outbox entry), its idempotency key and
-//!    one run per subscriber. A crash before `COMMIT`: nothing stored.
+//!    row, its archive outbox entry, its idempotency key and one run per
+//!    subscriber. A crash before `COMMIT`: nothing stored.
 //! 3. `COMMIT` returns, then the caller gets the event id and run ids. A
 //!    crash between the two: everything is stored and will run; the caller
 //!    did not hear "ok" and retries, and the idempotency key (if given)

@@ -1,5 +1,5 @@
-//! Ships the outbox (unarchived rows of the store's `events` table) to the
-//! archive in batches, then marks them shipped.
+//! Ships the outbox (the store's `archive_outbox`: events not yet archived)
+//! to the archive in batches, then removes them from it.
 //!
 //! Crash safety: rows are marked only after the archive accepted them, so a
 //! kill between write and mark ships the batch again after restart; the
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 /// Run until `cancel`; ships whatever is pending first when woken.
 pub async fn run(engine: Engine, archive: Arc<dyn Archive>, cancel: CancellationToken) {
     let batch = engine.config().archive_batch;
+    let linger = Duration::from_millis(engine.config().archive_linger_ms);
     let mut backoff = Duration::from_millis(100);
     loop {
         let wake = engine.archive_wakeup().clone();
@@ -27,7 +28,17 @@ pub async fn run(engine: Engine, archive: Arc<dyn Archive>, cancel: Cancellation
                 backoff = Duration::from_millis(100);
                 continue;
             }
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(n) => {
+                backoff = Duration::from_millis(100);
+                if n > 0 && !linger.is_zero() {
+                    // More are likely on the way: let them gather.
+                    tokio::select! {
+                        _ = tokio::time::sleep(linger) => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                    continue;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "archive shipping failed; will retry");
                 tokio::select! {

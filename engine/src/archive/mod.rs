@@ -1,6 +1,7 @@
 //! The event archive: every published event, kept for `events log` and
-//! replay. The run store's `events` table is the durable outbox; the
-//! [`archiver`] ships it here in batches. Writes must be idempotent on the
+//! replay. The run store's `archive_outbox` table (written in the publish
+//! transaction) lists what is not yet here; the [`archiver`] ships it in
+//! batches. Writes must be idempotent on the
 //! event id (a batch may ship twice after a crash) and reads de-duplicate.
 //!
 //! Implementations: [`local::LocalArchive`] (SQLite file, embedded default)

@@ -57,7 +57,9 @@ pub trait Store: Send + Sync + 'static {
         idempotency_window_ms: i64,
     ) -> Result<Vec<Published>>;
 
-    /// Lease up to `limit` due runs of these tasks to `worker_id`.
+    /// Lease up to `limit` due runs of these tasks to `worker_id`, each
+    /// task's in due order; earlier tasks in `task_ids` are served first
+    /// when there are more due runs than `limit` (callers rotate it).
     async fn claim(
         &self,
         namespace: &str,

@@ -78,6 +78,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (2, "delivery", "0002_delivery.sql"),
     (3, "waitpoints", "0003_waitpoints.sql"),
     (4, "replay", "0004_replay.sql"),
+    (6, "outbox", "0006_outbox.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -85,6 +86,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (3, "waitpoints", "0003_waitpoints.sql"),
     (4, "replay", "0004_replay.sql"),
     (5, "queue tuning", "postgres/0005_queue_tuning.sql"),
+    (6, "outbox", "0006_outbox.sql"),
 );
 
 fn migrator(dialect: Dialect) -> Migrator {
@@ -482,11 +484,18 @@ impl SqlStore {
     /// lose only the last ~0.6 s of them, and those runs then go back to their
     /// previous state and execute again (delivery is at-least-once; a late
     /// result is discarded as stale). Publishes keep `synchronous_commit`.
-    async fn relaxed_commit(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
+    ///
+    /// `settings` adds further `SET LOCAL`s, sent in the same round trip.
+    async fn relaxed_commit(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        settings: &str,
+    ) -> Result<()> {
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut **tx)
-                .await?;
+            // No parameters: the simple protocol, which takes several
+            // statements at once.
+            let sql = format!("SET LOCAL synchronous_commit = off{settings}");
+            (&mut **tx).execute(sql.as_str()).await?;
         }
         Ok(())
     }
@@ -692,14 +701,14 @@ impl SqlStore {
         }
 
         for chunk in fresh.chunks(CHUNK) {
-            const N: usize = 13;
+            const N: usize = 12;
             let values = (0..chunk.len())
                 .map(|i| format!("({})", self.dialect.list(i * N + 1, N)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
                 "INSERT INTO events (id, namespace, name, version, payload, ordering_key, idempotency_key, tags, \
-                 fan_out_count, publisher_run_id, published_at_ms, replay_of, archived) VALUES {values}"
+                 fan_out_count, publisher_run_id, published_at_ms, replay_of) VALUES {values}"
             );
             let mut q = sqlx::query(&sql);
             for ev in chunk {
@@ -715,11 +724,27 @@ impl SqlStore {
                     .bind(ev.runs.len() as i64)
                     .bind(&ev.publisher_run_id)
                     .bind(ev.published_at_ms)
-                    .bind(&ev.replay_of)
-                    // A replayed copy is not archived again.
-                    .bind(i64::from(!ev.replay_of.is_empty()));
+                    .bind(&ev.replay_of);
             }
             q.execute(&mut **tx).await?;
+            // A replayed copy is not archived again.
+            let originals: Vec<&str> = chunk
+                .iter()
+                .filter(|ev| ev.replay_of.is_empty())
+                .map(|ev| ev.id.as_str())
+                .collect();
+            if !originals.is_empty() {
+                let values = (0..originals.len())
+                    .map(|i| format!("({})", self.dialect.list(i + 1, 1)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("INSERT INTO archive_outbox (event_id) VALUES {values}");
+                let mut q = sqlx::query(&sql);
+                for id in originals {
+                    q = q.bind(id);
+                }
+                q.execute(&mut **tx).await?;
+            }
         }
 
         let runs: Vec<(&NewEvent, &NewRun)> = fresh
@@ -1290,8 +1315,9 @@ impl Store for SqlStore {
 
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>> {
         let rows = sqlx::query(
-            "SELECT id, namespace, name, version, payload, tags, ordering_key, idempotency_key, fan_out_count, \
-             published_at_ms, publisher_run_id FROM events WHERE archived = 0 ORDER BY id LIMIT $1",
+            "SELECT e.id, e.namespace, e.name, e.version, e.payload, e.tags, e.ordering_key, e.idempotency_key, \
+             e.fan_out_count, e.published_at_ms, e.publisher_run_id FROM archive_outbox o \
+             JOIN events e ON e.id = o.event_id ORDER BY o.event_id LIMIT $1",
         )
         .bind(limit as i64)
         .fetch_all(&self.reader)
@@ -1319,7 +1345,7 @@ impl Store for SqlStore {
     async fn mark_archived(&self, event_ids: &[String]) -> Result<()> {
         for chunk in event_ids.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE events SET archived = 1 WHERE id IN ({})",
+                "DELETE FROM archive_outbox WHERE event_id IN ({})",
                 self.dialect.list(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
@@ -1329,6 +1355,54 @@ impl Store for SqlStore {
             q.execute(&self.writer).await?;
         }
         Ok(())
+    }
+}
+
+/// Tasks per claim statement: one `UNION ALL` branch each (SQLite allows
+/// 500 compound terms; a worker with more tasks claims in several
+/// statements inside the same transaction).
+const CLAIM_TASKS_PER_STATEMENT: usize = 32;
+
+/// `(runs.status = 'running') IS TRUE`, not `runs.status = 'running'`: the
+/// plain form matches the partial index `runs_lease`, and the planner then
+/// bitmap-scans every running row (and the index's dead entries) to update
+/// a few runs by id. Measured on Postgres: 0.13 ms → 0.05 ms for one run,
+/// 6.4 ms → 2 ms of row lookup for 600. Pair it with an `id IN (…)` list so
+/// the primary key is the only way in. `status` is `NOT NULL`, so this is
+/// the same condition.
+const RUNNING: &str = "(runs.status = 'running') IS TRUE";
+
+impl SqlStore {
+    /// The claim statement for `n` tasks (`$5…`): one branch per task, each
+    /// an index range scan of `runs_claim` in due order that stops after
+    /// `$4` rows, under an outer `LIMIT $4` that stops the `UNION ALL`
+    /// lazily, so later tasks are read only when earlier ones run short.
+    /// (One `task_id IN (…)` scan had to read and sort the whole backlog on
+    /// every claim: 6.3 ms per claim on Postgres with a few thousand queued
+    /// runs, the engine's largest single cost.) Callers rotate the task
+    /// order between claims so no task waits behind another's backlog.
+    fn claim_sql(&self, n: usize) -> String {
+        let lock = self.dialect.skip_locked();
+        let branches = (0..n)
+            .map(|i| {
+                format!(
+                    "SELECT id FROM (SELECT r.id FROM runs r WHERE r.namespace = $3 AND r.task_id = ${} \
+                     AND r.status IN ('queued', 'retrying') AND r.available_at_ms <= $2 \
+                     AND (r.ordering_key = '' OR NOT EXISTS (SELECT 1 FROM runs p WHERE p.namespace = r.namespace \
+                          AND p.task_id = r.task_id AND p.ordering_key = r.ordering_key AND p.ordering_key <> '' \
+                          AND p.status IN ('queued', 'running', 'retrying') AND p.id < r.id)) \
+                     ORDER BY r.available_at_ms, r.id LIMIT $4{lock}) t{i}",
+                    i + 5
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        format!(
+            "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
+             lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
+             WHERE id IN (SELECT id FROM ({branches}) due LIMIT $4) \
+             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key"
+        )
     }
 }
 
@@ -1377,30 +1451,25 @@ impl SqlStore {
         if task_ids.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
-             lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
-             WHERE id IN (SELECT r.id FROM runs r WHERE r.namespace = $3 AND r.status IN ('queued', 'retrying') \
-             AND r.available_at_ms <= $2 AND r.task_id IN ({}) \
-             AND (r.ordering_key = '' OR NOT EXISTS (SELECT 1 FROM runs p WHERE p.namespace = r.namespace \
-                  AND p.task_id = r.task_id AND p.ordering_key = r.ordering_key AND p.ordering_key <> '' \
-                  AND p.status IN ('queued', 'running', 'retrying') AND p.id < r.id)) \
-             ORDER BY r.available_at_ms, r.id LIMIT $4{}) \
-             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key",
-            params(5, task_ids.len()),
-            self.dialect.skip_locked()
-        );
         let mut tx = self.writer.begin().await?;
-        self.relaxed_commit(&mut tx).await?;
-        let mut q = sqlx::query(&sql)
-            .bind(worker_id)
-            .bind(now)
-            .bind(namespace)
-            .bind(limit as i64);
-        for t in task_ids {
-            q = q.bind(t);
+        self.relaxed_commit(&mut tx, "").await?;
+        let mut rows = Vec::new();
+        for tasks in task_ids.chunks(CLAIM_TASKS_PER_STATEMENT) {
+            let want = limit as usize - rows.len();
+            if want == 0 {
+                break;
+            }
+            let sql = self.claim_sql(tasks.len());
+            let mut q = sqlx::query(&sql)
+                .bind(worker_id)
+                .bind(now)
+                .bind(namespace)
+                .bind(want as i64);
+            for t in tasks {
+                q = q.bind(t);
+            }
+            rows.extend(q.fetch_all(&mut *tx).await?);
         }
-        let rows = q.fetch_all(&mut *tx).await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
@@ -1491,7 +1560,13 @@ impl SqlStore {
         let mut effects = vec![CompletionEffect::Stale; completions.len()];
         let mut children = waitpoints::Children::default();
         let mut tx = self.writer.begin().await?;
-        self.relaxed_commit(&mut tx).await?;
+        // Postgres plans the VALUES join below against the statistics it
+        // has; on a young or fast-growing table it expects one row and
+        // picks a nested loop that rescans VALUES per run: O(n²), 20 ms of
+        // a 35 ms statement for 100 completions (auto_explain). A hash
+        // join on the ids is right at every size.
+        self.relaxed_commit(&mut tx, "; SET LOCAL enable_nestloop = off")
+            .await?;
 
         // Successes: one UPDATE and one INSERT per chunk.
         let oks: Vec<(usize, &Completion, &str)> = completions
@@ -1509,11 +1584,20 @@ impl SqlStore {
                 .collect::<Vec<_>>()
                 .join(", ");
             let now_ph = self.dialect.list(chunk.len() * N + 1, 1);
+            // The ids again, for the primary-key lookup (see RUNNING):
+            // Postgres reuses their placeholders, SQLite binds them again.
+            let ids = match self.dialect {
+                Dialect::Postgres => (0..chunk.len())
+                    .map(|i| format!("${}", i * N + 1))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Dialect::Sqlite => self.dialect.list(0, chunk.len()),
+            };
             let sql = format!(
                 "WITH v (id, attempt, worker_id, output) AS (VALUES {values}) \
                  UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
                  updated_at_ms = {now_ph}, lease_expires_at_ms = 0 FROM v \
-                 WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempts = v.attempt \
+                 WHERE runs.id IN ({ids}) AND runs.id = v.id AND {RUNNING} AND runs.attempts = v.attempt \
                  AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms, runs.waitpoint_id"
             );
             let mut q = sqlx::query(&sql);
@@ -1525,6 +1609,11 @@ impl SqlStore {
                     .bind(*out);
             }
             q = q.bind(now);
+            if self.dialect == Dialect::Sqlite {
+                for (_, c, _) in chunk {
+                    q = q.bind(&c.run_id);
+                }
+            }
             let mut done: HashMap<String, i64> = HashMap::new();
             for r in q.fetch_all(&mut *tx).await? {
                 done.insert(r.try_get("id")?, r.try_get("started_at_ms")?);
