@@ -12,6 +12,8 @@ pub struct Bench {
     cancel: CancellationToken,
     join: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
+    /// Postgres `(url, schema)` made for this run, dropped at `stop`.
+    schema: Option<(String, String)>,
 }
 
 impl Bench {
@@ -22,14 +24,18 @@ impl Bench {
                 cancel: CancellationToken::new(),
                 join: None,
                 _dir: None,
+                schema: None,
             });
         }
         let dir = tempfile::tempdir()?;
         let mut config = Config::embedded(dir.path());
+        let mut made = None;
         if args.backend == Backend::Postgres {
+            let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+            made = Some((args.database_url.clone(), schema.clone()));
             config.store = StoreConfig::Postgres {
                 url: args.database_url.clone(),
-                schema: format!("bench_{}", uuid::Uuid::now_v7().simple()),
+                schema,
                 max_connections: 16,
             };
         }
@@ -52,6 +58,7 @@ impl Bench {
             cancel,
             join: Some(join),
             _dir: Some(dir),
+            schema: made,
         })
     }
 
@@ -63,6 +70,20 @@ impl Bench {
         self.cancel.cancel();
         if let Some(j) = self.join {
             let _ = tokio::time::timeout(Duration::from_secs(30), j).await;
+        }
+        // Each run starts on empty tables; leftovers would only pile up.
+        if let Some((url, schema)) = self.schema {
+            use sqlx::Executor;
+            let dropped = async {
+                let pool = sqlx::PgPool::connect(&url).await?;
+                pool.execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+                    .await?;
+                pool.close().await;
+                Ok::<_, sqlx::Error>(())
+            };
+            if let Err(e) = dropped.await {
+                eprintln!("could not drop bench schema {schema}: {e}");
+            }
         }
     }
 }

@@ -11,6 +11,10 @@ mod stats;
 
 use clap::{Parser, ValueEnum};
 
+/// The same allocator as the `fanout` binary, so in-process figures match.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug, Clone)]
 #[command(name = "fanout-bench", about = "Fanout benchmarks")]
 pub struct Args {
@@ -30,6 +34,10 @@ pub struct Args {
     /// Use a running engine instead of starting one.
     #[arg(long)]
     pub server: Option<String>,
+    /// With --server: the engine's process id, so the suspended scenario
+    /// can report the engine's own memory (from /proc).
+    #[arg(long, requires = "server")]
+    pub engine_pid: Option<u32>,
     /// Redis URL for the rate-limiter scenario.
     #[arg(
         long,

@@ -1,7 +1,7 @@
 //! The scenarios. Each returns a JSON summary; none asserts a timing.
 
 use crate::harness::Bench;
-use crate::stats::{percentiles, round, rss_bytes};
+use crate::stats::{percentiles, round, rss_bytes, rss_of};
 use crate::{Args, Backend};
 use fanout::{Client, Event, Task, TaskError, Worker};
 use serde::{Deserialize, Serialize};
@@ -348,9 +348,17 @@ pub async fn suspended(args: &Args) -> anyhow::Result<Value> {
         .shutdown()
         .await?;
     let ce = child_ev.clone();
+    let parked = Arc::new(AtomicU64::new(0));
+    let p2 = parked.clone();
     let parent = Task::new("parent", &parent_ev, move |p: Payload, ctx| {
-        let ce = ce.clone();
-        async move { Ok::<_, TaskError>(ctx.publish_and_wait(&ce, &p).await?.len()) }
+        let (ce, parked) = (ce.clone(), p2.clone());
+        async move {
+            // Returns (as a suspension) once the engine holds the parent as
+            // waiting.
+            let r = ctx.publish_and_wait(&ce, &p).await;
+            parked.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, TaskError>(r?.len())
+        }
     });
     let worker = Worker::new(client.clone())
         .concurrency(args.worker_concurrency)
@@ -358,38 +366,47 @@ pub async fn suspended(args: &Args) -> anyhow::Result<Value> {
         .start()
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_bytes();
+    let engine = args.engine_pid.map(|p| p.to_string());
+    let engine_rss = || engine.as_deref().map(rss_of);
+    let (before, engine_before) = (rss_bytes(), engine_rss());
     let t0 = Instant::now();
     publish_all(&client, &parent_ev, args.events, args.publishers).await?;
-    loop {
-        let req = fanout::proto::ListRunsRequest {
-            task: "parent".into(),
-            status: "waiting".into(),
-            limit: 100_000,
-            ..Default::default()
-        };
-        let waiting = client.list_runs(req).await?.len();
-        if waiting >= args.events {
-            break;
-        }
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(600),
-            "only {waiting} parents suspended"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_count(&parked, args.events as u64, Duration::from_secs(600)).await?;
     let secs = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_bytes();
+    let (after, engine_after) = (rss_bytes(), engine_rss());
+    // Checked after the memory reading: listing 10,000 runs allocates.
+    let req = fanout::proto::ListRunsRequest {
+        task: "parent".into(),
+        status: "waiting".into(),
+        limit: 100_000,
+        ..Default::default()
+    };
+    let waiting = client.list_runs(req).await?.len();
+    anyhow::ensure!(
+        waiting >= args.events,
+        "only {waiting} of {} parents are waiting in the store",
+        args.events
+    );
     worker.shutdown().await?;
     bench.stop().await;
-    Ok(json!({
-        "scenario": "suspended", "backend": backend(args), "parents": args.events,
+    let mb = |b: u64| round(b as f64 / 1048576.0);
+    let delta = |a: u64, b: u64| round((a as f64 - b as f64) / 1048576.0);
+    let mut out = json!({
+        "scenario": "suspended", "backend": backend(args), "parents": args.events, "waiting_in_store": waiting,
         "seconds_to_suspend_all": round(secs),
-        "process_rss_before_mb": round(before as f64 / 1048576.0), "process_rss_after_mb": round(after as f64 / 1048576.0),
-        "rss_delta_mb": round((after as f64 - before as f64) / 1048576.0),
-        "note": "engine and worker share this process; the worker holds no slot or state for a suspended parent",
-    }))
+        "process_rss_before_mb": mb(before), "process_rss_after_mb": mb(after), "rss_delta_mb": delta(after, before),
+    });
+    if let (Some(b), Some(a)) = (engine_before, engine_after) {
+        out["engine_rss_before_mb"] = mb(b).into();
+        out["engine_rss_after_mb"] = mb(a).into();
+        out["engine_rss_delta_mb"] = delta(a, b).into();
+        out["note"] =
+            "process_* is the worker and the load generator; engine_* the engine process".into();
+    } else {
+        out["note"] = "engine, worker and load generator share this process (use --server URL --engine-pid PID to separate)".into();
+    }
+    Ok(out)
 }
 
 /// 6. Publish cost with a Redis rate limit (never tripped) vs none.

@@ -25,7 +25,12 @@ pub fn round(x: f64) -> f64 {
 
 /// Resident memory of this process, in bytes (Linux).
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
+    rss_of("self")
+}
+
+/// Resident memory of process `pid` ("self" for this one), in bytes.
+pub fn rss_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
         .and_then(|s| {
             s.split_whitespace()

@@ -38,8 +38,9 @@ pub struct Config {
     pub archive_linger_ms: u64,
     /// How long an idempotency key suppresses repeats.
     pub idempotency_window_ms: u64,
-    /// After a publish wakes an idle worker session, wait this long before
-    /// claiming so one claim takes a burst of runs (0: claim at once).
+    /// When a publish wakes a worker session while more publishes are still
+    /// committing, wait this long before claiming so one claim takes the
+    /// burst (0: claim at once). A lone publish is claimed at once.
     pub claim_linger_us: u64,
 }
 

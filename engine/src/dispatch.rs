@@ -67,7 +67,6 @@ impl Session {
         let linger = Duration::from_micros(self.engine.config().claim_linger_us);
         let wake = self.engine.wakeup().clone();
         let mut failures = 0u32;
-        let mut last_claimed = 0usize;
         // The store tries tasks in the order given; start each claim at the
         // next task so one task's backlog never starves the others.
         let mut order = self.tasks.clone();
@@ -107,7 +106,6 @@ impl Session {
                     Ok(claimed) => {
                         failures = 0;
                         order.rotate_left(1);
-                        last_claimed = claimed.len();
                         full = claimed.len() == free;
                         if let Ok(mut set) = self.in_flight.lock() {
                             set.extend(claimed.iter().map(|c| c.run_id.clone()));
@@ -142,10 +140,10 @@ impl Session {
             }
             tokio::select! {
                 _ = &mut notified => {
-                    // Under load, linger briefly: publishes arrive in bursts,
-                    // and one claim of many runs costs less than many claims
-                    // of one. Idle (last claim found one run or none): go now.
-                    if linger > Duration::ZERO && last_claimed > 1 {
+                    // Under load, linger briefly: more publishes are
+                    // committing, and one claim of many runs costs less than
+                    // many claims of a few. A lone publish is claimed now.
+                    if linger > Duration::ZERO && self.engine.publishes_in_flight() > 0 {
                         tokio::time::sleep(linger).await;
                     }
                 }

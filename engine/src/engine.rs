@@ -27,6 +27,7 @@ use crate::schema::{self, CompiledSchema};
 use crate::storage::Store;
 use crate::wakeup::Wakeup;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing::Instrument;
 
 /// What a caller asks to publish.
@@ -58,6 +59,24 @@ struct Inner {
     hub: crate::waitpoint::WaitpointHub,
     publisher: Batcher<NewEvent, Published>,
     completer: Batcher<Completion, CompletionEffect>,
+    /// Publishes between validation and their answer in this process.
+    publishing: AtomicUsize,
+}
+
+/// Counts one publish in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Engine {
@@ -111,6 +130,7 @@ impl Engine {
                 hub: Default::default(),
                 publisher,
                 completer,
+                publishing: AtomicUsize::new(0),
             }),
         }
     }
@@ -127,6 +147,11 @@ impl Engine {
     /// Wakes worker sessions.
     pub fn wakeup(&self) -> &Wakeup {
         &self.inner.wakeup
+    }
+    /// Publishes of this process not yet answered: a worker session woken
+    /// while others are still committing waits for them (claim linger).
+    pub fn publishes_in_flight(&self) -> usize {
+        self.inner.publishing.load(Ordering::Relaxed)
     }
     /// Wakes waiters of waitpoints.
     pub fn hub(&self) -> &crate::waitpoint::WaitpointHub {
@@ -278,7 +303,12 @@ impl Engine {
             publisher_run_id: input.publisher_run_id,
             runs,
         };
-        let published = self.inner.publisher.submit(event).await?;
+        let in_flight = InFlight::enter(&self.inner.publishing);
+        let published = self.inner.publisher.submit(event).await;
+        // Counted out before the wake-up below, so a woken session sees
+        // only the publishes still committing.
+        drop(in_flight);
+        let published = published?;
         if !published.deduplicated {
             if !published.runs.is_empty() {
                 self.inner.wakeup.now();

@@ -83,14 +83,18 @@ pub fn results(children: &[ChildResult]) -> Value {
 
 impl Engine {
     /// Publish and wait for every run created. With `parent`, the parent
-    /// run is suspended in the same transaction.
+    /// run is suspended in the same transaction. Without one, `hold` keeps
+    /// the caller up to that long for the results (one round trip instead
+    /// of a publish and a long poll).
     pub async fn publish_and_wait(
         &self,
         ns: &str,
         input: PublishInput,
         timeout: Option<Duration>,
         parent: Option<ParentRef>,
+        hold: Duration,
     ) -> Result<(Published, Option<WaitpointView>)> {
+        let held = parent.is_none() && !hold.is_zero();
         let timeout_at = timeout
             .map(|t| now_ms() + t.as_millis() as i64)
             .unwrap_or(0);
@@ -111,7 +115,11 @@ impl Engine {
         if timeout_at > 0 {
             self.expire_at(timeout_at);
         }
-        let view = self.waitpoint(ns, &published.waitpoint_id).await?;
+        let view = if held {
+            self.wait(ns, &published.waitpoint_id, hold).await?
+        } else {
+            self.waitpoint(ns, &published.waitpoint_id).await?
+        };
         let done = view.waitpoint.is_final().then_some(view);
         Ok((published, done))
     }

@@ -98,6 +98,9 @@ fn state(w: pb::WaitpointInfo) -> Result<WaitpointState> {
     })
 }
 
+/// How long one call waits on the engine before asking again.
+const LONG_POLL_MS: u64 = 30_000;
+
 impl Client {
     pub(crate) fn waitpoints(
         &self,
@@ -114,7 +117,7 @@ impl Client {
                 .waitpoints()
                 .wait(self.request(pb::WaitRequest {
                     id: id.into(),
-                    wait_ms: 30_000,
+                    wait_ms: LONG_POLL_MS,
                 }))
                 .await?
                 .into_inner();
@@ -208,6 +211,9 @@ impl Client {
                 tags: opts.tags,
             }),
             timeout_ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            // A client waits in the same call (then `wait` if still open);
+            // a task is suspended instead.
+            wait_ms: if parent.is_none() { LONG_POLL_MS } else { 0 },
             parent,
         };
         Ok(self

@@ -91,6 +91,52 @@ async fn publish_batch_commits_events_runs_and_outbox() {
     }
 }
 
+/// Postgres publishes small keyless batches as one statement and the rest
+/// in a chunked transaction; both store the same rows.
+#[tokio::test]
+async fn every_publish_path_stores_events_runs_and_outbox_alike() {
+    for (name, store, _d) in stores().await {
+        let tasks: Vec<String> = (0..450).map(|i| format!("t{i}")).collect();
+        let wide: Vec<&str> = tasks.iter().map(String::as_str).collect();
+        let batches = [
+            // One statement on Postgres: an event without subscribers too.
+            vec![
+                new_event("default", "e.none", &[], ""),
+                new_event("default", "e.two", &["a", "b"], ""),
+            ],
+            // More runs than one chunk: the transaction.
+            vec![new_event("default", "e.wide", &wide, "")],
+            // An idempotency key: the transaction.
+            vec![new_event("default", "e.keyed", &["a"], "k")],
+        ];
+        let mut runs = 0;
+        for batch in &batches {
+            let out = store.publish(batch, DAY).await.unwrap();
+            for (p, ev) in out.iter().zip(batch) {
+                assert_eq!(p.event_id, ev.id, "[{name}]");
+                assert_eq!(p.runs.len(), ev.runs.len(), "[{name}]");
+                runs += ev.runs.len();
+            }
+        }
+        let stored = store
+            .list_runs(
+                "default",
+                &RunQuery {
+                    limit: 1_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), runs, "[{name}] every run stored");
+        assert_eq!(
+            store.outbox(100).await.unwrap().len(),
+            4,
+            "[{name}] every event is in the outbox"
+        );
+    }
+}
+
 #[tokio::test]
 async fn idempotency_keys_dedupe_within_the_window_only() {
     for (name, store, _d) in stores().await {

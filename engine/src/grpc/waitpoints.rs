@@ -9,6 +9,9 @@ use fanout_proto::v1::waitpoint_service_server::WaitpointService;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
+/// Longest a call is held waiting (`Wait`, `PublishAndWait.wait_ms`).
+const MAX_WAIT_MS: u64 = 300_000;
+
 pub struct WaitpointsApi {
     pub engine: Engine,
 }
@@ -45,9 +48,10 @@ impl WaitpointService for WaitpointsApi {
                 .unwrap_or_default(),
         };
         let timeout = (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms));
+        let hold = Duration::from_millis(r.wait_ms.min(MAX_WAIT_MS));
         let (published, done) = self
             .engine
-            .publish_and_wait(&ns, input, timeout, convert::parent(r.parent))
+            .publish_and_wait(&ns, input, timeout, convert::parent(r.parent), hold)
             .await?;
         Ok(Response::new(pb::PublishAndWaitResponse {
             waitpoint_id: published.waitpoint_id.clone(),
@@ -113,7 +117,7 @@ impl WaitpointService for WaitpointsApi {
         let max = Duration::from_millis(if r.wait_ms == 0 {
             30_000
         } else {
-            r.wait_ms.min(300_000)
+            r.wait_ms.min(MAX_WAIT_MS)
         });
         let v = self.engine.wait(&ns, &r.id, max).await?;
         Ok(Response::new(convert::waitpoint(v)))

@@ -8,6 +8,7 @@
 //! otherwise answer SQLITE_BUSY). The conformance suite runs every test on
 //! both. Why not `query!`: it checks against one database per crate.
 
+mod publish;
 mod replay;
 mod waitpoints;
 
@@ -680,113 +681,12 @@ impl SqlStore {
                 }
                 batch_keys.insert(k, out.len());
             }
-            out.push(Published {
-                event_id: ev.id.clone(),
-                version: ev.version,
-                runs: ev
-                    .runs
-                    .iter()
-                    .map(|r| (r.id.clone(), r.task_id.clone(), r.consumer_group.clone()))
-                    .collect(),
-                deduplicated: false,
-                waitpoint_id: ev
-                    .waitpoint
-                    .as_ref()
-                    .map(|w| w.id.clone())
-                    .unwrap_or_default(),
-                suspended: false,
-            });
+            out.push(publish::published(ev));
             fresh_at.push(out.len() - 1);
             fresh.push(ev);
         }
 
-        for chunk in fresh.chunks(CHUNK) {
-            const N: usize = 12;
-            let values = (0..chunk.len())
-                .map(|i| format!("({})", self.dialect.list(i * N + 1, N)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO events (id, namespace, name, version, payload, ordering_key, idempotency_key, tags, \
-                 fan_out_count, publisher_run_id, published_at_ms, replay_of) VALUES {values}"
-            );
-            let mut q = sqlx::query(&sql);
-            for ev in chunk {
-                q = q
-                    .bind(&ev.id)
-                    .bind(&ev.namespace)
-                    .bind(&ev.name)
-                    .bind(ev.version as i64)
-                    .bind(&ev.payload_json)
-                    .bind(&ev.ordering_key)
-                    .bind(&ev.idempotency_key)
-                    .bind(serde_json::to_string(&ev.tags).unwrap_or_else(|_| "[]".into()))
-                    .bind(ev.runs.len() as i64)
-                    .bind(&ev.publisher_run_id)
-                    .bind(ev.published_at_ms)
-                    .bind(&ev.replay_of);
-            }
-            q.execute(&mut **tx).await?;
-            // A replayed copy is not archived again.
-            let originals: Vec<&str> = chunk
-                .iter()
-                .filter(|ev| ev.replay_of.is_empty())
-                .map(|ev| ev.id.as_str())
-                .collect();
-            if !originals.is_empty() {
-                let values = (0..originals.len())
-                    .map(|i| format!("({})", self.dialect.list(i + 1, 1)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!("INSERT INTO archive_outbox (event_id) VALUES {values}");
-                let mut q = sqlx::query(&sql);
-                for id in originals {
-                    q = q.bind(id);
-                }
-                q.execute(&mut **tx).await?;
-            }
-        }
-
-        let runs: Vec<(&NewEvent, &NewRun)> = fresh
-            .iter()
-            .flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r)))
-            .collect();
-        for chunk in runs.chunks(CHUNK) {
-            const N: usize = 19;
-            let values = (0..chunk.len())
-                .map(|i| format!("({}, 'queued')", self.dialect.list(i * N + 1, N)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO runs (id, namespace, event_id, event, task_id, max_attempts, initial_backoff_ms, \
-                 max_backoff_ms, backoff_multiplier, lease_ms, available_at_ms, ordering_key, consumer_group, \
-                 created_at_ms, updated_at_ms, dlq_enabled, attempt_budget, waitpoint_id, replay_of, status) VALUES {values}"
-            );
-            let mut q = sqlx::query(&sql);
-            for (ev, r) in chunk {
-                q = q
-                    .bind(&r.id)
-                    .bind(&ev.namespace)
-                    .bind(&ev.id)
-                    .bind(&ev.name)
-                    .bind(&r.task_id)
-                    .bind(r.retry.max_attempts as i64)
-                    .bind(r.retry.initial_backoff_ms as i64)
-                    .bind(r.retry.max_backoff_ms as i64)
-                    .bind(r.retry.multiplier)
-                    .bind(r.lease_ms as i64)
-                    .bind(now)
-                    .bind(&ev.ordering_key)
-                    .bind(&r.consumer_group)
-                    .bind(now)
-                    .bind(now)
-                    .bind(ev.dlq as i64)
-                    .bind(r.retry.max_attempts as i64)
-                    .bind(ev.waitpoint.as_ref().map(|w| w.id.as_str()).unwrap_or(""))
-                    .bind(&ev.replay_of);
-            }
-            q.execute(&mut **tx).await?;
-        }
+        self.insert_published(tx, &fresh, now).await?;
         let mut finished = Vec::new();
         for (ev, at) in fresh.iter().zip(&fresh_at) {
             if let Some(wp) = &ev.waitpoint {
@@ -797,7 +697,7 @@ impl SqlStore {
                 }
             }
         }
-        if !runs.is_empty() {
+        if fresh.iter().any(|ev| !ev.runs.is_empty()) {
             self.notify(tx, "runs").await?;
         }
         Ok((out, finished))
@@ -1415,6 +1315,9 @@ impl SqlStore {
         idempotency_window_ms: i64,
     ) -> Result<Vec<Published>> {
         let now = now_ms();
+        if self.single_statement(events) {
+            return self.publish_single_statement(events, now).await;
+        }
         // SQLite: fsync this commit (FULL), then return the single writer
         // connection to NORMAL. Only publishes touch the setting, one at a
         // time (the lock), so every publish commits under FULL; an error

@@ -1,0 +1,223 @@
+//! The publish statements: multi-row inserts of events, their archive
+//! outbox entries and their runs, shared by the transactional path (any
+//! batch, both databases) and Postgres's single-statement path.
+//!
+//! Why a single statement: a publish batch in a transaction is six round
+//! trips (`BEGIN`, events, outbox, runs, `NOTIFY`, `COMMIT`) before the
+//! fsync. On Postgres the common batch (no idempotency keys, no waitpoints,
+//! one chunk) is instead one autocommit statement whose data-modifying
+//! `WITH` parts insert everything atomically; the statement commits, with
+//! `synchronous_commit` on, before it returns.
+
+use super::{CHUNK, Dialect, SqlStore};
+use crate::error::Result;
+use crate::model::*;
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+type Q<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+const EVENT_PARAMS: usize = 12;
+const RUN_PARAMS: usize = 19;
+
+fn rows(dialect: Dialect, n: usize, per_row: usize, from: usize, suffix: &str) -> String {
+    (0..n)
+        .map(|i| format!("({}{suffix})", dialect.list(from + i * per_row, per_row)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `INSERT INTO events` for `n` events, parameters from `$from`.
+fn events_sql(dialect: Dialect, n: usize, from: usize) -> String {
+    format!(
+        "INSERT INTO events (id, namespace, name, version, payload, ordering_key, idempotency_key, tags, \
+         fan_out_count, publisher_run_id, published_at_ms, replay_of) VALUES {}",
+        rows(dialect, n, EVENT_PARAMS, from, "")
+    )
+}
+
+fn bind_events<'q>(mut q: Q<'q>, events: &[&'q NewEvent]) -> Q<'q> {
+    for ev in events {
+        q = q
+            .bind(&ev.id)
+            .bind(&ev.namespace)
+            .bind(&ev.name)
+            .bind(ev.version as i64)
+            .bind(&ev.payload_json)
+            .bind(&ev.ordering_key)
+            .bind(&ev.idempotency_key)
+            .bind(serde_json::to_string(&ev.tags).unwrap_or_else(|_| "[]".into()))
+            .bind(ev.runs.len() as i64)
+            .bind(&ev.publisher_run_id)
+            .bind(ev.published_at_ms)
+            .bind(&ev.replay_of);
+    }
+    q
+}
+
+/// Ids of the events to archive: a replayed copy is not archived again.
+fn originals<'a>(events: &[&'a NewEvent]) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter(|ev| ev.replay_of.is_empty())
+        .map(|ev| ev.id.as_str())
+        .collect()
+}
+
+fn outbox_sql(dialect: Dialect, n: usize, from: usize) -> String {
+    format!(
+        "INSERT INTO archive_outbox (event_id) VALUES {}",
+        rows(dialect, n, 1, from, "")
+    )
+}
+
+fn bind_ids<'q>(mut q: Q<'q>, ids: &[&'q str]) -> Q<'q> {
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q
+}
+
+fn runs_sql(dialect: Dialect, n: usize, from: usize) -> String {
+    format!(
+        "INSERT INTO runs (id, namespace, event_id, event, task_id, max_attempts, initial_backoff_ms, \
+         max_backoff_ms, backoff_multiplier, lease_ms, available_at_ms, ordering_key, consumer_group, \
+         created_at_ms, updated_at_ms, dlq_enabled, attempt_budget, waitpoint_id, replay_of, status) VALUES {}",
+        rows(dialect, n, RUN_PARAMS, from, ", 'queued'")
+    )
+}
+
+fn bind_runs<'q>(mut q: Q<'q>, runs: &[(&'q NewEvent, &'q NewRun)], now: i64) -> Q<'q> {
+    for (ev, r) in runs {
+        q = q
+            .bind(&r.id)
+            .bind(&ev.namespace)
+            .bind(&ev.id)
+            .bind(&ev.name)
+            .bind(&r.task_id)
+            .bind(r.retry.max_attempts as i64)
+            .bind(r.retry.initial_backoff_ms as i64)
+            .bind(r.retry.max_backoff_ms as i64)
+            .bind(r.retry.multiplier)
+            .bind(r.lease_ms as i64)
+            .bind(now)
+            .bind(&ev.ordering_key)
+            .bind(&r.consumer_group)
+            .bind(now)
+            .bind(now)
+            .bind(ev.dlq as i64)
+            .bind(r.retry.max_attempts as i64)
+            .bind(ev.waitpoint.as_ref().map(|w| w.id.as_str()).unwrap_or(""))
+            .bind(&ev.replay_of);
+    }
+    q
+}
+
+/// Every run of these events, paired with its event.
+pub(super) fn runs_of<'a>(events: &[&'a NewEvent]) -> Vec<(&'a NewEvent, &'a NewRun)> {
+    events
+        .iter()
+        .flat_map(|ev| ev.runs.iter().map(move |r| (*ev, r)))
+        .collect()
+}
+
+/// What the caller hears for a freshly stored event.
+pub(super) fn published(ev: &NewEvent) -> Published {
+    Published {
+        event_id: ev.id.clone(),
+        version: ev.version,
+        runs: ev
+            .runs
+            .iter()
+            .map(|r| (r.id.clone(), r.task_id.clone(), r.consumer_group.clone()))
+            .collect(),
+        deduplicated: false,
+        waitpoint_id: ev
+            .waitpoint
+            .as_ref()
+            .map(|w| w.id.clone())
+            .unwrap_or_default(),
+        suspended: false,
+    }
+}
+
+impl SqlStore {
+    /// Insert events, outbox entries and runs inside `tx`, in chunks.
+    pub(super) async fn insert_published(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        fresh: &[&NewEvent],
+        now: i64,
+    ) -> Result<()> {
+        for chunk in fresh.chunks(CHUNK) {
+            let sql = events_sql(self.dialect, chunk.len(), 1);
+            bind_events(sqlx::query(&sql), chunk)
+                .execute(&mut **tx)
+                .await?;
+            let ids = originals(chunk);
+            if !ids.is_empty() {
+                let sql = outbox_sql(self.dialect, ids.len(), 1);
+                bind_ids(sqlx::query(&sql), &ids).execute(&mut **tx).await?;
+            }
+        }
+        let runs = runs_of(fresh);
+        for chunk in runs.chunks(CHUNK) {
+            let sql = runs_sql(self.dialect, chunk.len(), 1);
+            bind_runs(sqlx::query(&sql), chunk, now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Postgres, and a batch with nothing to look up first (no idempotency
+    /// keys, no waitpoints) that fits one chunk: one statement will do.
+    pub(super) fn single_statement(&self, events: &[NewEvent]) -> bool {
+        self.dialect == Dialect::Postgres
+            && events.len() <= CHUNK
+            && events.iter().map(|e| e.runs.len()).sum::<usize>() <= CHUNK
+            && events
+                .iter()
+                .all(|e| e.idempotency_key.is_empty() && e.waitpoint.is_none())
+    }
+
+    /// The whole batch as one autocommit statement (see the module docs);
+    /// the `NOTIFY` is part of it and delivered at its commit.
+    pub(super) async fn publish_single_statement(
+        &self,
+        events: &[NewEvent],
+        now: i64,
+    ) -> Result<Vec<Published>> {
+        let fresh: Vec<&NewEvent> = events.iter().collect();
+        let ids = originals(&fresh);
+        let runs = runs_of(&fresh);
+        let d = self.dialect;
+        let mut next = 1 + fresh.len() * EVENT_PARAMS;
+        let mut parts = vec![format!("e AS ({})", events_sql(d, fresh.len(), 1))];
+        if !ids.is_empty() {
+            parts.push(format!("o AS ({})", outbox_sql(d, ids.len(), next)));
+            next += ids.len();
+        }
+        if !runs.is_empty() {
+            parts.push(format!("r AS ({})", runs_sql(d, runs.len(), next)));
+            next += runs.len() * RUN_PARAMS;
+        }
+        let notify = self.channel.as_ref().filter(|_| !runs.is_empty());
+        let tail = match notify {
+            Some(_) => format!("SELECT pg_notify(${next}, 'runs')"),
+            None => "SELECT 1".to_string(),
+        };
+        let sql = format!("WITH {} {tail}", parts.join(", "));
+        let mut q = bind_runs(
+            bind_ids(bind_events(sqlx::query(&sql), &fresh), &ids),
+            &runs,
+            now,
+        );
+        if let Some(channel) = notify {
+            q = q.bind(channel);
+        }
+        q.execute(&self.writer).await?;
+        Ok(events.iter().map(published).collect())
+    }
+}
