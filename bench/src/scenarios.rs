@@ -158,18 +158,22 @@ pub async fn latency(args: &Args) -> anyhow::Result<Value> {
     let ev = Event::<Payload>::new("bench.latency");
     let starts: Arc<Mutex<HashMap<u64, Vec<Instant>>>> = Arc::default();
     let ends: Arc<Mutex<HashMap<u64, Vec<Instant>>>> = Arc::default();
+    // Handlers report each finish here; the publisher blocks on it rather
+    // than polling, so the load generator leaves both cores to the engine.
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut w = Worker::new(client.clone()).concurrency(args.worker_concurrency);
     for i in 0..args.subscribers {
-        let (s, e) = (starts.clone(), ends.clone());
+        let (s, e, f) = (starts.clone(), ends.clone(), finished_tx.clone());
         w = w.task(Task::new(format!("lat-{i}"), &ev, move |p: Payload, _| {
             s.lock()
                 .map(|mut m| m.entry(p.n).or_default().push(Instant::now()))
                 .ok();
-            let e = e.clone();
+            let (e, f) = (e.clone(), f.clone());
             async move {
                 e.lock()
                     .map(|mut m| m.entry(p.n).or_default().push(Instant::now()))
                     .ok();
+                let _ = f.send(p.n);
                 Ok::<_, TaskError>(())
             }
         }));
@@ -181,19 +185,14 @@ pub async fn latency(args: &Args) -> anyhow::Result<Value> {
         let t = Instant::now();
         ev.publish(&client, &Payload { n: i }).await?;
         ack.push(t.elapsed());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let finished = ends
-                .lock()
-                .map(|m| m.get(&i).map_or(0, Vec::len))
-                .unwrap_or(0);
-            if finished >= args.subscribers {
-                break;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut finished = 0;
+        while finished < args.subscribers {
+            match tokio::time::timeout_at(deadline, finished_rx.recv()).await {
+                Ok(Some(n)) if n == i => finished += 1,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => anyhow::bail!("event {i}: runs did not finish in 10 s"),
             }
-            if Instant::now() > deadline {
-                anyhow::bail!("event {i}: runs did not finish in 10 s");
-            }
-            tokio::task::yield_now().await;
         }
         let first = starts
             .lock()

@@ -22,7 +22,6 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Which SQL engine is behind the pool.
@@ -60,9 +59,6 @@ pub struct SqlStore {
     channel: Option<String>,
     /// Post-commit events for this process (waitpoints finished, …).
     events: tokio::sync::broadcast::Sender<StoreEvent>,
-    /// SQLite: held across a publish's FULL → commit → NORMAL, so no other
-    /// publish can commit while the single writer is back at NORMAL.
-    publish_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// `(version, description, sql)` per dialect, embedded at build time. The
@@ -144,7 +140,7 @@ impl SqlStore {
                             Box::pin(async move {
                                 // WAL: readers never block the writer. NORMAL:
                                 // commits survive a process crash; publishes
-                                // switch to FULL (see `publish_once`) so an
+                                // commit under FULL (see `begin_write`) so an
                                 // acknowledged publish survives power loss.
                                 conn.execute(
                                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
@@ -166,7 +162,6 @@ impl SqlStore {
                     dialect: Dialect::Sqlite,
                     channel: None,
                     events: tokio::sync::broadcast::channel(4096).0,
-                    publish_lock: Arc::default(),
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -226,7 +221,6 @@ impl SqlStore {
                     dialect: Dialect::Postgres,
                     channel: Some(notify_channel(&schema)),
                     events: tokio::sync::broadcast::channel(4096).0,
-                    publish_lock: Arc::default(),
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -480,7 +474,40 @@ async fn insert_attempt(
     Ok(())
 }
 
+/// How hard a write transaction's commit must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// On disk before the caller hears ok, surviving power loss: publishes.
+    /// SQLite syncs the WAL (`synchronous = FULL`).
+    Durable,
+    /// Survives a process crash; on power loss SQLite may lose the last
+    /// commits (`synchronous = NORMAL`, no fsync). Postgres keeps its
+    /// default here; see [`SqlStore::relaxed_commit`] for claims and
+    /// completions.
+    Normal,
+}
+
 impl SqlStore {
+    /// Begin a write transaction on the writer. SQLite's safety level is
+    /// per connection and cannot change inside a transaction, so it is set
+    /// in the same call as `BEGIN`: every transaction states its own, one
+    /// round trip to the connection's thread, no lock between publishes.
+    pub(super) async fn begin_write(&self, commit: Commit) -> Result<Transaction<'static, Any>> {
+        Ok(match (self.dialect, commit) {
+            (Dialect::Sqlite, Commit::Durable) => {
+                self.writer
+                    .begin_with("PRAGMA synchronous = FULL; BEGIN IMMEDIATE")
+                    .await?
+            }
+            (Dialect::Sqlite, Commit::Normal) => {
+                self.writer
+                    .begin_with("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
+                    .await?
+            }
+            (Dialect::Postgres, _) => self.writer.begin().await?,
+        })
+    }
+
     /// Claims and completions need not wait for the WAL flush: a crash can
     /// lose only the last ~0.6 s of them, and those runs then go back to their
     /// previous state and execute again (delivery is at-least-once; a late
@@ -711,7 +738,7 @@ impl SqlStore {
         message: &str,
         now: i64,
     ) -> Result<Vec<CompletionEffect>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(Commit::Normal).await?;
         let sql = format!(
             "SELECT {FAILING_COLUMNS} FROM runs WHERE status = 'running' AND {cond} LIMIT 1000{}",
             self.dialect.skip_locked()
@@ -798,7 +825,7 @@ impl Store for SqlStore {
         // Two definers racing on the same version: the loser retries against
         // the winner's row.
         for _ in 0..3 {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = self.begin_write(Commit::Normal).await?;
             let now = now_ms();
             let rl = options.rate_limit.clone().unwrap_or(RateLimit {
                 limit: 0,
@@ -910,7 +937,7 @@ impl Store for SqlStore {
     }
 
     async fn upsert_subscriptions(&self, subs: &[Subscription]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(Commit::Normal).await?;
         for s in subs {
             sqlx::query(
                 "INSERT INTO subscriptions (namespace, task_id, event, filter_json, consumer_group, max_attempts, \
@@ -1318,27 +1345,11 @@ impl SqlStore {
         if self.single_statement(events) {
             return self.publish_single_statement(events, now).await;
         }
-        // SQLite: fsync this commit (FULL), then return the single writer
-        // connection to NORMAL. Only publishes touch the setting, one at a
-        // time (the lock), so every publish commits under FULL; an error
-        // leaves FULL (the safe side).
-        let sqlite = self.dialect == Dialect::Sqlite;
-        let _one_publish = if sqlite {
-            Some(self.publish_lock.lock().await)
-        } else {
-            None
-        };
-        if sqlite {
-            self.writer.execute("PRAGMA synchronous = FULL").await?;
-        }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(Commit::Durable).await?;
         let (out, finished) = self
             .publish_in_tx(&mut tx, events, idempotency_window_ms, now)
             .await?;
         tx.commit().await?;
-        if sqlite {
-            self.writer.execute("PRAGMA synchronous = NORMAL").await?;
-        }
         self.announce(finished);
         Ok(out)
     }
@@ -1354,7 +1365,7 @@ impl SqlStore {
         if task_ids.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(Commit::Normal).await?;
         self.relaxed_commit(&mut tx, "").await?;
         let mut rows = Vec::new();
         for tasks in task_ids.chunks(CLAIM_TASKS_PER_STATEMENT) {
@@ -1462,7 +1473,7 @@ impl SqlStore {
     ) -> Result<Vec<CompletionEffect>> {
         let mut effects = vec![CompletionEffect::Stale; completions.len()];
         let mut children = waitpoints::Children::default();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write(Commit::Normal).await?;
         // Postgres plans the VALUES join below against the statistics it
         // has; on a young or fast-growing table it expects one row and
         // picks a nested loop that rescans VALUES per run: O(n²), 20 ms of
