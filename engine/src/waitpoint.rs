@@ -94,6 +94,7 @@ impl Engine {
         parent: Option<ParentRef>,
         hold: Duration,
     ) -> Result<(Published, Option<WaitpointView>)> {
+        let started = tokio::time::Instant::now();
         let held = parent.is_none() && !hold.is_zero();
         let timeout_at = timeout
             .map(|t| now_ms() + t.as_millis() as i64)
@@ -105,18 +106,47 @@ impl Engine {
             timeout_at_ms: timeout_at,
             parent,
         };
-        let published = self.publish_with_waitpoint(ns, input, Some(wp)).await?;
+        let wp_id = wp.id.clone();
+        // Listen before the waitpoint exists: whatever finishes it is then
+        // heard, so the first store read waits for the news instead of
+        // finding the runs just queued.
+        let hub = self.hub();
+        let handle = hub.handle(&wp_id);
+        let heard = {
+            let first = handle.notified();
+            tokio::pin!(first);
+            first.as_mut().enable();
+            let published = self.publish_with_waitpoint(ns, input, Some(wp)).await;
+            if let Ok(p) = &published
+                && !p.waitpoint_id.is_empty()
+                && timeout_at > 0
+            {
+                self.expire_at(timeout_at);
+            }
+            if let Ok(p) = &published
+                && held
+                && p.waitpoint_id == wp_id
+            {
+                // The same safety net as `wait`'s for a lost notification.
+                let first_look = hold.min(Duration::from_secs(5));
+                tokio::select! {
+                    _ = &mut first => {}
+                    _ = tokio::time::sleep(first_look) => {}
+                }
+            }
+            published
+        };
+        hub.release(&wp_id, handle);
+        let published = heard?;
         if published.waitpoint_id.is_empty() {
             return Err(Error::FailedPrecondition(format!(
                 "event {} was published earlier with this idempotency key without waiting; nothing to wait for",
                 published.event_id
             )));
         }
-        if timeout_at > 0 {
-            self.expire_at(timeout_at);
-        }
         let view = if held {
-            self.wait(ns, &published.waitpoint_id, hold).await?
+            let left = hold.saturating_sub(started.elapsed());
+            self.wait(ns, &published.waitpoint_id, left).await?
         } else {
             self.waitpoint(ns, &published.waitpoint_id).await?
         };

@@ -579,6 +579,31 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Several notifications in one statement (Postgres; nothing on SQLite).
+    async fn notify_all(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        messages: &[String],
+    ) -> Result<()> {
+        let Some(channel) = &self.channel else {
+            return Ok(());
+        };
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let calls = (0..messages.len())
+            .map(|i| format!("pg_notify($1, ${})", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {calls}");
+        let mut q = sqlx::query(&sql).bind(channel);
+        for m in messages {
+            q = q.bind(m);
+        }
+        q.execute(&mut **tx).await?;
+        Ok(())
+    }
+
     /// Announce the earliest retry among `effects`.
     async fn notify_due(
         &self,

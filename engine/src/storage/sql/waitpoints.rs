@@ -61,6 +61,8 @@ impl SqlStore {
 
     /// Count children against their waitpoints; complete those with none
     /// pending and re-queue their parents. Returns the waitpoints finished.
+    /// One statement per waitpoint (count and finish together), then one
+    /// for all parents and one for all notifications.
     pub(super) async fn finish_children(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -68,31 +70,59 @@ impl SqlStore {
         now: i64,
     ) -> Result<Vec<String>> {
         let mut finished = Vec::new();
+        let mut parents = Vec::new();
         // BTreeMap: a fixed lock order across concurrent transactions.
         for (id, n) in &children.counts {
+            // SET expressions see the row before the update; RETURNING after.
             let row = sqlx::query(
-                "UPDATE waitpoints SET pending = pending - $2 WHERE id = $1 AND status = 'waiting' \
-                 RETURNING pending, parent_run_id",
+                "UPDATE waitpoints SET pending = pending - $2, \
+                 status = CASE WHEN pending - $2 <= 0 THEN 'completed' ELSE status END, \
+                 completed_at_ms = CASE WHEN pending - $2 <= 0 THEN $3 ELSE completed_at_ms END \
+                 WHERE id = $1 AND status = 'waiting' RETURNING pending, parent_run_id",
             )
             .bind(id)
             .bind(*n)
+            .bind(now)
             .fetch_optional(&mut **tx)
             .await?;
             let Some(r) = row else { continue };
             if r.try_get::<i64, _>("pending")? > 0 {
                 continue;
             }
-            self.finish(
-                tx,
-                id,
-                "completed",
-                &r.try_get::<String, _>("parent_run_id")?,
-                now,
-            )
-            .await?;
+            let parent: String = r.try_get("parent_run_id")?;
+            if !parent.is_empty() {
+                parents.push(parent);
+            }
             finished.push(id.clone());
         }
+        let mut messages: Vec<String> = finished.iter().map(|id| format!("wp:{id}")).collect();
+        if !parents.is_empty() {
+            self.resume_parents(tx, &parents, now).await?;
+            messages.push("runs".into());
+        }
+        self.notify_all(tx, &messages).await?;
         Ok(finished)
+    }
+
+    /// Re-queue suspended parents whose waitpoints finished. Resuming is
+    /// not a failed attempt: each gets its attempt back.
+    async fn resume_parents(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        parents: &[String],
+        now: i64,
+    ) -> Result<()> {
+        let sql = format!(
+            "UPDATE runs SET status = 'queued', available_at_ms = $1, max_attempts = max_attempts + 1, \
+             updated_at_ms = $1 WHERE id IN ({}) AND status = 'waiting'",
+            self.dialect.list(2, parents.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for p in parents {
+            q = q.bind(p);
+        }
+        q.execute(&mut **tx).await?;
+        Ok(())
     }
 
     /// Mark a waitpoint final and re-queue its parent.
@@ -110,19 +140,12 @@ impl SqlStore {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+        let mut messages = vec![format!("wp:{id}")];
         if !parent.is_empty() {
-            // Resuming is not a failed attempt: give the attempt back.
-            sqlx::query(
-                "UPDATE runs SET status = 'queued', available_at_ms = $2, max_attempts = max_attempts + 1, \
-                 updated_at_ms = $2 WHERE id = $1 AND status = 'waiting'",
-            )
-            .bind(parent)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-            self.notify(tx, "runs").await?;
+            self.resume_parents(tx, &[parent.to_string()], now).await?;
+            messages.push("runs".into());
         }
-        self.notify(tx, &format!("wp:{id}")).await
+        self.notify_all(tx, &messages).await
     }
 
     /// Suspend `parent` on waitpoint `wp_id` if it still runs that attempt.
