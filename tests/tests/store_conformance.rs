@@ -108,6 +108,12 @@ async fn every_publish_path_stores_events_runs_and_outbox_alike() {
             vec![new_event("default", "e.wide", &wide, "")],
             // An idempotency key: the transaction.
             vec![new_event("default", "e.keyed", &["a"], "k")],
+            // Publish-and-wait without a parent (one statement on Postgres),
+            // and one on no runs (finished on the spot: the transaction).
+            vec![
+                waiting(new_event("default", "e.wait", &["a", "b"], "")),
+                waiting(new_event("default", "e.wait0", &[], "")),
+            ],
         ];
         let mut runs = 0;
         for batch in &batches {
@@ -131,10 +137,43 @@ async fn every_publish_path_stores_events_runs_and_outbox_alike() {
         assert_eq!(stored.len(), runs, "[{name}] every run stored");
         assert_eq!(
             store.outbox(100).await.unwrap().len(),
-            4,
+            6,
             "[{name}] every event is in the outbox"
         );
+        for (ev, pending, status) in [
+            (&batches[3][0], 2, "waiting"),
+            (&batches[3][1], 0, "completed"),
+        ] {
+            let wp_id = &ev.waitpoint.as_ref().unwrap().id;
+            let (wp, children) = store
+                .get_waitpoint("default", wp_id)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("[{name}] waitpoint {wp_id} stored"));
+            assert_eq!(
+                (
+                    wp.pending,
+                    wp.total,
+                    wp.status.as_str(),
+                    wp.event_id.as_str()
+                ),
+                (pending, pending, status, ev.id.as_str()),
+                "[{name}]"
+            );
+            assert_eq!(children.len(), ev.runs.len(), "[{name}] children");
+        }
     }
+}
+
+fn waiting(mut ev: NewEvent) -> NewEvent {
+    ev.waitpoint = Some(NewWaitpoint {
+        id: new_id(),
+        namespace: ev.namespace.clone(),
+        kind: WaitpointKind::Runs,
+        timeout_at_ms: 0,
+        parent: None,
+    });
+    ev
 }
 
 #[tokio::test]

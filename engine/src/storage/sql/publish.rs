@@ -4,8 +4,8 @@
 //!
 //! Why a single statement: a publish batch in a transaction is six round
 //! trips (`BEGIN`, events, outbox, runs, `NOTIFY`, `COMMIT`) before the
-//! fsync. On Postgres the common batch (no idempotency keys, no waitpoints,
-//! one chunk) is instead one autocommit statement whose data-modifying
+//! fsync. On Postgres the common batch (no idempotency keys, no parent to
+//! suspend, one chunk) is instead one autocommit statement whose data-modifying
 //! `WITH` parts insert everything atomically; the statement commits, with
 //! `synchronous_commit` on, before it returns.
 
@@ -114,6 +114,40 @@ fn bind_runs<'q>(mut q: Q<'q>, runs: &[(&'q NewEvent, &'q NewRun)], now: i64) ->
     q
 }
 
+const WAITPOINT_PARAMS: usize = 7;
+
+/// `INSERT INTO waitpoints` for publish-and-wait without a parent: waiting
+/// on every run of its event.
+fn waitpoints_sql(dialect: Dialect, n: usize, from: usize) -> String {
+    format!(
+        "INSERT INTO waitpoints (id, namespace, pending, total, event_id, timeout_at_ms, created_at_ms, \
+         kind, status, parent_run_id, completed_at_ms) VALUES {}",
+        rows(
+            dialect,
+            n,
+            WAITPOINT_PARAMS,
+            from,
+            ", 'runs', 'waiting', '', 0"
+        )
+    )
+}
+
+fn bind_waitpoints<'q>(mut q: Q<'q>, events: &[&'q NewEvent], now: i64) -> Q<'q> {
+    for ev in events {
+        if let Some(wp) = &ev.waitpoint {
+            q = q
+                .bind(&wp.id)
+                .bind(&wp.namespace)
+                .bind(ev.runs.len() as i64)
+                .bind(ev.runs.len() as i64)
+                .bind(&ev.id)
+                .bind(wp.timeout_at_ms)
+                .bind(now);
+        }
+    }
+    q
+}
+
 /// Every run of these events, paired with its event.
 pub(super) fn runs_of<'a>(events: &[&'a NewEvent]) -> Vec<(&'a NewEvent, &'a NewRun)> {
     events
@@ -171,15 +205,20 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Postgres, and a batch with nothing to look up first (no idempotency
-    /// keys, no waitpoints) that fits one chunk: one statement will do.
+    /// Postgres, and a batch with nothing to look up or lock first (no
+    /// idempotency keys, no parent to suspend) that fits one chunk: one
+    /// statement will do. A waitpoint on no runs is finished at once, which
+    /// the transactional path announces, so it goes there.
     pub(super) fn single_statement(&self, events: &[NewEvent]) -> bool {
         self.dialect == Dialect::Postgres
             && events.len() <= CHUNK
             && events.iter().map(|e| e.runs.len()).sum::<usize>() <= CHUNK
-            && events
-                .iter()
-                .all(|e| e.idempotency_key.is_empty() && e.waitpoint.is_none())
+            && events.iter().all(|e| {
+                e.idempotency_key.is_empty()
+                    && e.waitpoint
+                        .as_ref()
+                        .is_none_or(|w| w.parent.is_none() && !e.runs.is_empty())
+            })
     }
 
     /// The whole batch as one autocommit statement (see the module docs);
@@ -203,6 +242,11 @@ impl SqlStore {
             parts.push(format!("r AS ({})", runs_sql(d, runs.len(), next)));
             next += runs.len() * RUN_PARAMS;
         }
+        let waiting = fresh.iter().filter(|e| e.waitpoint.is_some()).count();
+        if waiting > 0 {
+            parts.push(format!("w AS ({})", waitpoints_sql(d, waiting, next)));
+            next += waiting * WAITPOINT_PARAMS;
+        }
         let notify = self.channel.as_ref().filter(|_| !runs.is_empty());
         let tail = match notify {
             Some(_) => format!("SELECT pg_notify(${next}, 'runs')"),
@@ -214,6 +258,7 @@ impl SqlStore {
             &runs,
             now,
         );
+        q = bind_waitpoints(q, &fresh, now);
         if let Some(channel) = notify {
             q = q.bind(channel);
         }

@@ -115,7 +115,9 @@ impl SqlStore {
         let sql = format!(
             "UPDATE runs SET status = 'queued', available_at_ms = $1, max_attempts = max_attempts + 1, \
              updated_at_ms = $1 WHERE id IN ({}) AND status = 'waiting'",
-            self.dialect.list(2, parents.len())
+            // `$n` on both databases: SQLite numbers a bare `?` from the
+            // first parameter, which here is `$1`.
+            super::params(2, parents.len())
         );
         let mut q = sqlx::query(&sql).bind(now);
         for p in parents {
