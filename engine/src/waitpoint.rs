@@ -17,6 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// A waiter re-reads the store this often even without news: a safety net
+/// for a lost notification, far from a polling loop.
+const SAFETY_TICK: Duration = Duration::from_secs(5);
+
 /// Wakes the waiters of one waitpoint id.
 #[derive(Default)]
 pub struct WaitpointHub {
@@ -127,8 +131,7 @@ impl Engine {
                 && held
                 && p.waitpoint_id == wp_id
             {
-                // The same safety net as `wait`'s for a lost notification.
-                let first_look = hold.min(Duration::from_secs(5));
+                let first_look = hold.min(SAFETY_TICK);
                 tokio::select! {
                     _ = &mut first => {}
                     _ = tokio::time::sleep(first_look) => {}
@@ -240,8 +243,7 @@ impl Engine {
             if view.waitpoint.is_final() {
                 break Ok(view);
             }
-            // A safety net for a lost notification, far from a polling loop.
-            let tick = tokio::time::Instant::now() + Duration::from_secs(5);
+            let tick = tokio::time::Instant::now() + SAFETY_TICK;
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline.min(tick)) => {

@@ -569,17 +569,11 @@ impl SqlStore {
 
     /// Tell other replicas (Postgres only), delivered at commit.
     async fn notify(&self, tx: &mut Transaction<'static, Any>, message: &str) -> Result<()> {
-        if let Some(channel) = &self.channel {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(channel)
-                .bind(message)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+        self.notify_all(tx, &[message.to_string()]).await
     }
 
-    /// Several notifications in one statement (Postgres; nothing on SQLite).
+    /// Several notifications in one statement (Postgres; nothing on SQLite),
+    /// delivered at commit.
     async fn notify_all(
         &self,
         tx: &mut Transaction<'static, Any>,
