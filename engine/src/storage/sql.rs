@@ -54,6 +54,10 @@ pub struct SqlStore {
     writer: AnyPool,
     /// Reads (the same pool on Postgres).
     reader: AnyPool,
+    /// Claims and completions (see [`SqlStore::begin_relaxed`]): on Postgres
+    /// its connections run with `synchronous_commit = off`, so a claim is
+    /// one statement, one round trip; on SQLite the writer.
+    relaxed: AnyPool,
     dialect: Dialect,
     /// Postgres `NOTIFY` channel shared by the replicas on this schema.
     channel: Option<String>,
@@ -157,6 +161,7 @@ impl SqlStore {
                     Error::Unavailable(format!("sqlite: cannot open {}: {e}", path.display()))
                 })?;
                 let store = SqlStore {
+                    relaxed: writer.clone(),
                     writer,
                     reader,
                     dialect: Dialect::Sqlite,
@@ -197,27 +202,31 @@ impl SqlStore {
                     boot.close().await;
                 }
                 let set_path = format!("SET search_path TO {}", quote_ident(&schema));
-                let pool = AnyPoolOptions::new()
-                    .max_connections(*max_connections)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(move |conn, _| {
-                        let set_path = set_path.clone();
-                        Box::pin(async move {
-                            conn.execute(set_path.as_str()).await?;
-                            Ok(())
+                let pool = |settings: &'static str| {
+                    let setup = format!("{set_path}{settings}");
+                    AnyPoolOptions::new()
+                        .max_connections(*max_connections)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(move |conn, _| {
+                            let setup = setup.clone();
+                            Box::pin(async move {
+                                conn.execute(setup.as_str()).await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .connect(url)
+                        .connect(url)
+                };
+                let unavailable = |e: sqlx::Error| {
+                    Error::Unavailable(format!("postgres: cannot connect to {}: {e}", redact(url)))
+                };
+                let main = pool("").await.map_err(unavailable)?;
+                let relaxed = pool("; SET synchronous_commit = off")
                     .await
-                    .map_err(|e| {
-                        Error::Unavailable(format!(
-                            "postgres: cannot connect to {}: {e}",
-                            redact(url)
-                        ))
-                    })?;
+                    .map_err(unavailable)?;
                 let store = SqlStore {
-                    writer: pool.clone(),
-                    reader: pool,
+                    writer: main.clone(),
+                    reader: main,
+                    relaxed,
                     dialect: Dialect::Postgres,
                     channel: Some(notify_channel(&schema)),
                     events: tokio::sync::broadcast::channel(4096).0,
@@ -242,6 +251,7 @@ impl SqlStore {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        self.relaxed.close().await;
     }
 }
 
@@ -277,6 +287,25 @@ impl Dialect {
             Dialect::Postgres => params(from, n),
             Dialect::Sqlite => vec!["?"; n].join(", "),
         }
+    }
+
+    /// The first column of `n` rows bound `stride` parameters apart from
+    /// `$1`, named again (for an `id IN (…)` beside a `VALUES` list):
+    /// Postgres reuses the placeholders; on SQLite the caller binds the
+    /// values again, after all the others ([`Dialect::rebinds`]).
+    fn again(self, stride: usize, n: usize) -> String {
+        match self {
+            Dialect::Postgres => (0..n)
+                .map(|i| format!("${}", i * stride + 1))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Dialect::Sqlite => self.list(0, n),
+        }
+    }
+
+    /// Whether values named by [`Dialect::again`] must be bound again.
+    fn rebinds(self) -> bool {
+        self == Dialect::Sqlite
     }
 }
 
@@ -482,7 +511,7 @@ pub(super) enum Commit {
     Durable,
     /// Survives a process crash; on power loss SQLite may lose the last
     /// commits (`synchronous = NORMAL`, no fsync). Postgres keeps its
-    /// default here; see [`SqlStore::relaxed_commit`] for claims and
+    /// default here; see [`SqlStore::begin_relaxed`] for claims and
     /// completions.
     Normal,
 }
@@ -508,24 +537,23 @@ impl SqlStore {
         })
     }
 
-    /// Claims and completions need not wait for the WAL flush: a crash can
-    /// lose only the last ~0.6 s of them, and those runs then go back to their
-    /// previous state and execute again (delivery is at-least-once; a late
-    /// result is discarded as stale). Publishes keep `synchronous_commit`.
-    ///
-    /// `settings` adds further `SET LOCAL`s, sent in the same round trip.
-    async fn relaxed_commit(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        settings: &str,
-    ) -> Result<()> {
-        if self.dialect == Dialect::Postgres {
-            // No parameters: the simple protocol, which takes several
-            // statements at once.
-            let sql = format!("SET LOCAL synchronous_commit = off{settings}");
-            (&mut **tx).execute(sql.as_str()).await?;
+    /// A transaction for claims and completions, which need not wait for
+    /// the WAL flush: a crash can lose only the last ~0.6 s of them, and
+    /// those runs then go back to their previous state and execute again
+    /// (delivery is at-least-once; a late result is discarded as stale).
+    /// Publishes keep `synchronous_commit`. On Postgres the relaxed pool's
+    /// sessions carry the setting; `settings` (`SET LOCAL …`) travel with
+    /// `BEGIN` in one round trip (the simple protocol takes several
+    /// statements at once). SQLite: a [`Commit::Normal`] write.
+    pub(super) async fn begin_relaxed(&self, settings: &str) -> Result<Transaction<'static, Any>> {
+        match self.dialect {
+            Dialect::Sqlite => self.begin_write(Commit::Normal).await,
+            Dialect::Postgres if settings.is_empty() => Ok(self.relaxed.begin().await?),
+            Dialect::Postgres => Ok(self
+                .relaxed
+                .begin_with(format!("BEGIN; {settings}"))
+                .await?),
         }
-        Ok(())
     }
 
     /// Runs of a namespace matching `query` plus `extra` (a fixed SQL
@@ -1241,8 +1269,7 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        SqlStore::close(self).await;
     }
 
     async fn release_replays(&self, owner: &str) -> Result<()> {
@@ -1347,9 +1374,50 @@ impl SqlStore {
             "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
              lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
              WHERE id IN (SELECT id FROM ({branches}) due LIMIT $4) \
-             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key"
+             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key, \
+             COALESCE((SELECT e.payload FROM events e WHERE e.id = runs.event_id), '') AS payload, \
+             COALESCE((SELECT e.tags FROM events e WHERE e.id = runs.event_id), '[]') AS tags, \
+             COALESCE((SELECT e.published_at_ms FROM events e WHERE e.id = runs.event_id), 0) AS published_at_ms"
         )
     }
+}
+
+/// Bind a claim statement built by `claim_sql` for `tasks`.
+fn claim_query<'q>(
+    sql: &'q str,
+    namespace: &'q str,
+    tasks: &'q [String],
+    worker_id: &'q str,
+    limit: u32,
+    now: i64,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql)
+        .bind(worker_id)
+        .bind(now)
+        .bind(namespace)
+        .bind(i64::from(limit));
+    for t in tasks {
+        q = q.bind(t.as_str());
+    }
+    q
+}
+
+/// A claimed run as the claim's `RETURNING` gives it, its event's payload
+/// included; the journal is filled in by the caller.
+fn claimed_from_row(r: &AnyRow) -> Result<ClaimedRun> {
+    Ok(ClaimedRun {
+        run_id: r.try_get("id")?,
+        attempt: r.try_get::<i64, _>("attempts")? as u32,
+        task_id: r.try_get("task_id")?,
+        event: r.try_get("event")?,
+        event_id: r.try_get("event_id")?,
+        payload_json: r.try_get("payload")?,
+        lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
+        ordering_key: r.try_get("ordering_key")?,
+        tags: tags_from_json(&r.try_get::<String, _>("tags")?),
+        published_at_ms: r.try_get("published_at_ms")?,
+        journal: Vec::new(),
+    })
 }
 
 /// The bodies behind `Store::{publish, claim, complete, heartbeat}`, run by
@@ -1384,105 +1452,74 @@ impl SqlStore {
         if task_ids.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write(Commit::Normal).await?;
-        self.relaxed_commit(&mut tx, "").await?;
-        let mut rows = Vec::new();
-        for tasks in task_ids.chunks(CLAIM_TASKS_PER_STATEMENT) {
-            let want = limit as usize - rows.len();
-            if want == 0 {
-                break;
-            }
-            let sql = self.claim_sql(tasks.len());
-            let mut q = sqlx::query(&sql)
-                .bind(worker_id)
-                .bind(now)
-                .bind(namespace)
-                .bind(want as i64);
-            for t in tasks {
-                q = q.bind(t);
-            }
-            rows.extend(q.fetch_all(&mut *tx).await?);
-        }
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let mut claimed = Vec::with_capacity(rows.len());
-        for r in &rows {
-            claimed.push(ClaimedRun {
-                run_id: r.try_get("id")?,
-                attempt: r.try_get::<i64, _>("attempts")? as u32,
-                task_id: r.try_get("task_id")?,
-                event: r.try_get("event")?,
-                event_id: r.try_get("event_id")?,
-                payload_json: String::new(),
-                lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
-                ordering_key: r.try_get("ordering_key")?,
-                tags: Vec::new(),
-                published_at_ms: 0,
-                journal: Vec::new(),
-            });
-        }
-        let mut ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let sql = format!(
-            "SELECT id, payload, tags, published_at_ms FROM events WHERE id IN ({})",
-            self.dialect.list(1, ids.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in &ids {
-            q = q.bind(*id);
-        }
-        let mut payloads = HashMap::new();
-        for r in q.fetch_all(&mut *tx).await? {
-            let id: String = r.try_get("id")?;
-            let tags: String = r.try_get("tags")?;
-            payloads.insert(
-                id,
-                (
-                    r.try_get::<String, _>("payload")?,
-                    tags_from_json(&tags),
-                    r.try_get::<i64, _>("published_at_ms")?,
-                ),
-            );
-        }
-        // Only a re-execution (attempt > 1) can have a journal.
+        let mut claimed =
+            if self.dialect == Dialect::Postgres && task_ids.len() <= CLAIM_TASKS_PER_STATEMENT {
+                // One statement is its own transaction: one round trip.
+                let sql = self.claim_sql(task_ids.len());
+                claim_query(&sql, namespace, task_ids, worker_id, limit, now)
+                    .fetch_all(&self.relaxed)
+                    .await?
+                    .iter()
+                    .map(claimed_from_row)
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                let mut tx = self.begin_relaxed("").await?;
+                let mut claimed = Vec::new();
+                for tasks in task_ids.chunks(CLAIM_TASKS_PER_STATEMENT) {
+                    let want = limit as usize - claimed.len();
+                    if want == 0 {
+                        break;
+                    }
+                    let sql = self.claim_sql(tasks.len());
+                    for r in claim_query(&sql, namespace, tasks, worker_id, want as u32, now)
+                        .fetch_all(&mut *tx)
+                        .await?
+                    {
+                        claimed.push(claimed_from_row(&r)?);
+                    }
+                }
+                tx.commit().await?;
+                claimed
+            };
+        // Steps are written only by the attempt holding the lease, which is
+        // now this one: reading them after the claim's commit is the same.
+        self.attach_journals(&mut claimed).await?;
+        claimed.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        Ok(claimed)
+    }
+
+    /// Give each re-execution (attempt > 1, the only ones that can have
+    /// one) its journal of recorded steps.
+    async fn attach_journals(&self, claimed: &mut [ClaimedRun]) -> Result<()> {
         let again: Vec<&str> = claimed
             .iter()
             .filter(|c| c.attempt > 1)
             .map(|c| c.run_id.as_str())
             .collect();
-        let mut journals: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        if !again.is_empty() {
-            let sql = format!(
-                "SELECT run_id, step_key, value_json FROM run_steps WHERE run_id IN ({}) ORDER BY created_at_ms, step_key",
-                self.dialect.list(1, again.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in &again {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                journals
-                    .entry(r.try_get("run_id")?)
-                    .or_default()
-                    .push((r.try_get("step_key")?, r.try_get("value_json")?));
-            }
+        if again.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
-        for c in &mut claimed {
+        let sql = format!(
+            "SELECT run_id, step_key, value_json FROM run_steps WHERE run_id IN ({}) ORDER BY created_at_ms, step_key",
+            self.dialect.list(1, again.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &again {
+            q = q.bind(*id);
+        }
+        let mut journals: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for r in q.fetch_all(&self.reader).await? {
+            journals
+                .entry(r.try_get("run_id")?)
+                .or_default()
+                .push((r.try_get("step_key")?, r.try_get("value_json")?));
+        }
+        for c in claimed {
             if let Some(j) = journals.remove(&c.run_id) {
                 c.journal = j;
             }
-            if let Some((p, tags, at)) = payloads.get(&c.event_id) {
-                c.payload_json = p.clone();
-                c.tags = tags.clone();
-                c.published_at_ms = *at;
-            }
         }
-        claimed.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-        Ok(claimed)
+        Ok(())
     }
 
     async fn complete_once(
@@ -1492,13 +1529,13 @@ impl SqlStore {
     ) -> Result<Vec<CompletionEffect>> {
         let mut effects = vec![CompletionEffect::Stale; completions.len()];
         let mut children = waitpoints::Children::default();
-        let mut tx = self.begin_write(Commit::Normal).await?;
         // Postgres plans the VALUES join below against the statistics it
         // has; on a young or fast-growing table it expects one row and
         // picks a nested loop that rescans VALUES per run: O(n²), 20 ms of
         // a 35 ms statement for 100 completions (auto_explain). A hash
         // join on the ids is right at every size.
-        self.relaxed_commit(&mut tx, "; SET LOCAL enable_nestloop = off")
+        let mut tx = self
+            .begin_relaxed("SET LOCAL enable_nestloop = off")
             .await?;
 
         // Successes: one UPDATE and one INSERT per chunk.
@@ -1517,15 +1554,8 @@ impl SqlStore {
                 .collect::<Vec<_>>()
                 .join(", ");
             let now_ph = self.dialect.list(chunk.len() * N + 1, 1);
-            // The ids again, for the primary-key lookup (see RUNNING):
-            // Postgres reuses their placeholders, SQLite binds them again.
-            let ids = match self.dialect {
-                Dialect::Postgres => (0..chunk.len())
-                    .map(|i| format!("${}", i * N + 1))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Dialect::Sqlite => self.dialect.list(0, chunk.len()),
-            };
+            // The ids again, for the primary-key lookup (see RUNNING).
+            let ids = self.dialect.again(N, chunk.len());
             let sql = format!(
                 "WITH v (id, attempt, worker_id, output) AS (VALUES {values}) \
                  UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
@@ -1542,7 +1572,7 @@ impl SqlStore {
                     .bind(*out);
             }
             q = q.bind(now);
-            if self.dialect == Dialect::Sqlite {
+            if self.dialect.rebinds() {
                 for (_, c, _) in chunk {
                     q = q.bind(&c.run_id);
                 }

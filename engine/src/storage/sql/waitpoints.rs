@@ -61,8 +61,8 @@ impl SqlStore {
 
     /// Count children against their waitpoints; complete those with none
     /// pending and re-queue their parents. Returns the waitpoints finished.
-    /// One statement per waitpoint (count and finish together), then one
-    /// for all parents and one for all notifications.
+    /// One statement per 400 waitpoints (count and finish together), then
+    /// one for all parents and one for all notifications.
     pub(super) async fn finish_children(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -71,30 +71,48 @@ impl SqlStore {
     ) -> Result<Vec<String>> {
         let mut finished = Vec::new();
         let mut parents = Vec::new();
-        // BTreeMap: a fixed lock order across concurrent transactions.
-        for (id, n) in &children.counts {
+        // Sorted ids (BTreeMap) and an `id IN (…)` list, which the primary
+        // key walks in order: one lock order across concurrent transactions.
+        let counts: Vec<(&String, &i64)> = children.counts.iter().collect();
+        for chunk in counts.chunks(super::CHUNK) {
+            let values = (0..chunk.len())
+                .map(|i| format!("({})", self.dialect.list(i * 2 + 1, 2)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let now_ph = self.dialect.list(chunk.len() * 2 + 1, 1);
+            let ids = self.dialect.again(2, chunk.len());
             // SET expressions see the row before the update; RETURNING after.
-            let row = sqlx::query(
-                "UPDATE waitpoints SET pending = pending - $2, \
-                 status = CASE WHEN pending - $2 <= 0 THEN 'completed' ELSE status END, \
-                 completed_at_ms = CASE WHEN pending - $2 <= 0 THEN $3 ELSE completed_at_ms END \
-                 WHERE id = $1 AND status = 'waiting' RETURNING pending, parent_run_id",
-            )
-            .bind(id)
-            .bind(*n)
-            .bind(now)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let Some(r) = row else { continue };
-            if r.try_get::<i64, _>("pending")? > 0 {
-                continue;
+            let sql = format!(
+                "WITH v (id, n) AS (VALUES {values}) \
+                 UPDATE waitpoints SET pending = waitpoints.pending - v.n, \
+                 status = CASE WHEN waitpoints.pending - v.n <= 0 THEN 'completed' ELSE waitpoints.status END, \
+                 completed_at_ms = CASE WHEN waitpoints.pending - v.n <= 0 THEN {now_ph} ELSE waitpoints.completed_at_ms END \
+                 FROM v WHERE waitpoints.id IN ({ids}) AND waitpoints.id = v.id AND waitpoints.status = 'waiting' \
+                 RETURNING waitpoints.id, waitpoints.pending, waitpoints.parent_run_id"
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, n) in chunk {
+                q = q.bind(id.as_str()).bind(**n);
             }
-            let parent: String = r.try_get("parent_run_id")?;
-            if !parent.is_empty() {
-                parents.push(parent);
+            q = q.bind(now);
+            if self.dialect.rebinds() {
+                for (id, _) in chunk {
+                    q = q.bind(id.as_str());
+                }
             }
-            finished.push(id.clone());
+            for r in q.fetch_all(&mut **tx).await? {
+                if r.try_get::<i64, _>("pending")? > 0 {
+                    continue;
+                }
+                let parent: String = r.try_get("parent_run_id")?;
+                if !parent.is_empty() {
+                    parents.push(parent);
+                }
+                finished.push(r.try_get("id")?);
+            }
         }
+        // Announced in id order, whatever order the rows came back in.
+        finished.sort_unstable();
         let mut messages: Vec<String> = finished.iter().map(|id| format!("wp:{id}")).collect();
         if !parents.is_empty() {
             self.resume_parents(tx, &parents, now).await?;
@@ -250,33 +268,36 @@ impl SqlStore {
         ns: &str,
         id: &str,
     ) -> Result<Option<(Waitpoint, Vec<ChildResult>)>> {
-        let Some(row) = sqlx::query("SELECT * FROM waitpoints WHERE namespace = $1 AND id = $2")
-            .bind(ns)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-        else {
+        // One statement for the waitpoint and its children: a waiter reads
+        // this once per answer.
+        let rows = sqlx::query(
+            "SELECT w.*, r.id AS child_id, r.task_id AS child_task, r.status AS child_status, \
+             r.output_json AS child_output, r.last_error AS child_error FROM waitpoints w \
+             LEFT JOIN runs r ON r.waitpoint_id = w.id AND r.waitpoint_id <> '' AND w.kind = 'runs' \
+             WHERE w.namespace = $1 AND w.id = $2 ORDER BY r.task_id, r.id",
+        )
+        .bind(ns)
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let wp = waitpoint_from_row(&row)?;
+        let wp = waitpoint_from_row(first)?;
         let mut children = Vec::new();
-        if wp.kind == WaitpointKind::Runs {
-            for r in sqlx::query(
-                "SELECT id, task_id, status, output_json, last_error FROM runs WHERE waitpoint_id = $1 AND waitpoint_id <> '' ORDER BY task_id, id",
-            )
-            .bind(id)
-            .fetch_all(&self.reader)
-            .await?
-            {
-                let status: String = r.try_get("status")?;
-                children.push(ChildResult {
-                    run_id: r.try_get("id")?,
-                    task_id: r.try_get("task_id")?,
-                    status: RunStatus::parse(&status).ok_or_else(|| Error::Internal(format!("bad status {status}")))?,
-                    output_json: r.try_get("output_json")?,
-                    error: r.try_get("last_error")?,
-                });
-            }
+        for r in &rows {
+            let Some(run_id) = r.try_get::<Option<String>, _>("child_id")? else {
+                continue;
+            };
+            let status: String = r.try_get("child_status")?;
+            children.push(ChildResult {
+                run_id,
+                task_id: r.try_get("child_task")?,
+                status: RunStatus::parse(&status)
+                    .ok_or_else(|| Error::Internal(format!("bad status {status}")))?,
+                output_json: r.try_get("child_output")?,
+                error: r.try_get("child_error")?,
+            });
         }
         Ok(Some((wp, children)))
     }
