@@ -1370,15 +1370,27 @@ impl SqlStore {
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
-        format!(
+        let update = format!(
             "UPDATE runs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
              lease_expires_at_ms = $2 + lease_ms, started_at_ms = $2, updated_at_ms = $2 \
-             WHERE id IN (SELECT id FROM ({branches}) due LIMIT $4) \
-             RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key, \
-             COALESCE((SELECT e.payload FROM events e WHERE e.id = runs.event_id), '') AS payload, \
-             COALESCE((SELECT e.tags FROM events e WHERE e.id = runs.event_id), '[]') AS tags, \
-             COALESCE((SELECT e.published_at_ms FROM events e WHERE e.id = runs.event_id), 0) AS published_at_ms"
-        )
+             WHERE id IN (SELECT id FROM ({branches}) due LIMIT $4)"
+        );
+        // The event's payload comes back with each run. Postgres joins it
+        // once per run; SQLite cannot put an UPDATE in a CTE but takes
+        // scalar subqueries in RETURNING (three cheap lookups in-process).
+        match self.dialect {
+            Dialect::Postgres => format!(
+                "WITH c AS ({update} RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key) \
+                 SELECT c.*, COALESCE(e.payload, '') AS payload, COALESCE(e.tags, '[]') AS tags, \
+                 COALESCE(e.published_at_ms, 0) AS published_at_ms FROM c LEFT JOIN events e ON e.id = c.event_id"
+            ),
+            Dialect::Sqlite => format!(
+                "{update} RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key, \
+                 COALESCE((SELECT e.payload FROM events e WHERE e.id = runs.event_id), '') AS payload, \
+                 COALESCE((SELECT e.tags FROM events e WHERE e.id = runs.event_id), '[]') AS tags, \
+                 COALESCE((SELECT e.published_at_ms FROM events e WHERE e.id = runs.event_id), 0) AS published_at_ms"
+            ),
+        }
     }
 }
 
