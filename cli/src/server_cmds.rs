@@ -57,6 +57,8 @@ pub struct ServeArgs {
 pub struct ServeSettings {
     pub database_url: Option<String>,
     pub postgres_schema: String,
+    /// Connections per pool; the engine keeps two (publishes and reads;
+    /// claims and completions), so up to twice this many.
     pub postgres_max_connections: u32,
     pub redis_url: Option<String>,
     pub redis_on_unavailable: OnUnavailable,

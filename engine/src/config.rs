@@ -82,6 +82,8 @@ pub enum StoreConfig {
         url: String,
         #[serde(default = "default_pg_schema")]
         schema: String,
+        /// Per pool: one for publishes and reads, one for claims and
+        /// completions (`synchronous_commit = off`).
         #[serde(default = "default_pg_connections")]
         max_connections: u32,
     },
