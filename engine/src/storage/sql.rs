@@ -8,9 +8,11 @@
 //! otherwise answer SQLITE_BUSY). The conformance suite runs every test on
 //! both. Why not `query!`: it checks against one database per crate.
 
+mod checkpoint;
 mod publish;
 mod replay;
 mod waitpoints;
+mod walsync;
 
 use super::Store;
 use crate::config::StoreConfig;
@@ -63,6 +65,8 @@ pub struct SqlStore {
     channel: Option<String>,
     /// Post-commit events for this process (waitpoints finished, …).
     events: tokio::sync::broadcast::Sender<StoreEvent>,
+    /// SQLite: makes publishes durable after their commit.
+    wal: Option<std::sync::Arc<walsync::WalSync>>,
 }
 
 /// `(version, description, sql)` per dialect, embedded at build time. The
@@ -135,21 +139,25 @@ impl SqlStore {
                     })?;
                 }
                 let url = format!("sqlite://{}?mode=rwc", path.display());
+                // WAL: readers never block the writer. NORMAL: commits
+                // survive a process crash; a publish is synced after its
+                // commit (`walsync`) so an acknowledged publish survives
+                // power loss. Checkpoints: see `checkpoint`.
+                let setup = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA wal_autocheckpoint = {};",
+                    checkpoint::BACKSTOP_PAGES
+                );
                 let opts = |n: u32| {
+                    let setup = setup.clone();
                     AnyPoolOptions::new()
                         .max_connections(n)
                         .min_connections(1)
                         .acquire_timeout(Duration::from_secs(30))
-                        .after_connect(|conn, _| {
+                        .after_connect(move |conn, _| {
+                            let setup = setup.clone();
                             Box::pin(async move {
-                                // WAL: readers never block the writer. NORMAL:
-                                // commits survive a process crash; publishes
-                                // commit under FULL (see `begin_write`) so an
-                                // acknowledged publish survives power loss.
-                                conn.execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
-                                )
-                                .await?;
+                                conn.execute(setup.as_str()).await?;
                                 Ok(())
                             })
                         })
@@ -167,8 +175,10 @@ impl SqlStore {
                     dialect: Dialect::Sqlite,
                     channel: None,
                     events: tokio::sync::broadcast::channel(4096).0,
+                    wal: Some(std::sync::Arc::new(walsync::WalSync::new(path))),
                 };
                 store.migrate().await?;
+                checkpoint::spawn(store.reader.clone());
                 Ok(store)
             }
             StoreConfig::Postgres {
@@ -230,6 +240,7 @@ impl SqlStore {
                     dialect: Dialect::Postgres,
                     channel: Some(notify_channel(&schema)),
                     events: tokio::sync::broadcast::channel(4096).0,
+                    wal: None,
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -503,38 +514,25 @@ async fn insert_attempt(
     Ok(())
 }
 
-/// How hard a write transaction's commit must hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Commit {
-    /// On disk before the caller hears ok, surviving power loss: publishes.
-    /// SQLite syncs the WAL (`synchronous = FULL`).
-    Durable,
-    /// Survives a process crash; on power loss SQLite may lose the last
-    /// commits (`synchronous = NORMAL`, no fsync). Postgres keeps its
-    /// default here; see [`SqlStore::begin_relaxed`] for claims and
-    /// completions.
-    Normal,
-}
-
 impl SqlStore {
-    /// Begin a write transaction on the writer. SQLite's safety level is
-    /// per connection and cannot change inside a transaction, so it is set
-    /// in the same call as `BEGIN`: every transaction states its own, one
-    /// round trip to the connection's thread, no lock between publishes.
-    pub(super) async fn begin_write(&self, commit: Commit) -> Result<Transaction<'static, Any>> {
-        Ok(match (self.dialect, commit) {
-            (Dialect::Sqlite, Commit::Durable) => {
-                self.writer
-                    .begin_with("PRAGMA synchronous = FULL; BEGIN IMMEDIATE")
-                    .await?
-            }
-            (Dialect::Sqlite, Commit::Normal) => {
-                self.writer
-                    .begin_with("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
-                    .await?
-            }
-            (Dialect::Postgres, _) => self.writer.begin().await?,
+    /// Begin a write transaction on the writer (`BEGIN IMMEDIATE` on
+    /// SQLite: take the write lock now, not at the first write). Its commit
+    /// survives a process crash; for power loss see [`SqlStore::durable`].
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.writer.begin().await?,
         })
+    }
+
+    /// Make what was just committed survive power loss: publishes, before
+    /// the caller hears ok. Postgres: already so (`synchronous_commit` on
+    /// the writer pool). SQLite: a group fsync of the WAL ([`walsync`]).
+    pub(super) async fn durable(&self) -> Result<()> {
+        match &self.wal {
+            Some(wal) => wal.sync().await,
+            None => Ok(()),
+        }
     }
 
     /// A transaction for claims and completions, which need not wait for
@@ -544,10 +542,10 @@ impl SqlStore {
     /// Publishes keep `synchronous_commit`. On Postgres the relaxed pool's
     /// sessions carry the setting; `settings` (`SET LOCAL …`) travel with
     /// `BEGIN` in one round trip (the simple protocol takes several
-    /// statements at once). SQLite: a [`Commit::Normal`] write.
+    /// statements at once). SQLite: a plain write transaction.
     pub(super) async fn begin_relaxed(&self, settings: &str) -> Result<Transaction<'static, Any>> {
         match self.dialect {
-            Dialect::Sqlite => self.begin_write(Commit::Normal).await,
+            Dialect::Sqlite => self.begin_write().await,
             Dialect::Postgres if settings.is_empty() => Ok(self.relaxed.begin().await?),
             Dialect::Postgres => Ok(self
                 .relaxed
@@ -761,8 +759,17 @@ impl SqlStore {
         }
 
         self.insert_published(tx, &fresh, now).await?;
+        let plain: Vec<&NewEvent> = fresh
+            .iter()
+            .copied()
+            .filter(|ev| publish::plain_waitpoint(ev))
+            .collect();
+        self.insert_plain_waitpoints(tx, &plain, now).await?;
         let mut finished = Vec::new();
         for (ev, at) in fresh.iter().zip(&fresh_at) {
+            if publish::plain_waitpoint(ev) {
+                continue;
+            }
             if let Some(wp) = &ev.waitpoint {
                 let (suspended, done) = self.insert_runs_waitpoint(tx, ev, wp, now).await?;
                 out[*at].suspended = suspended;
@@ -785,7 +792,7 @@ impl SqlStore {
         message: &str,
         now: i64,
     ) -> Result<Vec<CompletionEffect>> {
-        let mut tx = self.begin_write(Commit::Normal).await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT {FAILING_COLUMNS} FROM runs WHERE status = 'running' AND {cond} LIMIT 1000{}",
             self.dialect.skip_locked()
@@ -872,7 +879,7 @@ impl Store for SqlStore {
         // Two definers racing on the same version: the loser retries against
         // the winner's row.
         for _ in 0..3 {
-            let mut tx = self.begin_write(Commit::Normal).await?;
+            let mut tx = self.begin_write().await?;
             let now = now_ms();
             let rl = options.rate_limit.clone().unwrap_or(RateLimit {
                 limit: 0,
@@ -984,7 +991,7 @@ impl Store for SqlStore {
     }
 
     async fn upsert_subscriptions(&self, subs: &[Subscription]) -> Result<()> {
-        let mut tx = self.begin_write(Commit::Normal).await?;
+        let mut tx = self.begin_write().await?;
         for s in subs {
             sqlx::query(
                 "INSERT INTO subscriptions (namespace, task_id, event, filter_json, consumer_group, max_attempts, \
@@ -1444,11 +1451,12 @@ impl SqlStore {
         if self.single_statement(events) {
             return self.publish_single_statement(events, now).await;
         }
-        let mut tx = self.begin_write(Commit::Durable).await?;
+        let mut tx = self.begin_write().await?;
         let (out, finished) = self
             .publish_in_tx(&mut tx, events, idempotency_window_ms, now)
             .await?;
         tx.commit().await?;
+        self.durable().await?;
         self.announce(finished);
         Ok(out)
     }
@@ -1464,35 +1472,35 @@ impl SqlStore {
         if task_ids.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut claimed =
-            if self.dialect == Dialect::Postgres && task_ids.len() <= CLAIM_TASKS_PER_STATEMENT {
-                // One statement is its own transaction: one round trip.
-                let sql = self.claim_sql(task_ids.len());
-                claim_query(&sql, namespace, task_ids, worker_id, limit, now)
-                    .fetch_all(&self.relaxed)
-                    .await?
-                    .iter()
-                    .map(claimed_from_row)
-                    .collect::<Result<Vec<_>>>()?
-            } else {
-                let mut tx = self.begin_relaxed("").await?;
-                let mut claimed = Vec::new();
-                for tasks in task_ids.chunks(CLAIM_TASKS_PER_STATEMENT) {
-                    let want = limit as usize - claimed.len();
-                    if want == 0 {
-                        break;
-                    }
-                    let sql = self.claim_sql(tasks.len());
-                    for r in claim_query(&sql, namespace, tasks, worker_id, want as u32, now)
-                        .fetch_all(&mut *tx)
-                        .await?
-                    {
-                        claimed.push(claimed_from_row(&r)?);
-                    }
+        let mut claimed = if task_ids.len() <= CLAIM_TASKS_PER_STATEMENT {
+            // One statement is its own transaction: one round trip (on
+            // Postgres through the relaxed pool, see `begin_relaxed`).
+            let sql = self.claim_sql(task_ids.len());
+            claim_query(&sql, namespace, task_ids, worker_id, limit, now)
+                .fetch_all(&self.relaxed)
+                .await?
+                .iter()
+                .map(claimed_from_row)
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            let mut tx = self.begin_relaxed("").await?;
+            let mut claimed = Vec::new();
+            for tasks in task_ids.chunks(CLAIM_TASKS_PER_STATEMENT) {
+                let want = limit as usize - claimed.len();
+                if want == 0 {
+                    break;
                 }
-                tx.commit().await?;
-                claimed
-            };
+                let sql = self.claim_sql(tasks.len());
+                for r in claim_query(&sql, namespace, tasks, worker_id, want as u32, now)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    claimed.push(claimed_from_row(&r)?);
+                }
+            }
+            tx.commit().await?;
+            claimed
+        };
         // Steps are written only by the attempt holding the lease, which is
         // now this one: reading them after the claim's commit is the same.
         self.attach_journals(&mut claimed).await?;

@@ -116,8 +116,18 @@ fn bind_runs<'q>(mut q: Q<'q>, runs: &[(&'q NewEvent, &'q NewRun)], now: i64) ->
 
 const WAITPOINT_PARAMS: usize = 7;
 
-/// `INSERT INTO waitpoints` for publish-and-wait without a parent: waiting
-/// on every run of its event.
+/// Publish-and-wait with no parent to suspend and at least one run: its
+/// waitpoint is one plain row, waiting, inserted with the others of its
+/// batch. (A parent needs its journal and suspension; a waitpoint on no
+/// runs is finished at once: one by one, in `insert_runs_waitpoint`.)
+pub(super) fn plain_waitpoint(ev: &NewEvent) -> bool {
+    ev.waitpoint
+        .as_ref()
+        .is_some_and(|w| w.parent.is_none() && !ev.runs.is_empty())
+}
+
+/// `INSERT INTO waitpoints` for [`plain_waitpoint`]s: waiting on every run
+/// of its event.
 fn waitpoints_sql(dialect: Dialect, n: usize, from: usize) -> String {
     format!(
         "INSERT INTO waitpoints (id, namespace, pending, total, event_id, timeout_at_ms, created_at_ms, \
@@ -214,11 +224,25 @@ impl SqlStore {
             && events.len() <= CHUNK
             && events.iter().map(|e| e.runs.len()).sum::<usize>() <= CHUNK
             && events.iter().all(|e| {
-                e.idempotency_key.is_empty()
-                    && e.waitpoint
-                        .as_ref()
-                        .is_none_or(|w| w.parent.is_none() && !e.runs.is_empty())
+                e.idempotency_key.is_empty() && (e.waitpoint.is_none() || plain_waitpoint(e))
             })
+    }
+
+    /// Insert the waitpoints of publish-and-wait events without a parent
+    /// (see [`plain_waitpoint`]), many rows per statement.
+    pub(super) async fn insert_plain_waitpoints(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        events: &[&NewEvent],
+        now: i64,
+    ) -> Result<()> {
+        for chunk in events.chunks(CHUNK) {
+            let sql = waitpoints_sql(self.dialect, chunk.len(), 1);
+            bind_waitpoints(sqlx::query(&sql), chunk, now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The whole batch as one autocommit statement (see the module docs);

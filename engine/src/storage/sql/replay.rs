@@ -2,7 +2,7 @@
 //! the job's cursor and counters — commits in one transaction, so a job
 //! resumed after a crash neither skips nor repeats events.
 
-use super::{Commit, SqlStore};
+use super::SqlStore;
 use crate::error::Result;
 use crate::model::*;
 use sqlx::Row;
@@ -128,7 +128,7 @@ impl SqlStore {
         now: i64,
         lease_ms: i64,
     ) -> Result<bool> {
-        let mut tx = self.begin_write(Commit::Normal).await?;
+        let mut tx = self.begin_write().await?;
         let done = j.status != "running";
         let updated = sqlx::query(
             "UPDATE replays SET cursor_ms = $3, cursor_id = $4, events_scanned = $5, events_replayed = $6, \

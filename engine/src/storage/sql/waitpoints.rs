@@ -7,7 +7,7 @@
 //! the suspended parent in that same transaction, so no waitpoint is left
 //! hanging after a crash: either all of it committed or none of it did.
 
-use super::{Commit, SqlStore};
+use super::SqlStore;
 use crate::error::{Error, Result};
 use crate::model::*;
 use sqlx::any::AnyRow;
@@ -312,7 +312,7 @@ impl SqlStore {
                 "runs waitpoints are created by publish-and-wait".into(),
             ));
         }
-        let mut tx = self.begin_write(Commit::Normal).await?;
+        let mut tx = self.begin_write().await?;
         let mut parent_id = String::new();
         if let Some(p) = &wp.parent {
             let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
@@ -352,7 +352,7 @@ impl SqlStore {
         data: &str,
         now: i64,
     ) -> Result<Waitpoint> {
-        let mut tx = self.begin_write(Commit::Normal).await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT kind, status, parent_run_id FROM waitpoints WHERE namespace = $1 AND id = $2{}",
             self.dialect.for_update()
@@ -398,7 +398,7 @@ impl SqlStore {
     }
 
     pub(super) async fn expire_waitpoints_impl(&self, now: i64) -> Result<Vec<String>> {
-        let mut tx = self.begin_write(Commit::Normal).await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "SELECT id, kind, parent_run_id FROM waitpoints WHERE status = 'waiting' AND timeout_at_ms > 0 \
              AND timeout_at_ms <= $1 ORDER BY id LIMIT 500{}",
@@ -439,7 +439,7 @@ impl SqlStore {
         value: &str,
         now: i64,
     ) -> Result<String> {
-        let mut tx = self.begin_write(Commit::Normal).await?;
+        let mut tx = self.begin_write().await?;
         let ok = sqlx::query(
             "SELECT 1 AS one FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2",
         )
