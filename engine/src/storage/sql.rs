@@ -23,7 +23,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Which SQL engine is behind the pool.
@@ -1127,7 +1127,7 @@ impl Store for SqlStore {
         id: &str,
     ) -> Result<Option<(Run, Vec<Attempt>, String)>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND id = $2"
+            "SELECT {RUN_COLUMNS}, started_at_ms FROM runs WHERE namespace = $1 AND id = $2"
         ))
         .bind(namespace)
         .bind(id)
@@ -1137,23 +1137,38 @@ impl Store for SqlStore {
             return Ok(None);
         };
         let run = run_from_row(&row)?;
-        let attempts = sqlx::query("SELECT * FROM run_attempts WHERE run_id = $1 ORDER BY attempt")
-            .bind(id)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Attempt {
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    worker_id: r.try_get("worker_id")?,
-                    started_at_ms: r.try_get("started_at_ms")?,
-                    finished_at_ms: r.try_get("finished_at_ms")?,
-                    ok: r.try_get::<i64, _>("ok")? != 0,
-                    output_json: r.try_get("output_json")?,
-                    error: r.try_get("error")?,
+        let mut attempts =
+            sqlx::query("SELECT * FROM run_attempts WHERE run_id = $1 ORDER BY attempt")
+                .bind(id)
+                .fetch_all(&self.reader)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Attempt {
+                        attempt: r.try_get::<i64, _>("attempt")? as u32,
+                        worker_id: r.try_get("worker_id")?,
+                        started_at_ms: r.try_get("started_at_ms")?,
+                        finished_at_ms: r.try_get("finished_at_ms")?,
+                        ok: r.try_get::<i64, _>("ok")? != 0,
+                        output_json: r.try_get("output_json")?,
+                        error: r.try_get("error")?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()?;
+        // A completion records its successful attempt on the run only.
+        if run.status == RunStatus::Completed
+            && attempts.last().is_none_or(|a| a.attempt < run.attempts)
+        {
+            attempts.push(Attempt {
+                attempt: run.attempts,
+                worker_id: run.worker_id.clone(),
+                started_at_ms: row.try_get("started_at_ms")?,
+                finished_at_ms: run.updated_at_ms,
+                ok: true,
+                output_json: run.output_json.clone(),
+                error: String::new(),
+            });
+        }
         let payload: String = sqlx::query("SELECT payload FROM events WHERE id = $1")
             .bind(&run.event_id)
             .fetch_optional(&self.reader)
@@ -1581,7 +1596,7 @@ impl SqlStore {
                  UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
                  updated_at_ms = {now_ph}, lease_expires_at_ms = 0 FROM v \
                  WHERE runs.id IN ({ids}) AND runs.id = v.id AND {RUNNING} AND runs.attempts = v.attempt \
-                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.started_at_ms, runs.waitpoint_id"
+                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.waitpoint_id"
             );
             let mut q = sqlx::query(&sql);
             for (_, c, out) in chunk {
@@ -1597,39 +1612,19 @@ impl SqlStore {
                     q = q.bind(&c.run_id);
                 }
             }
-            let mut done: HashMap<String, i64> = HashMap::new();
+            // The successful attempt is not copied into `run_attempts`: the
+            // run's row holds it (worker, start, output, finish), and
+            // `get_run` shows it from there. One statement less per batch.
+            let mut done: HashSet<String> = HashSet::new();
             for r in q.fetch_all(&mut *tx).await? {
-                done.insert(r.try_get("id")?, r.try_get("started_at_ms")?);
+                done.insert(r.try_get("id")?);
                 children.add(&r.try_get::<String, _>("waitpoint_id")?);
             }
-            let won: Vec<&(usize, &Completion, &str)> = chunk
-                .iter()
-                .filter(|(_, c, _)| done.contains_key(&c.run_id))
-                .collect();
-            if won.is_empty() {
-                continue;
+            for (i, c, _) in chunk {
+                if done.contains(&c.run_id) {
+                    effects[*i] = CompletionEffect::Completed;
+                }
             }
-            const M: usize = 6;
-            let values = (0..won.len())
-                .map(|i| format!("({}, 1, '')", self.dialect.list(i * M + 1, M)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "INSERT INTO run_attempts (run_id, attempt, worker_id, started_at_ms, finished_at_ms, output_json, ok, error) \
-                 VALUES {values} ON CONFLICT (run_id, attempt) DO NOTHING"
-            );
-            let mut q = sqlx::query(&sql);
-            for (i, c, out) in &won {
-                effects[*i] = CompletionEffect::Completed;
-                q = q
-                    .bind(&c.run_id)
-                    .bind(c.attempt as i64)
-                    .bind(&c.worker_id)
-                    .bind(done[&c.run_id])
-                    .bind(now)
-                    .bind(*out);
-            }
-            q.execute(&mut *tx).await?;
         }
 
         // Failures: rarer; one decision each.
