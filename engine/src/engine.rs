@@ -8,10 +8,12 @@
 //! 2. Queue into the publish [`Batcher`]; one transaction inserts the event
 //!    row, its archive outbox entry, its idempotency key and one run per
 //!    subscriber. A crash before `COMMIT`: nothing stored.
-//! 3. `COMMIT` returns, then the caller gets the event id and run ids. A
-//!    crash between the two: everything is stored and will run; the caller
-//!    did not hear "ok" and retries, and the idempotency key (if given)
-//!    returns the original event instead of a second one.
+//! 3. `COMMIT` returns (on SQLite followed by a group fsync of the WAL,
+//!    `storage/sql/walsync.rs`), then the caller gets the event id and run
+//!    ids. A crash between the two: everything is stored and will run (a
+//!    power cut before SQLite's sync may lose it — unacknowledged); the
+//!    caller did not hear "ok" and retries, and the idempotency key (if
+//!    given) returns the original event instead of a second one.
 //! 4. Wake idle worker sessions and the archiver. Lost wake-ups are covered
 //!    by the sessions' idle poll and the archiver's tick.
 
