@@ -27,6 +27,8 @@ pub(super) struct WalSync {
     /// The highest commit number known to be on disk; held during a sync,
     /// so syncs never overlap and later callers find theirs already done.
     synced: Mutex<u64>,
+    /// `fdatasync` calls made (for tests and curiosity).
+    syncs: AtomicU64,
 }
 
 impl WalSync {
@@ -38,6 +40,7 @@ impl WalSync {
             wal: wal.into(),
             committed: AtomicU64::new(0),
             synced: Mutex::new(0),
+            syncs: AtomicU64::new(0),
         }
     }
 
@@ -61,7 +64,46 @@ impl WalSync {
                     self.wal.display()
                 ))
             })?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         *synced = upto;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_share_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("f.db");
+        std::fs::write(dir.path().join("f.db-wal"), b"frames").unwrap();
+        let wal = Arc::new(WalSync::new(&db));
+        let calls: Vec<_> = (0..64)
+            .map(|_| {
+                let w = wal.clone();
+                tokio::spawn(async move { w.sync().await })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        let syncs = wal.syncs.load(Ordering::Relaxed);
+        assert!(syncs >= 1, "at least one sync");
+        assert!(syncs < 64, "64 callers made {syncs} syncs: none was shared");
+        // A caller after all that still gets a sync of its own.
+        wal.sync().await.unwrap();
+        assert_eq!(wal.syncs.load(Ordering::Relaxed), syncs + 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_wal_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = WalSync::new(&dir.path().join("gone.db"));
+        let err = wal.sync().await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+        assert!(err.to_string().contains("gone.db-wal"), "{err}");
     }
 }
