@@ -1309,18 +1309,32 @@ impl Store for SqlStore {
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<ArchivedEvent>> {
-        let rows = sqlx::query(
-            "SELECT e.id, e.namespace, e.name, e.version, e.payload, e.tags, e.ordering_key, e.idempotency_key, \
-             e.fan_out_count, e.published_at_ms, e.publisher_run_id FROM archive_outbox o \
-             JOIN events e ON e.id = o.event_id ORDER BY o.event_id LIMIT $1",
-        )
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
+        // Ids first, then their events by primary key. As one join,
+        // Postgres merge-joined the outbox with *all* of `events` in id
+        // order (or hash-joined a seq scan of it): 2.2 ms per call with
+        // 10k events, 10 % of the database's time in a scatter-gather run.
+        let ids: Vec<String> =
+            sqlx::query("SELECT event_id FROM archive_outbox ORDER BY event_id LIMIT $1")
+                .bind(limit as i64)
+                .fetch_all(&self.reader)
+                .await?
+                .iter()
+                .map(|r| r.try_get("event_id"))
+                .collect::<std::result::Result<_, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id, namespace, name, version, payload, tags, ordering_key, idempotency_key, \
+                 fan_out_count, published_at_ms, publisher_run_id FROM events WHERE id IN ({}) ORDER BY id",
+                self.dialect.list(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.reader).await? {
                 let tags: String = r.try_get("tags")?;
-                Ok(ArchivedEvent {
+                out.push(ArchivedEvent {
                     event_id: r.try_get("id")?,
                     namespace: r.try_get("namespace")?,
                     event_name: r.try_get("name")?,
@@ -1332,9 +1346,10 @@ impl Store for SqlStore {
                     fan_out_count: r.try_get::<i64, _>("fan_out_count")? as u32,
                     published_at_ms: r.try_get::<i64, _>("published_at_ms")? as u64,
                     publisher_run_id: r.try_get("publisher_run_id")?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn mark_archived(&self, event_ids: &[String]) -> Result<()> {
