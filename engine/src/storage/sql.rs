@@ -84,6 +84,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (3, "waitpoints", "0003_waitpoints.sql"),
     (4, "replay", "0004_replay.sql"),
     (6, "outbox", "0006_outbox.sql"),
+    (7, "children by event", "0007_children_by_event.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -92,6 +93,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (4, "replay", "0004_replay.sql"),
     (5, "queue tuning", "postgres/0005_queue_tuning.sql"),
     (6, "outbox", "0006_outbox.sql"),
+    (7, "children by event", "0007_children_by_event.sql"),
 );
 
 fn migrator(dialect: Dialect) -> Migrator {

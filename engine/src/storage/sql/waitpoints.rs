@@ -269,11 +269,13 @@ impl SqlStore {
         id: &str,
     ) -> Result<Option<(Waitpoint, Vec<ChildResult>)>> {
         // One statement for the waitpoint and its children: a waiter reads
-        // this once per answer.
+        // this once per answer. The children are the runs of the waitpoint's
+        // event (`runs_by_event`) that point back at it (a replay's runs of
+        // that event do not).
         let rows = sqlx::query(
             "SELECT w.*, r.id AS child_id, r.task_id AS child_task, r.status AS child_status, \
              r.output_json AS child_output, r.last_error AS child_error FROM waitpoints w \
-             LEFT JOIN runs r ON r.waitpoint_id = w.id AND r.waitpoint_id <> '' AND w.kind = 'runs' \
+             LEFT JOIN runs r ON w.kind = 'runs' AND r.event_id = w.event_id AND r.waitpoint_id = w.id \
              WHERE w.namespace = $1 AND w.id = $2 ORDER BY r.task_id, r.id",
         )
         .bind(ns)
