@@ -337,11 +337,17 @@ pub struct ChildResult {
     pub error: String,
 }
 
-/// Things the store tells the engine after a commit.
+/// Things the store tells the engine after a commit, in commit order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreEvent {
+    /// A child run of waitpoint `.0` completed. Sent before the event that
+    /// finishes the waitpoint, so a local waiter that heard every child
+    /// can answer without reading the store.
+    ChildCompleted(String, Box<ChildResult>),
     /// A waitpoint completed or timed out.
     WaitpointFinished(String),
+    /// A waitpoint completed, with its final row.
+    WaitpointDone(Box<Waitpoint>),
     /// Suspended runs were re-queued.
     RunsResumed,
 }

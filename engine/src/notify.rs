@@ -77,7 +77,7 @@ fn handle(engine: &Engine, payload: &str) {
         }
         Some(("events", ns)) => engine.registry().invalidate_events(Some(ns)),
         Some(("subs", ns)) => engine.registry().invalidate_subscriptions(Some(ns)),
-        Some(("wp", id)) => engine.hub().finished(id),
+        Some(("wp", id)) => engine.hub().finished_somewhere(id),
         _ => tracing::debug!(payload, "unknown notification"),
     }
 }

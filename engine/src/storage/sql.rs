@@ -817,7 +817,7 @@ impl SqlStore {
         self.notify_due(&mut tx, &effects).await?;
         let finished = self.finish_children(&mut tx, &children, now).await?;
         tx.commit().await?;
-        self.announce(finished);
+        self.announce_children(children, finished);
         Ok(effects)
     }
 
@@ -1613,7 +1613,7 @@ impl SqlStore {
                  UPDATE runs SET status = 'completed', output_json = v.output, last_error = '', \
                  updated_at_ms = {now_ph}, lease_expires_at_ms = 0 FROM v \
                  WHERE runs.id IN ({ids}) AND runs.id = v.id AND {RUNNING} AND runs.attempts = v.attempt \
-                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.waitpoint_id"
+                 AND runs.worker_id = v.worker_id RETURNING runs.id, runs.waitpoint_id, runs.task_id"
             );
             let mut q = sqlx::query(&sql);
             for (_, c, out) in chunk {
@@ -1632,10 +1632,22 @@ impl SqlStore {
             // The successful attempt is not copied into `run_attempts`: the
             // run's row holds it (worker, start, output, finish), and
             // `get_run` shows it from there. One statement less per batch.
+            let outputs: HashMap<&str, &str> = chunk
+                .iter()
+                .map(|(_, c, out)| (c.run_id.as_str(), *out))
+                .collect();
             let mut done: HashSet<String> = HashSet::new();
             for r in q.fetch_all(&mut *tx).await? {
-                done.insert(r.try_get("id")?);
-                children.add(&r.try_get::<String, _>("waitpoint_id")?);
+                let run_id: String = r.try_get("id")?;
+                let child = ChildResult {
+                    output_json: outputs.get(run_id.as_str()).unwrap_or(&"").to_string(),
+                    run_id: run_id.clone(),
+                    task_id: r.try_get("task_id")?,
+                    status: RunStatus::Completed,
+                    error: String::new(),
+                };
+                children.add_completed(&r.try_get::<String, _>("waitpoint_id")?, child);
+                done.insert(run_id);
             }
             for (i, c, _) in chunk {
                 if done.contains(&c.run_id) {
@@ -1670,7 +1682,7 @@ impl SqlStore {
         self.notify_due(&mut tx, &effects).await?;
         let finished = self.finish_children(&mut tx, &children, now).await?;
         tx.commit().await?;
-        self.announce(finished);
+        self.announce_children(children, finished);
         Ok(effects)
     }
 

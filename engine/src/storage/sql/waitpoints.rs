@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 #[derive(Default)]
 pub(super) struct Children {
     counts: BTreeMap<String, i64>,
+    /// The completed ones with their results, announced after the commit.
+    completed: Vec<(String, ChildResult)>,
 }
 
 impl Children {
@@ -26,7 +28,23 @@ impl Children {
             *self.counts.entry(waitpoint_id.to_string()).or_default() += 1;
         }
     }
+
+    /// A child completed with `child`'s result.
+    pub(super) fn add_completed(&mut self, waitpoint_id: &str, child: ChildResult) {
+        if !waitpoint_id.is_empty() {
+            self.add(waitpoint_id);
+            self.completed.push((waitpoint_id.to_string(), child));
+        }
+    }
 }
+
+/// A waitpoint row as `UPDATE … RETURNING` gives it (SQLite's `RETURNING`
+/// takes no `table.*`).
+const RETURNED: &str = "waitpoints.id AS id, waitpoints.namespace AS namespace, waitpoints.kind AS kind, \
+    waitpoints.status AS status, waitpoints.pending AS pending, waitpoints.total AS total, \
+    waitpoints.event_id AS event_id, waitpoints.parent_run_id AS parent_run_id, \
+    waitpoints.timeout_at_ms AS timeout_at_ms, waitpoints.data_json AS data_json, \
+    waitpoints.created_at_ms AS created_at_ms, waitpoints.completed_at_ms AS completed_at_ms";
 
 fn waitpoint_from_row(r: &AnyRow) -> Result<Waitpoint> {
     let kind: String = r.try_get("kind")?;
@@ -59,8 +77,26 @@ impl SqlStore {
         let _ = self.events.send(StoreEvent::RunsResumed);
     }
 
+    /// Tell this process's engine what a completion transaction committed:
+    /// the completed children first, then the waitpoints they finished.
+    pub(super) fn announce_children(&self, children: Children, finished: Vec<Waitpoint>) {
+        for (wp, child) in children.completed {
+            let _ = self
+                .events
+                .send(StoreEvent::ChildCompleted(wp, Box::new(child)));
+        }
+        if finished.is_empty() {
+            return;
+        }
+        for wp in finished {
+            let _ = self.events.send(StoreEvent::WaitpointDone(Box::new(wp)));
+        }
+        let _ = self.events.send(StoreEvent::RunsResumed);
+    }
+
     /// Count children against their waitpoints; complete those with none
-    /// pending and re-queue their parents. Returns the waitpoints finished.
+    /// pending and re-queue their parents. Returns the waitpoints finished,
+    /// as their rows after the update.
     /// One statement per 400 waitpoints (count and finish together), then
     /// one for all parents and one for all notifications.
     pub(super) async fn finish_children(
@@ -68,8 +104,8 @@ impl SqlStore {
         tx: &mut Transaction<'static, Any>,
         children: &Children,
         now: i64,
-    ) -> Result<Vec<String>> {
-        let mut finished = Vec::new();
+    ) -> Result<Vec<Waitpoint>> {
+        let mut finished: Vec<Waitpoint> = Vec::new();
         let mut parents = Vec::new();
         // Sorted ids (BTreeMap) and an `id IN (…)` list, which the primary
         // key walks in order: one lock order across concurrent transactions.
@@ -88,7 +124,7 @@ impl SqlStore {
                  status = CASE WHEN waitpoints.pending - v.n <= 0 THEN 'completed' ELSE waitpoints.status END, \
                  completed_at_ms = CASE WHEN waitpoints.pending - v.n <= 0 THEN {now_ph} ELSE waitpoints.completed_at_ms END \
                  FROM v WHERE waitpoints.id IN ({ids}) AND waitpoints.id = v.id AND waitpoints.status = 'waiting' \
-                 RETURNING waitpoints.id, waitpoints.pending, waitpoints.parent_run_id"
+                 RETURNING {RETURNED}"
             );
             let mut q = sqlx::query(&sql);
             for (id, n) in chunk {
@@ -104,16 +140,16 @@ impl SqlStore {
                 if r.try_get::<i64, _>("pending")? > 0 {
                     continue;
                 }
-                let parent: String = r.try_get("parent_run_id")?;
-                if !parent.is_empty() {
-                    parents.push(parent);
+                let wp = waitpoint_from_row(&r)?;
+                if !wp.parent_run_id.is_empty() {
+                    parents.push(wp.parent_run_id.clone());
                 }
-                finished.push(r.try_get("id")?);
+                finished.push(wp);
             }
         }
         // Announced in id order, whatever order the rows came back in.
-        finished.sort_unstable();
-        let mut messages: Vec<String> = finished.iter().map(|id| format!("wp:{id}")).collect();
+        finished.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut messages: Vec<String> = finished.iter().map(|w| format!("wp:{}", w.id)).collect();
         if !parents.is_empty() {
             self.resume_parents(tx, &parents, now).await?;
             messages.push("runs".into());
