@@ -121,6 +121,21 @@ fn migrator(dialect: Dialect) -> Migrator {
     }
 }
 
+/// A pool of at most `max` connections, each running `setup` (session
+/// settings) once when it connects.
+fn pool_options(max: u32, setup: String) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                conn.execute(setup.as_str()).await?;
+                Ok(())
+            })
+        })
+}
+
 /// Quote an identifier for Postgres.
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -150,20 +165,7 @@ impl SqlStore {
                      PRAGMA wal_autocheckpoint = {};",
                     checkpoint::BACKSTOP_PAGES
                 );
-                let opts = |n: u32| {
-                    let setup = setup.clone();
-                    AnyPoolOptions::new()
-                        .max_connections(n)
-                        .min_connections(1)
-                        .acquire_timeout(Duration::from_secs(30))
-                        .after_connect(move |conn, _| {
-                            let setup = setup.clone();
-                            Box::pin(async move {
-                                conn.execute(setup.as_str()).await?;
-                                Ok(())
-                            })
-                        })
-                };
+                let opts = |n: u32| pool_options(n, setup.clone()).min_connections(1);
                 let writer = opts(1).connect(&url).await.map_err(|e| {
                     Error::Unavailable(format!("sqlite: cannot open {}: {e}", path.display()))
                 })?;
@@ -215,18 +217,7 @@ impl SqlStore {
                 }
                 let set_path = format!("SET search_path TO {}", quote_ident(&schema));
                 let pool = |settings: &'static str| {
-                    let setup = format!("{set_path}{settings}");
-                    AnyPoolOptions::new()
-                        .max_connections(*max_connections)
-                        .acquire_timeout(Duration::from_secs(30))
-                        .after_connect(move |conn, _| {
-                            let setup = setup.clone();
-                            Box::pin(async move {
-                                conn.execute(setup.as_str()).await?;
-                                Ok(())
-                            })
-                        })
-                        .connect(url)
+                    pool_options(*max_connections, format!("{set_path}{settings}")).connect(url)
                 };
                 let unavailable = |e: sqlx::Error| {
                     Error::Unavailable(format!("postgres: cannot connect to {}: {e}", redact(url)))
