@@ -387,13 +387,21 @@ pub async fn suspended(args: &Args) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (after, engine_after) = (rss_bytes(), engine_rss());
     // Checked after the memory reading: listing 10,000 runs allocates.
-    let req = fanout::proto::ListRunsRequest {
-        task: "parent".into(),
-        status: "waiting".into(),
-        limit: 100_000,
-        ..Default::default()
-    };
-    let waiting = client.list_runs(req).await?.len();
+    // The engine answers at most 10,000 runs a page; page on by id.
+    let (mut waiting, mut cursor) = (0, String::new());
+    loop {
+        let req = fanout::proto::ListRunsRequest {
+            task: "parent".into(),
+            status: "waiting".into(),
+            limit: 10_000,
+            before: cursor.clone(),
+            ..Default::default()
+        };
+        let page = client.list_runs(req).await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.id.clone();
+        waiting += page.len();
+    }
     anyhow::ensure!(
         waiting >= args.events,
         "only {waiting} of {} parents are waiting in the store",
