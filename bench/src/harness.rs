@@ -42,6 +42,12 @@ impl Bench {
         if let Some(n) = args.publish_concurrency {
             config.publish_concurrency = n;
         }
+        if let Some(n) = args.complete_concurrency {
+            config.complete_concurrency = n;
+        }
+        if let Some(us) = args.claim_linger_us {
+            config.claim_linger_us = us;
+        }
         tweak(&mut config);
         let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
         let url = format!("http://{}", listeners.grpc.local_addr()?);

@@ -64,6 +64,14 @@ pub struct Args {
     /// (`publish_concurrency`; in-process engine only).
     #[arg(long)]
     pub publish_concurrency: Option<usize>,
+    /// Override how many completion transactions may be in flight at once
+    /// (`complete_concurrency`; in-process engine only).
+    #[arg(long)]
+    pub complete_concurrency: Option<usize>,
+    /// Override how long a woken worker session waits for publishes still
+    /// committing before it claims (`claim_linger_us`; in-process engine only).
+    #[arg(long)]
+    pub claim_linger_us: Option<u64>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -27,10 +27,16 @@ pub struct Config {
     pub idle_poll_ms: u64,
     /// Most publishes committed in one transaction.
     pub publish_batch_max: usize,
-    /// Publish (Postgres) and completion transactions in flight at once.
-    /// Fewer means larger group commits; 2 measured best on 2 cores
-    /// (BENCHMARKS.md: 5.4–5.7k vs 4.9–5.1k runs/s with 4).
+    /// Publish transactions in flight at once (Postgres; SQLite has one
+    /// writer). While one commits the next batch fills, so fewer means larger
+    /// group commits: on 2 cores 1 beat 2 (end-to-end 6/6 A/B pairs, median
+    /// +15 %) and 2 beat 4 (BENCHMARKS.md section 1). Raise it for a
+    /// Postgres far away (round trip ≫ commit) or with many cores.
     pub publish_concurrency: usize,
+    /// Completion transactions in flight at once; same trade-off. On 2 cores
+    /// 1 beat 2 (scatter-gather at c64, 11 of 14 A/B pairs; BENCHMARKS.md
+    /// section 3).
+    pub complete_concurrency: usize,
     /// Events shipped to the archive per batch.
     pub archive_batch: usize,
     /// After shipping a partial batch, wait this long before the next one,
@@ -61,7 +67,8 @@ impl Default for Config {
             reap_interval_ms: 500,
             idle_poll_ms: 5_000,
             publish_batch_max: 256,
-            publish_concurrency: 2,
+            publish_concurrency: 1,
+            complete_concurrency: 1,
             archive_batch: 1_000,
             archive_linger_ms: 20,
             idempotency_window_ms: 24 * 60 * 60 * 1000,
@@ -160,8 +167,14 @@ impl Config {
         if self.default_lease_ms < 100 {
             return Err("default_lease_ms must be at least 100".into());
         }
-        if self.publish_batch_max == 0 || self.publish_concurrency == 0 {
-            return Err("publish_batch_max and publish_concurrency must be at least 1".into());
+        if self.publish_batch_max == 0
+            || self.publish_concurrency == 0
+            || self.complete_concurrency == 0
+        {
+            return Err(
+                "publish_batch_max, publish_concurrency and complete_concurrency must be at least 1"
+                    .into(),
+            );
         }
         if self.archive_batch == 0 {
             return Err("archive_batch must be at least 1".into());

@@ -113,7 +113,7 @@ impl Engine {
         let completer = Batcher::spawn(
             "complete",
             config.publish_batch_max,
-            config.publish_concurrency,
+            config.complete_concurrency,
             move |batch: Vec<Completion>| {
                 let s = s.clone();
                 async move { s.complete(&batch, now_ms()).await }
