@@ -6,6 +6,7 @@
 //! object). Scenarios are flag sets; see `--help` and BENCHMARKS.md.
 
 mod harness;
+mod repeat;
 mod scenarios;
 mod stats;
 
@@ -75,6 +76,10 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Run the scenario this many times, each in a fresh process, and print
+    /// the median, smallest and largest of every figure with all the runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub repeat: u16,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +109,10 @@ pub enum Backend {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.repeat > 1 {
+        let summary = repeat::run(usize::from(args.repeat), &child_args())?;
+        return print(&summary, args.json);
+    }
     let summary = match args.scenario {
         Scenario::Throughput => scenarios::throughput(&args).await?,
         Scenario::Latency => scenarios::latency(&args).await?,
@@ -113,10 +122,31 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Ratelimit => scenarios::ratelimit(&args).await?,
         Scenario::Replay => scenarios::replay(&args).await?,
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+    print(&summary, args.json)
+}
+
+fn print(summary: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
     } else {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", serde_json::to_string_pretty(summary)?);
     }
     Ok(())
+}
+
+/// This process's flags without `--repeat` and `--json` (each child is
+/// given `--json`).
+fn child_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for a in std::env::args().skip(1) {
+        if skip_value {
+            skip_value = false;
+        } else if a == "--repeat" {
+            skip_value = true;
+        } else if !(a.starts_with("--repeat=") || a == "--json") {
+            out.push(a);
+        }
+    }
+    out
 }
