@@ -30,7 +30,7 @@ pub struct Config {
     /// Publish transactions in flight at once (Postgres; SQLite has one
     /// writer). While one commits the next batch fills, so fewer means larger
     /// group commits: on 2 cores 1 beat 2 (end-to-end 6/6 A/B pairs, median
-    /// +15 %) and 2 beat 4 (BENCHMARKS.md section 1). Raise it for a
+    /// +16 %) and 2 beat 4 (BENCHMARKS.md section 1). Raise it for a
     /// Postgres far away (round trip ≫ commit) or with many cores.
     pub publish_concurrency: usize,
     /// Completion transactions in flight at once; same trade-off. On 2 cores
