@@ -8,7 +8,7 @@
 //! figures stay meaningful. The summary keeps every run and gives, for each
 //! number in it, the median, the smallest and the largest.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::process::Command;
 
 /// Run this binary `n` times with `args` (which must not hold `--repeat`)
@@ -57,25 +57,16 @@ fn fold(values: &[&Value], f: fn(&mut [f64]) -> f64) -> Value {
         return Value::Null;
     };
     match first {
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (k, v) in map {
-                let at: Vec<&Value> = values.iter().filter_map(|x| x.get(k)).collect();
-                let same = at.len() == values.len();
-                out.insert(k.clone(), if same { fold(&at, f) } else { v.clone() });
-            }
-            Value::Object(out)
-        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), fold_at(values, f, |x| x.get(k), v)))
+                .collect(),
+        ),
         Value::Array(items) => Value::Array(
-            (0..items.len())
-                .map(|i| {
-                    let at: Vec<&Value> = values.iter().filter_map(|x| x.get(i)).collect();
-                    if at.len() == values.len() {
-                        fold(&at, f)
-                    } else {
-                        items[i].clone()
-                    }
-                })
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| fold_at(values, f, |x| x.get(i), v))
                 .collect(),
         ),
         Value::Number(_) => {
@@ -87,6 +78,22 @@ fn fold(values: &[&Value], f: fn(&mut [f64]) -> f64) -> Value {
             json!(f(&mut xs))
         }
         other => (*other).clone(),
+    }
+}
+
+/// `fold` over what `get` finds in each run; `first` (the first run's) when
+/// some run lacks it.
+fn fold_at<'v>(
+    values: &[&'v Value],
+    f: fn(&mut [f64]) -> f64,
+    get: impl Fn(&'v Value) -> Option<&'v Value>,
+    first: &Value,
+) -> Value {
+    let at: Vec<&Value> = values.iter().filter_map(|x| get(x)).collect();
+    if at.len() == values.len() {
+        fold(&at, f)
+    } else {
+        first.clone()
     }
 }
 

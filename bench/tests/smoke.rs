@@ -3,20 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-#[test]
-fn throughput_scenario_reports_runs_per_sec() {
+/// Run the bench binary with `args` and parse its JSON summary.
+fn bench(args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanout-bench"))
-        .args([
-            "--backend",
-            "sqlite",
-            "--events",
-            "60",
-            "--subscribers",
-            "2",
-            "--publishers",
-            "4",
-            "--json",
-        ])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -24,7 +14,22 @@ fn throughput_scenario_reports_runs_per_sec() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn throughput_scenario_reports_runs_per_sec() {
+    let v = bench(&[
+        "--backend",
+        "sqlite",
+        "--events",
+        "60",
+        "--subscribers",
+        "2",
+        "--publishers",
+        "4",
+        "--json",
+    ]);
     assert_eq!(v["scenario"], "throughput");
     assert_eq!(v["runs"], 120);
     assert!(v["runs_per_sec"].as_f64().unwrap() > 0.0);
@@ -34,27 +39,18 @@ fn throughput_scenario_reports_runs_per_sec() {
 
 #[test]
 fn repeat_runs_fresh_processes_and_reports_medians() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fanout-bench"))
-        .args([
-            "--backend",
-            "sqlite",
-            "--events",
-            "30",
-            "--subscribers",
-            "2",
-            "--publishers",
-            "2",
-            "--repeat=3",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = bench(&[
+        "--backend",
+        "sqlite",
+        "--events",
+        "30",
+        "--subscribers",
+        "2",
+        "--publishers",
+        "2",
+        "--repeat=3",
+        "--json",
+    ]);
     assert_eq!(v["repeat"], 3);
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
