@@ -50,6 +50,8 @@ pub struct Config {
     /// committing, wait this long before claiming so one claim takes the
     /// burst (0: claim at once). A lone publish is claimed at once.
     pub claim_linger_us: u64,
+    /// Bounds on client input and connections (`limits.rs`).
+    pub limits: crate::limits::Limits,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             archive_linger_ms: 20,
             idempotency_window_ms: 24 * 60 * 60 * 1000,
             claim_linger_us: 1_000,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -179,25 +182,32 @@ impl Config {
         if self.archive_batch == 0 {
             return Err("archive_batch must be at least 1".into());
         }
+        let problems = self.limits.problems();
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
         if let StoreConfig::Postgres { url, .. } = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             return Err(format!(
-                "store.url must start with postgres:// (got '{url}')"
+                "store.url must start with postgres:// (got '{}')",
+                crate::error::redact_url(url)
             ));
         }
         if let ArchiveConfig::Clickhouse { url, .. } = &self.archive
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return Err(format!(
-                "archive.url must be an http:// URL of ClickHouse's HTTP port (got '{url}')"
+                "archive.url must be an http:// URL of ClickHouse's HTTP port (got '{}')",
+                crate::error::redact_url(url)
             ));
         }
         if let LimiterConfig::Redis { url, .. } = &self.limiter
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(format!(
-                "limiter.url must start with redis:// (got '{url}')"
+                "limiter.url must start with redis:// (got '{}')",
+                crate::error::redact_url(url)
             ));
         }
         Ok(())

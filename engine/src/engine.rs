@@ -21,15 +21,17 @@ use crate::batch::Batcher;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::limits::{self, MAX_TAG_BYTES};
 use crate::model::*;
 use crate::ratelimit::{Decision, RateLimiter};
-use crate::registry::Registry;
+use crate::registry::{LiveEvent, Registry};
 use crate::routing;
 use crate::schema::{self, CompiledSchema};
 use crate::storage::Store;
 use crate::wakeup::Wakeup;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// What a caller asks to publish.
@@ -63,6 +65,8 @@ struct Inner {
     completer: Batcher<Completion, CompletionEffect>,
     /// Publishes between validation and their answer in this process.
     publishing: AtomicUsize,
+    /// Permits of the blocking pool that validates expensive payloads.
+    validators: Arc<tokio::sync::Semaphore>,
 }
 
 /// Counts one publish in flight for as long as it lives.
@@ -119,6 +123,7 @@ impl Engine {
                 async move { s.complete(&batch, now_ms()).await }
             },
         );
+        let config_validation_concurrency = config.limits.validation_concurrency.max(1);
         Engine {
             inner: Arc::new(Inner {
                 registry: Registry::new(store.clone()),
@@ -133,6 +138,7 @@ impl Engine {
                 publisher,
                 completer,
                 publishing: AtomicUsize::new(0),
+                validators: Arc::new(tokio::sync::Semaphore::new(config_validation_concurrency)),
             }),
         }
     }
@@ -183,6 +189,20 @@ impl Engine {
         options: &EventOptions,
     ) -> Result<(EventDef, bool)> {
         schema::check_event_name(name)?;
+        if schema_json.len() > limits::MAX_SCHEMA_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "schema_json is {} bytes, over the limit of {} bytes",
+                schema_json.len(),
+                limits::MAX_SCHEMA_BYTES
+            )));
+        }
+        if description.len() > limits::MAX_DESCRIPTION_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "description is {} bytes, over the limit of {} bytes",
+                description.len(),
+                limits::MAX_DESCRIPTION_BYTES
+            )));
+        }
         let value = schema::parse_json("schema_json", schema_json)?;
         CompiledSchema::compile(&value)?;
         if let Some(rl) = &options.rate_limit {
@@ -244,28 +264,15 @@ impl Engine {
         waitpoint: Option<NewWaitpoint>,
     ) -> Result<Published> {
         schema::check_event_name(&input.event)?;
+        self.check_publish_fields(&input)?;
         let live = self.inner.registry.event(ns, &input.event).await?;
         let size = input.payload_json.len();
         let limit = self.inner.config.max_payload_bytes;
         if size > limit {
             return Err(Error::PayloadTooLarge { size, limit });
         }
-        let payload = schema::parse_json("payload", &input.payload_json)?;
-        let violations = live.schema.violations(&payload);
-        if !violations.is_empty() {
-            return Err(Error::InvalidPayload {
-                event: input.event,
-                version: live.def.version,
-                violations,
-            });
-        }
-        for tag in &input.tags {
-            if tag.is_empty() || tag.len() > 200 {
-                return Err(Error::InvalidArgument(format!(
-                    "tags: '{tag}' is invalid: tags must be 1-200 characters"
-                )));
-            }
-        }
+        let payload = schema::parse_payload(&input.payload_json)?;
+        let payload = self.validate(&live, &input.event, payload, size).await?;
         if let Some(rl) = &live.def.options.rate_limit {
             self.check_rate_limit(ns, &input.event, rl, &payload)
                 .await?;
@@ -296,8 +303,9 @@ impl Engine {
             namespace: ns.to_string(),
             name: input.event.clone(),
             version: live.def.version,
-            // Store the compact form: what was validated is what is stored.
-            payload_json: payload.to_string(),
+            // The text as published (it parsed, without duplicate keys, to
+            // the value validated): numbers beyond f64 keep every digit.
+            payload_json: input.payload_json.trim().to_string(),
             ordering_key: input.ordering_key,
             idempotency_key: input.idempotency_key,
             tags: input.tags,
@@ -319,6 +327,94 @@ impl Engine {
         }
         tracing::debug!(event_id = %published.event_id, runs = published.runs.len(), deduplicated = published.deduplicated, "event published");
         Ok(published)
+    }
+
+    /// Bounds on the publish request's own fields (the payload is checked
+    /// by size and schema).
+    fn check_publish_fields(&self, input: &PublishInput) -> Result<()> {
+        let limits = &self.inner.config.limits;
+        limits::check_text(
+            "idempotency_key",
+            &input.idempotency_key,
+            limits.max_key_bytes,
+        )?;
+        limits::check_text("ordering_key", &input.ordering_key, limits.max_key_bytes)?;
+        if input.tags.len() > limits.max_tags {
+            return Err(Error::InvalidArgument(format!(
+                "tags: {} tags is over the limit of {} (limits.max_tags)",
+                input.tags.len(),
+                limits.max_tags
+            )));
+        }
+        for (i, tag) in input.tags.iter().enumerate() {
+            if tag.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "tags[{i}] is empty; tags must be 1-{MAX_TAG_BYTES} bytes"
+                )));
+            }
+            limits::check_text(&format!("tags[{i}]"), tag, MAX_TAG_BYTES)?;
+        }
+        Ok(())
+    }
+
+    /// Check `payload` against the event's schema and give it back. Small
+    /// payloads of schemas without user regexes validate here; the rest on
+    /// the blocking pool (`limits.validation_concurrency` at once), so a
+    /// slow validation never holds an async runtime thread. Over
+    /// `limits.validation_timeout_ms` the publish is refused; the pool's
+    /// thread finishes on its own (bounded by payload and schema size)
+    /// while its permit keeps the pool's width.
+    async fn validate(
+        &self,
+        live: &Arc<LiveEvent>,
+        event: &str,
+        payload: serde_json::Value,
+        size: usize,
+    ) -> Result<serde_json::Value> {
+        let budget = Duration::from_millis(self.inner.config.limits.validation_timeout_ms);
+        let deadline = Instant::now() + budget;
+        let (violations, total, payload) = if live.schema.is_cheap(size) {
+            let (v, n) = live.schema.violations(&payload, deadline);
+            (v, n, payload)
+        } else {
+            let slow = || {
+                Error::InvalidArgument(format!(
+                    "payload for event '{event}' did not validate within {} ms (limits.validation_timeout_ms): simplify the schema's patterns or send a smaller payload",
+                    budget.as_millis()
+                ))
+            };
+            let permit = tokio::time::timeout_at(
+                deadline.into(),
+                self.inner.validators.clone().acquire_owned(),
+            )
+            .await
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "schema validation is saturated (limits.validation_concurrency = {}); retry",
+                    self.inner.config.limits.validation_concurrency
+                ))
+            })?
+            .map_err(Error::internal)?;
+            let live = live.clone();
+            let job = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let (v, n) = live.schema.violations(&payload, deadline);
+                (v, n, payload)
+            });
+            match tokio::time::timeout_at(deadline.into(), job).await {
+                Ok(done) => done.map_err(Error::internal)?,
+                Err(_) => return Err(slow()),
+            }
+        };
+        if total > 0 {
+            return Err(Error::InvalidPayload {
+                event: event.to_string(),
+                version: live.def.version,
+                violations,
+                total,
+            });
+        }
+        Ok(payload)
     }
 
     /// Count this publish against the event's limit (per key field value
@@ -409,17 +505,8 @@ impl Engine {
                     s.task_id
                 )));
             }
-            if crate::filter::is_pattern(&s.event) {
-                let ok = s
-                    .event
-                    .split('.')
-                    .all(|seg| seg == "*" || seg == "#" || schema::check_event_name(seg).is_ok());
-                if !ok {
-                    return Err(Error::InvalidArgument(format!(
-                        "tasks[{i}].event: pattern '{}' is invalid: segments are names, '*' (one segment) or '#' (any number)",
-                        s.event
-                    )));
-                }
+            if crate::pattern::is_pattern(&s.event) {
+                crate::pattern::check(&format!("tasks[{i}].event"), &s.event)?;
             } else if let Err(Error::NotFound(_)) = {
                 schema::check_event_name(&s.event)
                     .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;
@@ -428,6 +515,13 @@ impl Engine {
                 return Err(Error::NotFound(format!(
                     "tasks[{i}]: task '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
                     s.task_id, s.event
+                )));
+            }
+            if s.filter_json.len() > limits::MAX_FILTER_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].filter_json is {} bytes, over the limit of {} bytes",
+                    s.filter_json.len(),
+                    limits::MAX_FILTER_BYTES
                 )));
             }
             Filter::parse(&s.filter_json).map_err(|e| {

@@ -35,15 +35,24 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// The payload does not match the event's schema.
-    #[error("payload for event '{event}' (schema v{version}) is invalid: {}", join(.violations))]
+    #[error("payload for event '{event}' (schema v{version}) is invalid: {}{}", join(.violations), more(.violations.len(), *.total))]
     InvalidPayload {
         event: String,
         version: u32,
+        /// The first violations (at most `limits::MAX_VIOLATIONS`).
         violations: Vec<Violation>,
+        /// How many violations there are in all.
+        total: usize,
     },
     /// The payload is larger than the configured limit.
     #[error("payload is {size} bytes, over the limit of {limit} bytes (max_payload_bytes)")]
     PayloadTooLarge { size: usize, limit: usize },
+    /// A request body is larger than the HTTP API accepts.
+    #[error("request body is over the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// An HTTP request body is not `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A named thing does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -79,10 +88,64 @@ fn join(violations: &[Violation]) -> String {
         .join("; ")
 }
 
+fn more(shown: usize, total: usize) -> String {
+    if total > shown {
+        format!("; … and {} more ({total} violations in all)", total - shown)
+    } else {
+        String::new()
+    }
+}
+
 /// Seconds to wait, rounded up, never 0 (HTTP `Retry-After` semantics).
 pub fn retry_after_secs(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.max(1)
+}
+
+/// Client input echoed in a message or a log line: at most `max` bytes (cut
+/// on a character boundary, with the full length said), control characters
+/// escaped so a newline cannot forge a log line.
+pub fn clip(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.char_indices() {
+        if i >= max {
+            out.push_str(&format!("…({} bytes)", s.len()));
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A URL fit for a message or log line: the password of its user info and
+/// any `password=` query value replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    };
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{base}{}", query.join("&"));
+    }
+    out
 }
 
 impl Error {
@@ -92,21 +155,41 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The one code table: each error's gRPC code and HTTP status.
+    pub fn codes(&self) -> (tonic::Code, axum::http::StatusCode) {
+        use axum::http::StatusCode as H;
+        use tonic::Code as G;
+        match self {
+            Error::InvalidArgument(_) | Error::InvalidPayload { .. } => {
+                (G::InvalidArgument, H::BAD_REQUEST)
+            }
+            Error::PayloadTooLarge { .. } | Error::BodyTooLarge { .. } => {
+                (G::InvalidArgument, H::PAYLOAD_TOO_LARGE)
+            }
+            Error::UnsupportedMediaType(_) => (G::InvalidArgument, H::UNSUPPORTED_MEDIA_TYPE),
+            Error::NotFound(_) => (G::NotFound, H::NOT_FOUND),
+            Error::AlreadyExists(_) => (G::AlreadyExists, H::CONFLICT),
+            Error::RateLimited { .. } => (G::ResourceExhausted, H::TOO_MANY_REQUESTS),
+            Error::FailedPrecondition(_) => (G::FailedPrecondition, H::CONFLICT),
+            Error::Conflict(_) => (G::Aborted, H::CONFLICT),
+            Error::Unavailable(_) => (G::Unavailable, H::SERVICE_UNAVAILABLE),
+            Error::Internal(_) => (G::Internal, H::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        self.codes().1
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        use tonic::Code;
-        let code = match &e {
-            Error::InvalidArgument(_) | Error::InvalidPayload { .. } => Code::InvalidArgument,
-            Error::PayloadTooLarge { .. } => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::AlreadyExists(_) => Code::AlreadyExists,
-            Error::RateLimited { .. } => Code::ResourceExhausted,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::Conflict(_) => Code::Aborted,
-            Error::Unavailable(_) => Code::Unavailable,
-            Error::Internal(_) => Code::Internal,
-        };
-        let mut status = tonic::Status::new(code, e.to_string());
+        let code = e.codes().0;
+        // gRPC carries the message in a header (hard limit 16 KiB).
+        let message = crate::limits::truncate(e.to_string(), crate::limits::MAX_MESSAGE_BYTES);
+        let mut status = tonic::Status::new(code, message);
         if let Error::RateLimited { retry_after, .. } = &e
             && let Ok(v) = retry_after_secs(*retry_after).to_string().parse()
         {

@@ -495,31 +495,6 @@ fn in_cidr(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
     }
 }
 
-/// Does an event name match a subscription's event pattern? `*` is one
-/// segment, `#` any number of segments (zero included), as in AMQP topics.
-pub fn name_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[&str], n: &[&str]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(&"#"), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(&"*"), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    if !pattern.contains(['*', '#']) {
-        return pattern == name;
-    }
-    let p: Vec<&str> = pattern.split('.').collect();
-    let n: Vec<&str> = name.split('.').collect();
-    go(&p, &n)
-}
-
-/// Is `pattern` a wildcard (rather than one event name)?
-pub fn is_pattern(pattern: &str) -> bool {
-    pattern.contains(['*', '#'])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,17 +667,5 @@ mod tests {
                 .contains("not valid JSON")
         );
         assert_eq!(Filter::parse("  ").unwrap(), None);
-    }
-
-    #[test]
-    fn event_name_patterns() {
-        assert!(name_matches("order.created", "order.created"));
-        assert!(name_matches("order.*", "order.created"));
-        assert!(!name_matches("order.*", "order.created.v2"));
-        assert!(name_matches("order.#", "order.created.v2"));
-        assert!(name_matches("order.#", "order"));
-        assert!(name_matches("#", "anything.at.all"));
-        assert!(name_matches("*.created", "user.created"));
-        assert!(!name_matches("*.created", "user.deleted"));
     }
 }

@@ -1,48 +1,96 @@
 //! HTTP: `GET /healthz` and the publish API for curl, webhooks and other
 //! languages (`docs/openapi.yaml`). Errors map to HTTP status codes once, in
-//! `IntoResponse for Error`.
+//! `IntoResponse for Error`, and every answer — 404, 405 and 413 included —
+//! is JSON.
+//!
+//! A browser on another origin must not be able to act here: every POST
+//! requires `Content-Type: application/json` (a cross-site "simple" request
+//! cannot send it without a CORS preflight), and preflights are answered
+//! only for `limits.cors_allowed_origins` (none by default). Connections are
+//! capped and timed (`serve`), so slow or idle clients cannot hold the
+//! engine's file descriptors.
 
 use crate::engine::{Engine, PublishInput};
 use crate::error::{Error, retry_after_secs};
+use crate::limits::Limits;
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// The HTTP router.
 pub fn router(engine: Engine) -> axum::Router {
-    // Leave room for the JSON envelope; the engine applies the real limit
-    // to the payload and answers 413 itself.
-    let body_limit = engine
-        .config()
-        .max_payload_bytes
-        .saturating_mul(2)
-        .max(64 * 1024);
+    let limits = engine.config().limits.clone();
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/events/{name}/publish", post(publish))
         .route("/api/v1/waitpoints/{id}/complete", post(complete_waitpoint))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_millis(limits.http_body_timeout_ms),
+        ))
+        .layer(cors(&limits))
         .with_state(engine)
+}
+
+fn cors(limits: &Limits) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = &limits.cors_allowed_origins;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static(fanout_proto::NAMESPACE_HEADER),
+        ])
 }
 
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+async fn not_found() -> Error {
+    Error::NotFound("no such route; the API is under /api/v1 (docs/openapi.yaml)".into())
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = Error::InvalidArgument("method not allowed on this route".into()).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PublishBody {
-    payload: Value,
+    payload: Box<RawValue>,
     #[serde(default)]
     idempotency_key: String,
     #[serde(default)]
     ordering_key: String,
     #[serde(default)]
     tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
 }
 
 fn namespace(headers: &HeaderMap) -> Result<String, Error> {
@@ -58,24 +106,69 @@ fn namespace(headers: &HeaderMap) -> Result<String, Error> {
     }
 }
 
+/// The request body as a JSON object of shape `T`: `Content-Type` must be
+/// `application/json`, the body at most `limit` bytes (413 otherwise) and
+/// an object (serde would also take an array for a struct).
+async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    shape: &str,
+) -> Result<Option<T>, Error> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // `to_bytes` says an over-long body only through its message.
+        if e.to_string().contains("length limit") {
+            Error::BodyTooLarge { limit }
+        } else {
+            Error::InvalidArgument(format!("could not read the request body: {e}"))
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Error::UnsupportedMediaType(
+            "Content-Type must be application/json".into(),
+        ));
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::InvalidArgument(format!(
+            "request body must be a JSON object {shape}"
+        )));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::InvalidArgument(format!("request body must be {shape}: {e}")))
+}
+
 async fn publish(
     State(engine): State<Engine>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
-    let body: PublishBody = serde_json::from_slice(&body).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "request body must be {{\"payload\": …, \"idempotencyKey\"?, \"orderingKey\"?, \"tags\"?}}: {e}"
-        ))
-    })?;
+    // Room for the envelope; the engine applies the real limit to the payload.
+    let limit = engine
+        .config()
+        .max_payload_bytes
+        .saturating_mul(2)
+        .max(64 * 1024);
+    let shape = "{\"payload\": …, \"idempotencyKey\"?, \"orderingKey\"?, \"tags\"?}";
+    let body: PublishBody = json_body(&headers, body, limit, shape)
+        .await?
+        .ok_or_else(|| Error::InvalidArgument(format!("request body must be {shape}")))?;
     let p = engine
         .publish(
             &ns,
             PublishInput {
                 event: name,
-                payload_json: body.payload.to_string(),
+                payload_json: body.payload.get().to_string(),
                 idempotency_key: body.idempotency_key,
                 ordering_key: body.ordering_key,
                 tags: body.tags,
@@ -98,18 +191,15 @@ async fn complete_waitpoint(
     State(engine): State<Engine>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
-    let data = if body.is_empty() {
-        Value::Null
-    } else {
-        let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            Error::InvalidArgument(format!("request body must be {{\"data\": …}}: {e}"))
-        })?;
-        v.get("data").cloned().unwrap_or(Value::Null)
-    };
-    let w = engine.complete_token(&ns, &id, &data.to_string()).await?;
+    let limit = engine.config().max_payload_bytes.saturating_add(1024);
+    let body: Option<CompleteBody> = json_body(&headers, body, limit, "{\"data\"?: …}").await?;
+    let data = body
+        .and_then(|b| b.data)
+        .map_or_else(|| "null".to_string(), |d| d.get().to_string());
+    let w = engine.complete_token(&ns, &id, &data).await?;
     Ok(Json(
         json!({"waitpointId": w.waitpoint.id, "status": w.waitpoint.status}),
     ))
@@ -117,19 +207,14 @@ async fn complete_waitpoint(
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match &self {
-            Error::InvalidArgument(_) | Error::InvalidPayload { .. } => StatusCode::BAD_REQUEST,
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::AlreadyExists(_) => StatusCode::CONFLICT,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::FailedPrecondition(_) | Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = self.http_status();
         let mut body = json!({"error": self.to_string()});
-        if let Error::InvalidPayload { violations, .. } = &self {
+        if let Error::InvalidPayload {
+            violations, total, ..
+        } = &self
+        {
             body["violations"] = json!(violations);
+            body["violationCount"] = json!(total);
         }
         let mut resp = (status, Json(body)).into_response();
         if let Error::RateLimited { retry_after, .. } = &self
@@ -139,4 +224,69 @@ impl IntoResponse for Error {
         }
         resp
     }
+}
+
+/// Serve `router` on `listener` until `cancel`: at most
+/// `limits.http_max_connections` open connections (more wait in the accept
+/// queue), headers (and the wait for the next request on a kept-alive
+/// connection) within `limits.http_header_timeout_ms`, bodies within
+/// `limits.http_body_timeout_ms` (the router's layer). On cancel, open
+/// connections finish their requests for up to 10 s.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: &Limits,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let conns = Arc::new(tokio::sync::Semaphore::new(limits.http_max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let header_timeout = Duration::from_millis(limits.http_header_timeout_ms);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(header_timeout)
+        .keep_alive_timeout(header_timeout);
+    loop {
+        let permit = tokio::select! {
+            p = conns.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = cancel.cancelled() => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, the
+                    // engine itself stays up.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("http connections still open after 10 s of shutdown; closing them");
+        }
+    }
+    Ok(())
 }

@@ -20,8 +20,10 @@ pub mod error;
 pub mod filter;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 pub mod model;
 pub mod notify;
+pub mod pattern;
 pub mod ratelimit;
 pub mod registry;
 pub mod replay;
@@ -171,8 +173,12 @@ pub async fn run_with(
     );
     let grpc = grpc::router(engine.clone(), cancel.clone())
         .serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned());
-    let http = axum::serve(listeners.http, http::router(engine.clone()))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let http = http::serve(
+        listeners.http,
+        http::router(engine.clone()),
+        &engine.config().limits,
+        cancel.clone(),
+    );
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "engine started");
 
     let trigger = cancel.clone();

@@ -289,6 +289,8 @@ pub struct ParentRef {
     pub attempt: u32,
     /// Journal key under which the waitpoint id is recorded.
     pub step_key: String,
+    /// The worker session that must hold the run's lease for this attempt.
+    pub worker_id: String,
 }
 
 /// A waitpoint to create.

@@ -14,8 +14,9 @@
 use crate::archive::{Archive, ArchiveQuery};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::filter::{Filter, is_pattern, name_matches};
+use crate::filter::Filter;
 use crate::model::*;
+use crate::pattern::{is_pattern, matches as name_matches};
 use crate::routing;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -56,20 +57,7 @@ fn archive_query(ns: &str, pattern: &str, from: i64, to: i64) -> ArchiveQuery {
 impl Engine {
     /// Validate and store a replay job; a runner picks it up at once.
     pub async fn start_replay(&self, ns: &str, req: ReplayRequest) -> Result<ReplayJob> {
-        if is_pattern(&req.event_pattern) {
-            let ok = req
-                .event_pattern
-                .split('.')
-                .all(|s| s == "*" || s == "#" || crate::schema::check_event_name(s).is_ok());
-            if !ok {
-                return Err(Error::InvalidArgument(format!(
-                    "event pattern '{}' is invalid",
-                    req.event_pattern
-                )));
-            }
-        } else {
-            crate::schema::check_event_name(&req.event_pattern)?;
-        }
+        crate::pattern::check("event", &req.event_pattern)?;
         if req.from_ms >= req.to_ms {
             return Err(Error::InvalidArgument(format!(
                 "from ({}) must be before to ({})",
@@ -155,20 +143,30 @@ impl Engine {
         after: Option<(u64, String)>,
         limit: usize,
     ) -> Result<Vec<ArchivedEvent>> {
+        crate::pattern::check("event", pattern)?;
         let mut q = archive_query(ns, pattern, from, to);
         q.after = after;
         q.limit = limit.clamp(1, 10_000);
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let page = self.archive().read(&q).await?;
             let n = page.len();
             if let Some(last) = page.last() {
                 q.after = Some((last.published_at_ms, last.event_id.clone()));
             }
-            out.extend(
-                page.into_iter()
-                    .filter(|e| name_matches(pattern, &e.event_name)),
-            );
+            for e in page
+                .into_iter()
+                .filter(|e| name_matches(pattern, &e.event_name))
+            {
+                // A page stays under a standard 4 MiB gRPC message: cut it
+                // early (never empty) and let the caller's cursor go on.
+                bytes += e.payload.len() + 256;
+                if bytes > crate::limits::MAX_RESPONSE_BYTES && !out.is_empty() {
+                    return Ok(out);
+                }
+                out.push(e);
+            }
             if out.len() >= q.limit || n < q.limit {
                 out.truncate(q.limit);
                 return Ok(out);

@@ -4,12 +4,17 @@
 //! emit. The draft comes from `$schema` (default 2020-12); formats (email,
 //! date-time, uuid, …) are checked in every draft.
 
-use crate::error::{Error, Result, Violation};
+use crate::error::{Error, Result, Violation, clip};
+use crate::limits::{MAX_VIOLATION_BYTES, MAX_VIOLATIONS};
 use serde_json::Value;
+use std::time::Instant;
 
 /// A compiled schema, ready to validate payloads.
 pub struct CompiledSchema {
     validator: jsonschema::Validator,
+    /// The schema has user-written regexes (`pattern`, `patternProperties`),
+    /// whose cost per string is not known in advance.
+    has_patterns: bool,
 }
 
 impl std::fmt::Debug for CompiledSchema {
@@ -27,8 +32,15 @@ impl CompiledSchema {
                 "schema_json must be a JSON object (a JSON Schema document)".into(),
             ));
         }
+        // fancy-regex backtracks only for patterns with lookarounds or
+        // backreferences; bound each match so one key or string cannot take
+        // seconds (the whole validation also has a time budget, `publish`).
+        let patterns = jsonschema::PatternOptions::fancy_regex()
+            .backtrack_limit(100_000)
+            .size_limit(1 << 20);
         let validator = jsonschema::options()
             .should_validate_formats(true)
+            .with_pattern_options(patterns)
             .build(schema)
             .map_err(|e| {
                 let at = e.instance_path().as_str();
@@ -37,18 +49,47 @@ impl CompiledSchema {
                     "schema_json is not a valid JSON Schema: at {at}: {e}"
                 ))
             })?;
-        Ok(CompiledSchema { validator })
+        Ok(CompiledSchema {
+            validator,
+            has_patterns: has_patterns(schema),
+        })
     }
 
-    /// Every violation of `payload`, in document order; empty when valid.
-    pub fn violations(&self, payload: &Value) -> Vec<Violation> {
-        self.validator
-            .iter_errors(payload)
-            .map(|e| Violation {
-                path: e.instance_path().as_str().to_string(),
-                message: e.to_string(),
-            })
-            .collect()
+    /// Cheap enough to validate `payload_bytes` on the async runtime: small
+    /// and without user regexes. Everything else goes to the blocking pool.
+    pub fn is_cheap(&self, payload_bytes: usize) -> bool {
+        !self.has_patterns && payload_bytes <= 4 * 1024
+    }
+
+    /// The first [`MAX_VIOLATIONS`] violations of `payload` in document
+    /// order (each message cut to [`MAX_VIOLATION_BYTES`]: they quote the
+    /// value) and how many there are in all; `(empty, 0)` when valid. Stops
+    /// counting at `deadline`, which makes the count a lower bound.
+    pub fn violations(&self, payload: &Value, deadline: Instant) -> (Vec<Violation>, usize) {
+        let mut shown = Vec::new();
+        let mut total = 0;
+        for e in self.validator.iter_errors(payload) {
+            total += 1;
+            if shown.len() < MAX_VIOLATIONS {
+                shown.push(Violation {
+                    path: clip(e.instance_path().as_str(), MAX_VIOLATION_BYTES),
+                    message: clip(&e.to_string(), MAX_VIOLATION_BYTES),
+                });
+            } else if total % 64 == 0 && Instant::now() >= deadline {
+                break;
+            }
+        }
+        (shown, total)
+    }
+}
+
+fn has_patterns(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| k == "pattern" || k == "patternProperties" || has_patterns(v)),
+        Value::Array(a) => a.iter().any(has_patterns),
+        _ => false,
     }
 }
 
@@ -61,6 +102,89 @@ pub fn parse_json(field: &str, text: &str) -> Result<Value> {
             e.column()
         ))
     })
+}
+
+/// Parse a payload: JSON text whose objects have no duplicate keys. The
+/// payload is stored as the text published, so the value validated (where a
+/// repeated key keeps its last value) must be the only reading of it.
+pub fn parse_payload(text: &str) -> Result<Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed =
+        serde::Deserialize::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
+    parsed.map_err(|e| {
+        Error::InvalidArgument(format!(
+            "payload is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// A JSON value whose objects refuse a repeated key.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key '{}' in an object",
+                    clip(&key, crate::limits::MAX_ECHO_BYTES)
+                )));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// The schema in a canonical text form (sorted keys, no whitespace), used to
@@ -135,8 +259,9 @@ mod tests {
                 "type": "object", "properties": {"qty": {"type": "integer", "minimum": 1}}}}},
         }))
         .unwrap();
-        let v = s.violations(&json!({"items": [{"qty": 0}]}));
+        let (v, total) = s.violations(&json!({"items": [{"qty": 0}]}), later());
         assert_eq!(v.len(), 1);
+        assert_eq!(total, 1);
         assert_eq!(
             v[0].to_string(),
             "/items/0/qty: 0 is less than the minimum of 1"
@@ -155,17 +280,45 @@ mod tests {
                                "at": {"type": "string", "format": "date-time"}}
             }))
             .unwrap();
-            assert!(
-                s.violations(&json!({"email": "a@b.co", "at": "2026-01-01T00:00:00Z"}))
-                    .is_empty()
-            );
-            assert_eq!(
-                s.violations(&json!({"email": "nope", "at": "yesterday"}))
-                    .len(),
-                2,
-                "{draft}"
-            );
+            let ok = json!({"email": "a@b.co", "at": "2026-01-01T00:00:00Z"});
+            assert_eq!(s.violations(&ok, later()).1, 0);
+            let bad = json!({"email": "nope", "at": "yesterday"});
+            assert_eq!(s.violations(&bad, later()).1, 2, "{draft}");
         }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    #[test]
+    fn violations_are_bounded_and_counted() {
+        let s = CompiledSchema::compile(&json!({"type": "array", "items": {"type": "integer"}}))
+            .unwrap();
+        let long = "x".repeat(10_000);
+        let payload = json!(vec![long; 500]);
+        let (shown, total) = s.violations(&payload, later());
+        assert_eq!(total, 500);
+        assert_eq!(shown.len(), MAX_VIOLATIONS);
+        assert!(
+            shown
+                .iter()
+                .all(|v| v.message.len() <= MAX_VIOLATION_BYTES + 32)
+        );
+    }
+
+    #[test]
+    fn payloads_keep_their_text_and_refuse_duplicate_keys() {
+        let v =
+            parse_payload(r#"{"n": 123456789012345678901234567890, "a": [1, {"b": 2}]}"#).unwrap();
+        assert_eq!(v["a"][1]["b"], 2);
+        let e = parse_payload(r#"{"a": 1, "a": 2}"#).unwrap_err();
+        assert!(e.to_string().contains("duplicate key 'a'"), "{e}");
+        let e = parse_payload(r#"{"x": {"a": 1, "a": 2}}"#).unwrap_err();
+        assert!(e.to_string().contains("duplicate key"), "{e}");
+        assert!(parse_payload("[1, 2] x").is_err());
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse_payload(&deep).is_err());
     }
 
     #[test]

@@ -196,6 +196,10 @@ impl Engine {
         hold: Duration,
     ) -> Result<(Published, Option<WaitpointView>)> {
         let started = tokio::time::Instant::now();
+        self.check_parent(parent.as_ref())?;
+        if let Some(t) = timeout {
+            crate::limits::check_timeout("timeout_ms", t.as_millis() as u64)?;
+        }
         let held = parent.is_none() && !hold.is_zero();
         let timeout_at = timeout
             .map(|t| now_ms() + t.as_millis() as i64)
@@ -260,6 +264,50 @@ impl Engine {
         answer
     }
 
+    /// Record a journal step of a running run (only its lease holder may).
+    pub async fn record_step(
+        &self,
+        ns: &str,
+        step: &ParentRef,
+        value_json: &str,
+    ) -> Result<String> {
+        self.check_parent(Some(step))?;
+        self.check_json_size("value_json", value_json)?;
+        crate::schema::parse_json("value_json", value_json)?;
+        self.store()
+            .record_step(ns, step, value_json, now_ms())
+            .await
+    }
+
+    fn check_parent(&self, parent: Option<&ParentRef>) -> Result<()> {
+        if let Some(p) = parent {
+            crate::limits::check_text(
+                "parent.step_key",
+                &p.step_key,
+                crate::limits::MAX_STEP_KEY_BYTES,
+            )?;
+            if p.worker_id.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "parent.worker_id is required: the worker_id of the run's assignment (only the lease holder may act for a run)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// JSON a client asks the engine to keep (token data, step values):
+    /// bounded like a payload.
+    fn check_json_size(&self, field: &str, text: &str) -> Result<()> {
+        let limit = self.config().max_payload_bytes;
+        if text.len() > limit {
+            return Err(Error::InvalidArgument(format!(
+                "{field} is {} bytes, over the limit of {limit} bytes (max_payload_bytes)",
+                text.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Suspend `parent` until `duration` from now.
     pub async fn sleep(
         &self,
@@ -267,6 +315,8 @@ impl Engine {
         parent: ParentRef,
         duration: Duration,
     ) -> Result<WaitpointView> {
+        self.check_parent(Some(&parent))?;
+        crate::limits::check_timeout("duration_ms", duration.as_millis() as u64)?;
         let at = now_ms() + duration.as_millis() as i64;
         let wp = NewWaitpoint {
             id: new_id(),
@@ -287,6 +337,10 @@ impl Engine {
         timeout: Option<Duration>,
         parent: Option<ParentRef>,
     ) -> Result<WaitpointView> {
+        self.check_parent(parent.as_ref())?;
+        if let Some(t) = timeout {
+            crate::limits::check_timeout("timeout_ms", t.as_millis() as u64)?;
+        }
         let at = timeout
             .map(|t| now_ms() + t.as_millis() as i64)
             .unwrap_or(0);
@@ -311,10 +365,14 @@ impl Engine {
         id: &str,
         data_json: &str,
     ) -> Result<WaitpointView> {
+        self.check_json_size("data_json", data_json)?;
         let data = if data_json.trim().is_empty() {
             "null".to_string()
         } else {
-            crate::schema::parse_json("data_json", data_json)?.to_string()
+            crate::schema::parse_payload(data_json)
+                .map_err(|e| Error::InvalidArgument(format!("data_json: {e}")))?;
+            // As sent, like a payload: big numbers keep their digits.
+            data_json.trim().to_string()
         };
         self.store().complete_token(ns, id, &data, now_ms()).await?;
         self.waitpoint(ns, id).await

@@ -121,6 +121,9 @@ pub struct TaskContext {
     pub tags: Vec<String>,
     pub published_at_ms: i64,
     pub(crate) client: crate::Client,
+    /// The worker session holding this run's lease (sent with calls made
+    /// on the run's behalf).
+    pub(crate) worker_id: String,
     /// Step key → recorded value (JSON), from earlier executions.
     pub(crate) journal: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// Per-kind call counters, to key waits by call order.

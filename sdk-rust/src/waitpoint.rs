@@ -287,6 +287,7 @@ impl TaskContext {
             run_id: self.run_id.clone(),
             attempt: self.attempt,
             step_key: key.into(),
+            worker_id: self.worker_id.clone(),
         }
     }
 
@@ -331,6 +332,7 @@ impl TaskContext {
             attempt: self.attempt,
             key: key.clone(),
             value_json: json,
+            worker_id: self.worker_id.clone(),
         };
         let stored = self
             .client

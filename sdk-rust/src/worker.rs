@@ -282,6 +282,7 @@ async fn execute(
         tags: a.tags.clone(),
         published_at_ms: a.published_at_ms,
         client,
+        worker_id: a.worker_id.clone(),
         journal: Arc::new(Mutex::new(
             a.journal
                 .iter()

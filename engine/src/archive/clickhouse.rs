@@ -93,7 +93,12 @@ impl ClickhouseArchive {
             .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
             .execute()
             .await
-            .map_err(|e| Error::Unavailable(format!("clickhouse: cannot reach {url}: {e}")))?;
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "clickhouse: cannot reach {}: {e}",
+                    crate::error::redact_url(url)
+                ))
+            })?;
         // Inserts quote the table name whole, so select the database on the
         // client and use the bare table name.
         let client = client.with_database(database);

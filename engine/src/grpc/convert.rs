@@ -149,6 +149,8 @@ pub fn assignment(c: ClaimedRun) -> pb::RunAssignment {
             .into_iter()
             .map(|(key, value_json)| pb::JournalEntry { key, value_json })
             .collect(),
+        // Set by the session that sends it.
+        worker_id: String::new(),
     }
 }
 
@@ -173,5 +175,6 @@ pub fn parent(p: Option<pb::ParentRun>) -> Option<ParentRef> {
         run_id: p.run_id,
         attempt: p.attempt,
         step_key: p.step_key,
+        worker_id: p.worker_id,
     })
 }

@@ -34,12 +34,68 @@ pub fn namespace<T>(req: &tonic::Request<T>) -> Result<String> {
     Ok(ns.to_string())
 }
 
-/// Build the tonic router with every service.
-pub fn router(engine: Engine, cancel: CancellationToken) -> tonic::transport::server::Router {
+type Response = axum::http::Response<tonic::body::Body>;
+
+/// The server's layers: request decoding errors get their proper codes.
+pub type Layers = tower::layer::util::Stack<
+    tower::util::MapResponseLayer<fn(Response) -> Response>,
+    tower::layer::util::Identity,
+>;
+
+/// tonic answers an undecodable request with INTERNAL and an over-long one
+/// with OUT_OF_RANGE; both are the client's fault: INVALID_ARGUMENT and
+/// RESOURCE_EXHAUSTED (what gRPC specifies for a message over the
+/// receiver's limit). Such errors end the call before any message, so the
+/// status is in the response headers.
+fn request_error_codes(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    let code = h
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok());
+    let message = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let fixed = match code {
+        Some(c)
+            if c == tonic::Code::OutOfRange as i32
+                && message.contains("message length too large") =>
+        {
+            Some(tonic::Code::ResourceExhausted)
+        }
+        Some(c) if c == tonic::Code::Internal as i32 && message.contains("failed to decode") => {
+            Some(tonic::Code::InvalidArgument)
+        }
+        _ => None,
+    };
+    if let Some(c) = fixed {
+        h.insert("grpc-status", axum::http::HeaderValue::from(c as i32));
+    }
+    resp
+}
+
+/// Build the tonic router with every service. Each connection carries at
+/// most `limits.grpc_max_streams_per_connection` streams and is pinged
+/// every `limits.grpc_keepalive_ms`; a peer that does not answer a ping in
+/// that time is dropped (a frozen or vanished worker).
+pub fn router(
+    engine: Engine,
+    cancel: CancellationToken,
+) -> tonic::transport::server::Router<Layers> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Serving from the start: `run` only builds the router once backends are up.
     drop(health_reporter);
+    let limits = &engine.config().limits;
+    let keepalive = std::time::Duration::from_millis(limits.grpc_keepalive_ms.max(1_000));
+    let fix: fn(Response) -> Response = request_error_codes;
     tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(limits.grpc_max_streams_per_connection))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .tcp_keepalive(Some(std::time::Duration::from_secs(60)))
+        .layer(tower::util::MapResponseLayer::new(fix))
         .add_service(health_service)
         .add_service(EventServiceServer::new(events::EventsApi {
             engine: engine.clone(),

@@ -127,19 +127,15 @@ impl WaitpointService for WaitpointsApi {
         &self,
         req: Request<pb::RecordStepRequest>,
     ) -> Result<Response<pb::RecordStepResponse>, Status> {
+        let ns = namespace(&req)?;
         let r = req.into_inner();
-        crate::schema::parse_json("value_json", &r.value_json)?;
-        let value_json = self
-            .engine
-            .store()
-            .record_step(
-                &r.run_id,
-                r.attempt,
-                &r.key,
-                &r.value_json,
-                crate::model::now_ms(),
-            )
-            .await?;
+        let step = crate::model::ParentRef {
+            run_id: r.run_id,
+            attempt: r.attempt,
+            step_key: r.key,
+            worker_id: r.worker_id,
+        };
+        let value_json = self.engine.record_step(&ns, &step, &r.value_json).await?;
         Ok(Response::new(pb::RecordStepResponse { value_json }))
     }
 }

@@ -65,6 +65,19 @@ impl WorkerService for WorkersApi {
             )
             .into());
         };
+        crate::limits::check_text(
+            "register.worker_name",
+            &reg.worker_name,
+            crate::limits::MAX_WORKER_NAME_BYTES,
+        )?;
+        if reg.tasks.len() > crate::limits::MAX_TASKS_PER_WORKER {
+            return Err(Error::InvalidArgument(format!(
+                "register.tasks: {} tasks is over the limit of {} per worker",
+                reg.tasks.len(),
+                crate::limits::MAX_TASKS_PER_WORKER
+            ))
+            .into());
+        }
         if reg.tasks.is_empty() {
             return Err(Error::InvalidArgument(
                 "register.tasks: a worker must register at least one task".into(),
@@ -115,12 +128,15 @@ impl WorkerService for WorkersApi {
         let dispatch = tokio::spawn(session.clone().dispatch_loop(runs_tx, cancel.clone()));
         let fwd = tx.clone();
         let fwd_cancel = cancel.clone();
+        let assigned_to = worker_id.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     run = runs_rx.recv() => {
                         let Some(run) = run else { break };
-                        let msg = pb::ServerMessage { msg: Some(Out::Assignment(convert::assignment(run))) };
+                        let mut a = convert::assignment(run);
+                        a.worker_id.clone_from(&assigned_to);
+                        let msg = pb::ServerMessage { msg: Some(Out::Assignment(a)) };
                         if fwd.send(Ok(msg)).await.is_err() { break; }
                     }
                     _ = fwd_cancel.cancelled() => break,
@@ -128,6 +144,7 @@ impl WorkerService for WorkersApi {
             }
         });
         // Stream → results and heartbeats.
+        let max_output = self.engine.config().max_payload_bytes;
         tokio::spawn(async move {
             loop {
                 let msg = tokio::select! {
@@ -144,9 +161,25 @@ impl WorkerService for WorkersApi {
                                 session.release_slot(&r.run_id);
                                 continue;
                             }
+                            Some(pb::run_result::Outcome::OutputJson(o))
+                                if o.len() > max_output =>
+                            {
+                                // Kept bounded like a payload; the handler's
+                                // side effects happened, so no retry.
+                                Outcome::Failed {
+                                    message: format!(
+                                        "the handler's output is {} bytes, over the limit of {max_output} bytes (max_payload_bytes)",
+                                        o.len()
+                                    ),
+                                    fatal: true,
+                                }
+                            }
                             Some(pb::run_result::Outcome::OutputJson(o)) => Outcome::Ok(o),
                             Some(pb::run_result::Outcome::Failure(f)) => Outcome::Failed {
-                                message: f.message,
+                                message: crate::limits::truncate(
+                                    f.message,
+                                    crate::limits::MAX_ERROR_TEXT_BYTES,
+                                ),
                                 fatal: f.fatal,
                             },
                             None => Outcome::Failed {

@@ -7,7 +7,7 @@
 
 use super::{Decision, RateLimiter};
 use crate::config::OnUnavailable;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, redact_url};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,8 +42,9 @@ pub struct RedisLimiter {
 impl RedisLimiter {
     /// Connect (failing fast, with a one-line error, if Redis is unreachable).
     pub async fn connect(url: &str, on_unavailable: OnUnavailable, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::Unavailable(format!("redis: invalid url {url}: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::Unavailable(format!("redis: invalid url {}: {e}", redact_url(url)))
+        })?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(1)))
@@ -53,8 +54,15 @@ impl RedisLimiter {
             ConnectionManager::new_with_config(client, cfg),
         )
         .await
-        .map_err(|_| Error::Unavailable(format!("redis: timed out connecting to {url}")))?
-        .map_err(|e| Error::Unavailable(format!("redis: cannot connect to {url}: {e}")))?;
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "redis: timed out connecting to {}",
+                redact_url(url)
+            ))
+        })?
+        .map_err(|e| {
+            Error::Unavailable(format!("redis: cannot connect to {}: {e}", redact_url(url)))
+        })?;
         Ok(RedisLimiter {
             conn,
             script: redis::Script::new(SCRIPT),

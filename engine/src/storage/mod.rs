@@ -145,11 +145,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Memoize a step result for a running attempt; the first value
     /// recorded under a key wins and is returned.
+    /// Refused (FailedPrecondition) unless `step.run_id` is in `namespace`
+    /// and running `step.attempt` under `step.worker_id`'s lease.
     async fn record_step(
         &self,
-        run_id: &str,
-        attempt: u32,
-        key: &str,
+        namespace: &str,
+        step: &ParentRef,
         value_json: &str,
         now_ms: i64,
     ) -> Result<String>;

@@ -266,19 +266,7 @@ pub fn notify_channel(schema: &str) -> String {
     c
 }
 
-/// Hide a password in a URL for error messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+use crate::error::redact_url as redact;
 
 impl Dialect {
     /// Placeholders for a statement whose parameters are *all* generated
@@ -1231,13 +1219,12 @@ impl Store for SqlStore {
 
     async fn record_step(
         &self,
-        run_id: &str,
-        attempt: u32,
-        key: &str,
+        namespace: &str,
+        step: &ParentRef,
         value_json: &str,
         now: i64,
     ) -> Result<String> {
-        self.record_step_impl(run_id, attempt, key, value_json, now)
+        self.record_step_impl(namespace, step, value_json, now)
             .await
     }
 

@@ -205,20 +205,26 @@ impl SqlStore {
     }
 
     /// Suspend `parent` on waitpoint `wp_id` if it still runs that attempt.
+    /// Only the lease holder of the parent's current attempt, in the
+    /// waitpoint's namespace, can suspend it (false otherwise).
     async fn suspend_parent(
         &self,
         tx: &mut Transaction<'static, Any>,
+        namespace: &str,
         p: &ParentRef,
         wp_id: &str,
         now: i64,
     ) -> Result<bool> {
         let row = sqlx::query(
             "UPDATE runs SET status = 'waiting', lease_expires_at_ms = 0, updated_at_ms = $3 \
-             WHERE id = $1 AND status = 'running' AND attempts = $2 RETURNING worker_id, started_at_ms",
+             WHERE id = $1 AND status = 'running' AND attempts = $2 AND namespace = $4 \
+             AND worker_id = $5 RETURNING worker_id, started_at_ms",
         )
         .bind(&p.run_id)
         .bind(p.attempt as i64)
         .bind(now)
+        .bind(namespace)
+        .bind(&p.worker_id)
         .fetch_optional(&mut **tx)
         .await?;
         let Some(r) = row else { return Ok(false) };
@@ -236,6 +242,26 @@ impl SqlStore {
         .execute(&mut **tx)
         .await?;
         Ok(true)
+    }
+
+    /// Is `p` running its attempt under its worker's lease in `namespace`?
+    async fn holds_run(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        namespace: &str,
+        p: &ParentRef,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM runs WHERE id = $1 AND namespace = $2 AND status = 'running' \
+             AND attempts = $3 AND worker_id = $4",
+        )
+        .bind(&p.run_id)
+        .bind(namespace)
+        .bind(p.attempt as i64)
+        .bind(&p.worker_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(row.is_some())
     }
 
     async fn journal(
@@ -273,12 +299,22 @@ impl SqlStore {
         let mut parent_id = String::new();
         let mut suspended = false;
         if let Some(p) = &wp.parent {
-            let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
-            self.journal(tx, &p.run_id, &p.step_key, &value, now)
-                .await?;
-            if !done && self.suspend_parent(tx, p, &wp.id, now).await? {
-                parent_id = p.run_id.clone();
-                suspended = true;
+            // Journal only into a run this caller holds: suspending checks
+            // that; with nothing to wait for, the same check without it.
+            let holds = if done {
+                self.holds_run(tx, &wp.namespace, p).await?
+            } else {
+                self.suspend_parent(tx, &wp.namespace, p, &wp.id, now)
+                    .await?
+            };
+            if holds {
+                let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
+                self.journal(tx, &p.run_id, &p.step_key, &value, now)
+                    .await?;
+                if !done {
+                    parent_id = p.run_id.clone();
+                    suspended = true;
+                }
             }
         }
         sqlx::query(
@@ -353,15 +389,18 @@ impl SqlStore {
         let mut tx = self.begin_write().await?;
         let mut parent_id = String::new();
         if let Some(p) = &wp.parent {
+            if !self
+                .suspend_parent(&mut tx, &wp.namespace, p, &wp.id, now)
+                .await?
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "run {} is not running attempt {} under this worker's lease in namespace '{}'; it cannot suspend",
+                    p.run_id, p.attempt, wp.namespace
+                )));
+            }
             let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
             self.journal(&mut tx, &p.run_id, &p.step_key, &value, now)
                 .await?;
-            if !self.suspend_parent(&mut tx, p, &wp.id, now).await? {
-                return Err(Error::FailedPrecondition(format!(
-                    "run {} is not running attempt {}; it cannot suspend",
-                    p.run_id, p.attempt
-                )));
-            }
             parent_id = p.run_id.clone();
         }
         sqlx::query(
@@ -471,23 +510,26 @@ impl SqlStore {
 
     pub(super) async fn record_step_impl(
         &self,
-        run_id: &str,
-        attempt: u32,
-        key: &str,
+        namespace: &str,
+        step: &ParentRef,
         value: &str,
         now: i64,
     ) -> Result<String> {
+        let (run_id, attempt, key) = (&step.run_id, step.attempt, &step.step_key);
         let mut tx = self.begin_write().await?;
         let ok = sqlx::query(
-            "SELECT 1 AS one FROM runs WHERE id = $1 AND status = 'running' AND attempts = $2",
+            "SELECT 1 AS one FROM runs WHERE id = $1 AND namespace = $2 AND status = 'running' \
+             AND attempts = $3 AND worker_id = $4",
         )
         .bind(run_id)
+        .bind(namespace)
         .bind(attempt as i64)
+        .bind(&step.worker_id)
         .fetch_optional(&mut *tx)
         .await?;
         if ok.is_none() {
             return Err(Error::FailedPrecondition(format!(
-                "run {run_id} is not running attempt {attempt}; its steps cannot be recorded"
+                "run {run_id} is not running attempt {attempt} under this worker's lease in namespace '{namespace}'; its steps cannot be recorded"
             )));
         }
         self.journal(&mut tx, run_id, key, value, now).await?;
