@@ -15,6 +15,7 @@
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::*;
+use crate::wakeup::Target;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,10 +29,12 @@ pub struct Session {
     pub worker_id: String,
     tasks: Vec<String>,
     concurrency: usize,
-    /// Runs sent and not yet reported (the worker's used slots), and
-    /// whether each has an ordering key.
-    in_flight: Mutex<HashMap<String, bool>>,
+    /// Runs sent and not yet reported (the worker's used slots): each
+    /// one's task, and whether it has an ordering key.
+    in_flight: Mutex<HashMap<String, (String, bool)>>,
     slot_freed: Notify,
+    /// Woken when runs this session's tasks can take may exist.
+    signal: Arc<Notify>,
 }
 
 impl Session {
@@ -42,10 +45,12 @@ impl Session {
         tasks: Vec<String>,
         concurrency: usize,
     ) -> Self {
+        let signal = engine.wakeup().subscribe(&namespace, &tasks);
         Session {
             engine,
             namespace,
             worker_id,
+            signal,
             tasks,
             concurrency: concurrency.max(1),
             in_flight: Mutex::default(),
@@ -70,7 +75,6 @@ impl Session {
     ) {
         let idle = Duration::from_millis(self.engine.config().idle_poll_ms);
         let linger = Duration::from_micros(self.engine.config().claim_linger_us);
-        let wake = self.engine.wakeup().clone();
         let mut failures = 0u32;
         // The store tries tasks in the order given; start each claim at the
         // next task so one task's backlog never starves the others.
@@ -88,7 +92,7 @@ impl Session {
         // Due work may exist that this session has not claimed.
         let mut pending = true;
         loop {
-            let notified = wake.notified();
+            let notified = self.signal.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let freed = self.slot_freed.notified();
@@ -116,11 +120,12 @@ impl Session {
                         full = claimed.len() == free;
                         pending = full;
                         if let Ok(mut set) = self.in_flight.lock() {
-                            set.extend(
-                                claimed
-                                    .iter()
-                                    .map(|c| (c.run_id.clone(), !c.ordering_key.is_empty())),
-                            );
+                            set.extend(claimed.iter().map(|c| {
+                                (
+                                    c.run_id.clone(),
+                                    (c.task_id.clone(), !c.ordering_key.is_empty()),
+                                )
+                            }));
                         }
                         for run in claimed {
                             tracing::debug!(run_id = %run.run_id, task = %run.task_id, attempt = run.attempt, worker = %self.worker_id, "run assigned");
@@ -175,14 +180,29 @@ impl Session {
         attempt: u32,
         outcome: Outcome,
     ) -> Result<CompletionEffect> {
+        let task = self
+            .in_flight
+            .lock()
+            .ok()
+            .and_then(|set| set.get(&run_id).map(|(t, _)| t.clone()));
+        let retry_wakes = match task {
+            Some(task) => Target::Task {
+                namespace: self.namespace.clone(),
+                task,
+            },
+            None => Target::Namespace(self.namespace.clone()),
+        };
         let effect = self
             .engine
-            .complete(Completion {
-                run_id: run_id.clone(),
-                attempt,
-                worker_id: self.worker_id.clone(),
-                outcome,
-            })
+            .complete(
+                Completion {
+                    run_id: run_id.clone(),
+                    attempt,
+                    worker_id: self.worker_id.clone(),
+                    outcome,
+                },
+                retry_wakes,
+            )
             .await;
         self.release_slot(&run_id);
         effect
@@ -190,15 +210,14 @@ impl Session {
 
     /// The worker dropped a run it suspended: free its slot.
     pub fn release_slot(&self, run_id: &str) {
-        let keyed = self
+        let done = self
             .in_flight
             .lock()
             .ok()
-            .and_then(|mut set| set.remove(run_id))
-            .unwrap_or(false);
-        if keyed {
+            .and_then(|mut set| set.remove(run_id));
+        if let Some((task, true)) = done {
             // The next run of its key, on any session, may be claimable.
-            self.engine.wakeup().now();
+            self.engine.wakeup().tasks(&self.namespace, [task.as_str()]);
         }
         self.slot_freed.notify_one();
     }
@@ -223,15 +242,14 @@ impl Session {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(worker = %self.worker_id, runs = n, "released runs of a disconnected worker");
-                self.engine.wakeup().now();
             }
             Err(e) => {
                 tracing::warn!(worker = %self.worker_id, error = %e, "could not release runs; leases will expire")
             }
         }
-        // Retries scheduled by the release have timers via next_due of other
-        // sessions; wake them so they re-read it.
-        self.engine.wakeup().now();
+        // Released runs are retried now or later: wake this namespace's
+        // sessions so they claim them or re-read their next due time.
+        self.engine.wakeup().namespace(&self.namespace);
     }
 }
 

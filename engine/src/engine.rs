@@ -28,7 +28,7 @@ use crate::registry::{LiveEvent, Registry};
 use crate::routing;
 use crate::schema::{self, CompiledSchema};
 use crate::storage::Store;
-use crate::wakeup::Wakeup;
+use crate::wakeup::{Target, Wakeup};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -206,9 +206,10 @@ impl Engine {
         let value = schema::parse_json("schema_json", schema_json)?;
         CompiledSchema::compile(&value)?;
         if let Some(rl) = &options.rate_limit {
-            if rl.limit == 0 || rl.window_ms == 0 {
+            // The window log holds one entry per counted hit: bound both.
+            if !(1..=1_000_000).contains(&rl.limit) || !(1..=86_400_000).contains(&rl.window_ms) {
                 return Err(Error::InvalidArgument(format!(
-                    "rate_limit: limit and window_ms must be greater than 0 (got {}/{}ms)",
+                    "rate_limit: limit must be in 1..=1000000 and window_ms in 1..=86400000 (got {}/{}ms)",
                     rl.limit, rl.window_ms
                 )));
             }
@@ -321,7 +322,9 @@ impl Engine {
         let published = published?;
         if !published.deduplicated {
             if !published.runs.is_empty() {
-                self.inner.wakeup.now();
+                self.inner
+                    .wakeup
+                    .tasks(ns, published.runs.iter().map(|(_, task, _)| task.as_str()));
             }
             self.inner.archive_wakeup.now();
         }
@@ -433,6 +436,17 @@ impl Engine {
                 Some(other) => other.to_string(),
                 None => String::new(),
             };
+            // A key value is client data of any size: long ones are kept as
+            // their SHA-256 (stable across replicas, not forgeable into
+            // another tenant's window).
+            let v = if v.len() > 64 {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(v.as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("sha256:{hex}")
+            } else {
+                v
+            };
             key = format!("{key}:{}={v}", rl.key_field);
         }
         let window = std::time::Duration::from_millis(rl.window_ms);
@@ -463,19 +477,24 @@ impl Engine {
         Ok(filter.matches(&payload))
     }
 
-    /// Record a worker's result for one attempt (batched with others).
-    pub async fn complete(&self, completion: Completion) -> Result<CompletionEffect> {
+    /// Record a worker's result for one attempt (batched with others); a
+    /// retry it schedules wakes `retry_wakes` when it falls due.
+    pub async fn complete(
+        &self,
+        completion: Completion,
+        retry_wakes: Target,
+    ) -> Result<CompletionEffect> {
         let run_id = completion.run_id.clone();
         let effect = self.inner.completer.submit(completion).await?;
-        self.after_effect(effect);
+        self.after_effect(effect, retry_wakes);
         tracing::debug!(run_id = %run_id, ?effect, "attempt finished");
         Ok(effect)
     }
 
     /// Schedule what a state change implies (a retry's wake-up).
-    pub fn after_effect(&self, effect: CompletionEffect) {
+    pub fn after_effect(&self, effect: CompletionEffect, target: Target) {
         if let CompletionEffect::Retrying { at_ms } = effect {
-            self.inner.wakeup.at(at_ms);
+            self.inner.wakeup.at(at_ms, target);
         }
     }
 
@@ -483,7 +502,7 @@ impl Engine {
     pub async fn reap(&self) -> Result<usize> {
         let effects = self.inner.store.reap_expired(now_ms()).await?;
         for e in &effects {
-            self.after_effect(*e);
+            self.after_effect(*e, Target::All);
         }
         if !effects.is_empty() {
             tracing::info!(runs = effects.len(), "expired leases reaped");

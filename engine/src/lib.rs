@@ -94,7 +94,9 @@ impl Backends {
             ),
         };
         let limiter: Arc<dyn RateLimiter> = match &config.limiter {
-            LimiterConfig::Memory => Arc::new(ratelimit::memory::MemoryLimiter::new()),
+            LimiterConfig::Memory => Arc::new(ratelimit::memory::MemoryLimiter::new(
+                config.limits.limiter_max_keys,
+            )),
             LimiterConfig::Redis {
                 url,
                 on_unavailable,

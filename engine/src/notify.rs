@@ -1,7 +1,8 @@
 //! Cross-replica signals over Postgres `LISTEN/NOTIFY`.
 //!
 //! The store sends, inside its transactions (so only committed work is
-//! announced): `runs` (new runs exist), `due:<ms>` (a retry falls due then),
+//! announced): `runs:<ns>` (new runs exist in a namespace), `runs` (runs
+//! resumed, any namespace), `due:<ms>` (a retry falls due then),
 //! `events:<ns>` / `subs:<ns>` (definitions or subscriptions changed). This
 //! loop turns them into wake-ups and cache invalidations. If the listening
 //! connection drops, messages may have been missed: caches are cleared and
@@ -70,9 +71,10 @@ fn resync(engine: &Engine) {
 fn handle(engine: &Engine, payload: &str) {
     match payload.split_once(':') {
         None if payload == "runs" => engine.wakeup().now(),
+        Some(("runs", ns)) => engine.wakeup().namespace(ns),
         Some(("due", ms)) => {
             if let Ok(at) = ms.parse::<i64>() {
-                engine.wakeup().at(at);
+                engine.wakeup().at(at, crate::wakeup::Target::All);
             }
         }
         Some(("events", ns)) => engine.registry().invalidate_events(Some(ns)),

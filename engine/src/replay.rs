@@ -320,7 +320,7 @@ async fn process(
             return Ok(());
         }
         if !events.is_empty() {
-            engine.wakeup().now();
+            engine.wakeup().namespace(&job.namespace);
         }
         if job.status != "running" {
             tracing::info!(replay = %job.id, events = job.events_replayed, runs = job.runs_created, "replay finished");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 async fn limiters() -> Vec<(&'static str, Arc<dyn RateLimiter>)> {
     let mut out: Vec<(&'static str, Arc<dyn RateLimiter>)> =
-        vec![("memory", Arc::new(MemoryLimiter::new()))];
+        vec![("memory", Arc::new(MemoryLimiter::default()))];
     if let Ok(url) = std::env::var("FANOUT_TEST_REDIS_URL") {
         let prefix = format!("fanout-test:{}:", uuid::Uuid::now_v7().simple());
         let r = RedisLimiter::connect(&url, OnUnavailable::Deny, &prefix)

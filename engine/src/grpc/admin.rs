@@ -106,7 +106,7 @@ impl AdminService for AdminApi {
             .retry_dead_letters(&ns, &sel, now_ms())
             .await?;
         if count > 0 {
-            self.engine.wakeup().now();
+            self.engine.wakeup().namespace(&ns);
         }
         tracing::info!(namespace = %ns, count, "dead letters retried");
         Ok(Response::new(pb::DeadLetterActionResponse { count }))

@@ -759,9 +759,7 @@ impl SqlStore {
                 }
             }
         }
-        if fresh.iter().any(|ev| !ev.runs.is_empty()) {
-            self.notify(tx, "runs").await?;
-        }
+        self.notify_all(tx, &publish::runs_messages(&fresh)).await?;
         Ok((out, finished))
     }
 

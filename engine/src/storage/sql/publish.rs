@@ -272,8 +272,15 @@ impl SqlStore {
             next += waiting * WAITPOINT_PARAMS;
         }
         let notify = self.channel.as_ref().filter(|_| !runs.is_empty());
+        let messages = runs_messages(&fresh);
         let tail = match notify {
-            Some(_) => format!("SELECT pg_notify(${next}, 'runs')"),
+            Some(_) => format!(
+                "SELECT {}",
+                (0..messages.len())
+                    .map(|i| format!("pg_notify(${next}, ${})", next + 1 + i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             None => "SELECT 1".to_string(),
         };
         let sql = format!("WITH {} {tail}", parts.join(", "));
@@ -285,8 +292,25 @@ impl SqlStore {
         q = bind_waitpoints(q, &fresh, now);
         if let Some(channel) = notify {
             q = q.bind(channel);
+            for m in messages {
+                q = q.bind(m);
+            }
         }
         q.execute(&self.writer).await?;
         Ok(events.iter().map(published).collect())
     }
+}
+
+/// The `runs:<namespace>` notifications of a batch: one per namespace that
+/// got runs, so other replicas wake only that namespace's sessions.
+pub(super) fn runs_messages(events: &[&NewEvent]) -> Vec<String> {
+    let namespaces: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| !e.runs.is_empty())
+        .map(|e| e.namespace.as_str())
+        .collect();
+    namespaces
+        .into_iter()
+        .map(|ns| format!("runs:{ns}"))
+        .collect()
 }
