@@ -111,3 +111,53 @@ mod tests {
         assert!(check("event", &"#.".repeat(101)).is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The obvious backtracking matcher: the reference for small inputs.
+    fn reference(p: &[&str], n: &[&str]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => reference(&p[1..], n) || (!n.is_empty() && reference(p, &n[1..])),
+            (Some(&"*"), Some(_)) => reference(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => reference(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+
+    fn segments(alphabet: &'static [&'static str], max: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(alphabet), 1..max).prop_map(|v| v.join("."))
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_backtracking_reference(
+            pattern in segments(&["a", "b", "*", "#"], 8),
+            name in segments(&["a", "b", "c"], 10),
+        ) {
+            let p: Vec<&str> = pattern.split('.').collect();
+            let n: Vec<&str> = name.split('.').collect();
+            prop_assert_eq!(matches(&pattern, &name), reference(&p, &n));
+        }
+
+        #[test]
+        fn any_input_is_checked_or_matched_quickly(pattern in ".{0,300}", name in ".{0,300}") {
+            let started = std::time::Instant::now();
+            let _ = check("event", &pattern);
+            let _ = matches(&pattern, &name);
+            prop_assert!(started.elapsed() < std::time::Duration::from_millis(250));
+        }
+
+        #[test]
+        fn adversarial_hash_runs_stay_linear(hashes in 1usize..60, len in 1usize..100) {
+            let pattern = format!("{}zz", "#.".repeat(hashes));
+            let name = vec!["a"; len].join(".");
+            let started = std::time::Instant::now();
+            prop_assert!(!matches(&pattern, &name));
+            prop_assert!(started.elapsed() < std::time::Duration::from_millis(250));
+        }
+    }
+}

@@ -344,3 +344,23 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// The publish payload parser: any text parses or is refused as
+        /// INVALID_ARGUMENT, never a panic.
+        #[test]
+        fn payload_text_parses_or_is_invalid_argument(text in r#"[\[\]{}":,0-9a-z .eE+\-\\]{0,200}"#) {
+            match parse_payload(&text) {
+                Ok(v) => prop_assert_eq!(v, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)),
+                Err(e) => prop_assert!(matches!(e, Error::InvalidArgument(_))),
+            }
+        }
+    }
+}

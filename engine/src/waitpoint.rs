@@ -164,11 +164,25 @@ pub struct WaitpointView {
 }
 
 /// The results map: one entry per child run, by task id. Unfinished runs
-/// of a timed-out waitpoint report `ok: false, error: "timeout"`.
+/// of a timed-out waitpoint report `ok: false, error: "timeout"`. Outputs
+/// are included while the whole stays under `limits::MAX_RESPONSE_BYTES`;
+/// past that an entry says `output_omitted_bytes` and the `run_id` to read
+/// the output from.
 pub fn results(children: &[ChildResult]) -> Value {
     let mut out = Map::new();
+    let mut budget = crate::limits::MAX_RESPONSE_BYTES;
     for c in children {
+        let size = c.output_json.len() + c.error.len();
+        let fits = size <= budget;
+        budget = budget.saturating_sub(size.min(budget) + 128);
         let entry = match c.status {
+            RunStatus::Completed if !fits => json!({
+                "ok": true,
+                "output": null,
+                "error": null,
+                "output_omitted_bytes": c.output_json.len(),
+                "run_id": c.run_id,
+            }),
             RunStatus::Completed => json!({
                 "ok": true,
                 "output": serde_json::from_str::<Value>(&c.output_json).unwrap_or(Value::Null),

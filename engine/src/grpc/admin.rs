@@ -41,7 +41,7 @@ impl AdminService for AdminApi {
         };
         let runs = self.engine.store().list_runs(&ns, &q).await?;
         Ok(Response::new(pb::ListRunsResponse {
-            runs: runs.into_iter().map(convert::run).collect(),
+            runs: convert::runs_page(runs),
         }))
     }
 
@@ -90,7 +90,7 @@ impl AdminService for AdminApi {
         };
         let runs = self.engine.store().list_dead_letters(&ns, &q).await?;
         Ok(Response::new(pb::ListRunsResponse {
-            runs: runs.into_iter().map(convert::run).collect(),
+            runs: convert::runs_page(runs),
         }))
     }
 

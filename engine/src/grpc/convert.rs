@@ -108,6 +108,22 @@ pub fn run(r: Run) -> pb::Run {
     }
 }
 
+/// A page of runs under `limits::MAX_RESPONSE_BYTES` (never empty when
+/// `runs` is not): the caller pages on from the last id returned.
+pub fn runs_page(runs: Vec<Run>) -> Vec<pb::Run> {
+    let mut budget = crate::limits::MAX_RESPONSE_BYTES;
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        let size = r.output_json.len() + r.last_error.len() + 512;
+        if size > budget && !out.is_empty() {
+            break;
+        }
+        budget = budget.saturating_sub(size);
+        out.push(run(r));
+    }
+    out
+}
+
 pub fn attempt(a: Attempt) -> pb::Attempt {
     pb::Attempt {
         attempt: a.attempt,
