@@ -238,21 +238,16 @@ pub async fn serve(
     limits: &Limits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let conns = Arc::new(tokio::sync::Semaphore::new(limits.http_max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let header_timeout = Duration::from_millis(limits.http_header_timeout_ms);
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: protocol detection (h1 or h2) would wait for a first
+    // byte without any timeout, so an idle connection would stay forever.
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(header_timeout)
-        .keep_alive_timeout(header_timeout);
     loop {
         let permit = tokio::select! {
             p = conns.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
@@ -273,10 +268,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = conn.await;
             drop(permit);

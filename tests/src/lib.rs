@@ -204,13 +204,32 @@ pub async fn http(
     path: &str,
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
+    http_with(
+        base,
+        method,
+        path,
+        "Content-Type: application/json\r\n",
+        body,
+    )
+    .await
+}
+
+/// [`http`] with the given extra header lines (each ending in `\r\n`)
+/// instead of the JSON content type.
+pub async fn http_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect http");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
