@@ -20,7 +20,7 @@ impl Ctx {
     pub async fn client(&self) -> Result<Client> {
         Ok(Client::connect(&self.server)
             .await?
-            .with_namespace(&self.namespace))
+            .with_namespace(&self.namespace)?)
     }
 }
 
@@ -137,6 +137,9 @@ fn run_json(r: &pb::Run) -> Value {
         "updated_at": time(r.updated_at_ms), "ordering_key": r.ordering_key,
         "consumer_group": r.consumer_group, "worker_id": r.worker_id, "dlq": r.dlq,
         "output": json_or_text(&r.output_json), "last_error": r.last_error,
+        "available_at": time(r.available_at_ms), "started_at": time(r.started_at_ms),
+        "lease_expires_at": time(r.lease_expires_at_ms),
+        "replay_of": r.replay_of, "waitpoint_id": r.waitpoint_id, "namespace": r.namespace,
     })
 }
 
@@ -355,6 +358,8 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
             if json {
                 let mut v = run_json(&run);
                 v["payload"] = json_or_text(&d.payload_json);
+                v["tags"] = json!(d.tags);
+                v["publisher_run_id"] = json!(d.publisher_run_id);
                 v["attempt_history"] = Value::Array(attempts);
                 print_json(&v)?;
             } else {
@@ -612,4 +617,37 @@ pub async fn waitpoint(ctx: &Ctx, cmd: WaitpointCmd) -> Result<ExitCode> {
     };
     println!("{}", serde_json::to_string_pretty(&waitpoint_json(&w)?)?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field a run has is in its JSON (replay_of was missing).
+    #[test]
+    fn run_json_has_every_field() {
+        let r = pb::Run {
+            id: "r1".into(),
+            replay_of: "e0".into(),
+            waitpoint_id: "w1".into(),
+            started_at_ms: 1_700_000_000_000,
+            ..Default::default()
+        };
+        let v = run_json(&r);
+        assert_eq!(v["replay_of"], "e0");
+        assert_eq!(v["waitpoint_id"], "w1");
+        assert!(
+            v["started_at"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("2023-"))
+        );
+        for key in [
+            "lease_expires_at",
+            "available_at",
+            "namespace",
+            "consumer_group",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+    }
 }

@@ -35,10 +35,10 @@ struct StartArgs {
     /// Event name or pattern (order.*, order.#).
     event: String,
     /// Start of the range: RFC 3339 (2026-11-16T00:00:00Z) or relative (-2h).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     from: String,
     /// End of the range (exclusive); default now.
-    #[arg(long, default_value = "now")]
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
     to: String,
     /// Only these subscribers (repeatable).
     #[arg(long = "task")]
@@ -241,9 +241,11 @@ pub async fn replay(ctx: &Ctx, cmd: ReplayCmd) -> Result<ExitCode> {
 pub struct LogArgs {
     /// Event name or pattern.
     event: String,
-    #[arg(long, default_value = "-24h")]
+    /// Start: RFC 3339 or relative (-2h).
+    #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
     from: String,
-    #[arg(long, default_value = "now")]
+    /// End (exclusive): RFC 3339, relative, or now.
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
     to: String,
     #[arg(long, default_value_t = 100)]
     limit: u32,

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     http_addr: Option<String>,
+    /// Directory for the local archive when no ClickHouse is configured.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
 }
 
 /// The effective settings of `serve`.
@@ -73,6 +77,9 @@ pub struct ServeSettings {
     pub max_payload_bytes: usize,
     pub default_lease_ms: u64,
     pub idempotency_window_ms: u64,
+    /// Bounds on client input and connections (`[limits]` in the file).
+    #[serde(default)]
+    pub limits: fanout_engine::limits::Limits,
 }
 
 impl Default for ServeSettings {
@@ -94,6 +101,7 @@ impl Default for ServeSettings {
             max_payload_bytes: d.max_payload_bytes,
             default_lease_ms: d.default_lease_ms,
             idempotency_window_ms: d.idempotency_window_ms,
+            limits: d.limits,
         }
     }
 }
@@ -153,10 +161,14 @@ impl ServeSettings {
                     password: self.clickhouse_password.clone(),
                 },
                 None => {
-                    tracing::warn!("no clickhouse_url: archiving to a local file under data_dir");
-                    ArchiveConfig::Local {
-                        path: self.data_dir.join("archive.db"),
-                    }
+                    let path = self.data_dir.join("archive.db");
+                    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+                    tracing::warn!(
+                        path = %shown.display(),
+                        "no clickhouse_url: archiving to a local file (set data_dir or --data-dir to move it)"
+                    );
+                    println!("archive: {} (local; no clickhouse_url)", shown.display());
+                    ArchiveConfig::Local { path }
                 }
             },
             limiter: match &self.redis_url {
@@ -172,6 +184,7 @@ impl ServeSettings {
             max_payload_bytes: self.max_payload_bytes,
             default_lease_ms: self.default_lease_ms,
             idempotency_window_ms: self.idempotency_window_ms,
+            limits: self.limits.clone(),
             ..Config::default()
         };
         config

@@ -124,3 +124,29 @@ fn client_errors_are_the_servers_message_on_stderr() {
         "{err}"
     );
 }
+
+/// `--from -2h` (a value starting with '-') is a time, not a flag.
+#[test]
+fn relative_times_may_start_with_a_hyphen() {
+    for args in [
+        &["events", "log", "order.*", "--from", "-2h"][..],
+        &["replay", "order.*", "--from", "-2h", "--to", "-1h"][..],
+    ] {
+        let mut all = vec!["--server", "http://127.0.0.1:1"];
+        all.extend_from_slice(args);
+        let (code, _, err) = fanout(&all);
+        assert_ne!(code, 0, "{args:?}: no engine listens on port 1");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(!err.contains("Usage:"), "{args:?}: {err}");
+    }
+}
+
+/// `serve` takes `--data-dir` as `dev` does, and `--dump-config` shows it
+/// with the `[limits]` the engine will run with.
+#[test]
+fn serve_takes_a_data_dir() {
+    let (code, out, err) = fanout(&["serve", "--dump-config", "--data-dir", "/srv/fanout"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("data_dir = \"/srv/fanout\""), "{out}");
+    assert!(out.contains("[limits]"), "{out}");
+}

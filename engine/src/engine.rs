@@ -108,7 +108,7 @@ impl Engine {
             "publish",
             config.publish_batch_max,
             publish_concurrency,
-            move |batch: Vec<NewEvent>| {
+            move |batch: Arc<Vec<NewEvent>>| {
                 let s = s.clone();
                 async move { s.publish(&batch, window).await }
             },
@@ -118,7 +118,7 @@ impl Engine {
             "complete",
             config.publish_batch_max,
             config.complete_concurrency,
-            move |batch: Vec<Completion>| {
+            move |batch: Arc<Vec<Completion>>| {
                 let s = s.clone();
                 async move { s.complete(&batch, now_ms()).await }
             },

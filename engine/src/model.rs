@@ -390,6 +390,23 @@ pub struct Run {
     pub dlq: DlqState,
     /// The original event id when this run was created by a replay.
     pub replay_of: String,
+    /// The publish-and-wait waitpoint this run is a child of ("" if none).
+    pub waitpoint_id: String,
+    /// When the current or last attempt started (0: never).
+    pub started_at_ms: i64,
+    /// When a running attempt's lease ends (0: not running).
+    pub lease_expires_at_ms: i64,
+}
+
+/// A run with everything about it: attempts, its event's payload and tags,
+/// and the run that published that event (publish-and-wait inside a task).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDetail {
+    pub run: Run,
+    pub attempts: Vec<Attempt>,
+    pub payload_json: String,
+    pub tags: Vec<String>,
+    pub publisher_run_id: String,
 }
 
 /// One finished attempt of a run.

@@ -94,15 +94,28 @@ impl Client {
         let url = std::env::var("FANOUT_SERVER").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
         let client = Client::connect(url).await?;
         Ok(match std::env::var("FANOUT_NAMESPACE") {
-            Ok(ns) if !ns.is_empty() => client.with_namespace(ns),
+            Ok(ns) if !ns.is_empty() => client.with_namespace(ns)?,
             _ => client,
         })
     }
 
-    /// The same connection, acting in another namespace.
-    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
-        self
+    /// The same connection, acting in another namespace: 1-200 characters
+    /// of `A-Z a-z 0-9 _ - . :` (an invalid name is an error here, never a
+    /// silent fall-back to `default`).
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Result<Self> {
+        let ns = namespace.into();
+        let ok = !ns.is_empty()
+            && ns.len() <= 200
+            && ns
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        if !ok {
+            return Err(Error::InvalidArgument(format!(
+                "namespace '{ns}' is invalid: expected 1-200 characters of A-Z, a-z, 0-9, '_', '-', '.', ':'"
+            )));
+        }
+        self.namespace = ns;
+        Ok(self)
     }
 
     pub fn namespace(&self) -> &str {

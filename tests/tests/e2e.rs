@@ -443,8 +443,12 @@ async fn redefinition_versions_and_namespaces_isolate() {
     for b in backends() {
         let engine = TestEngine::start(b.config.clone()).await;
         let base = engine.client().await;
-        let a = base.clone().with_namespace("team-a");
-        let bns = base.clone().with_namespace("team-b");
+        let a = base.clone().with_namespace("team-a").unwrap();
+        let bns = base.clone().with_namespace("team-b").unwrap();
+        assert!(matches!(
+            base.clone().with_namespace("team a\n"),
+            Err(fanout::Error::InvalidArgument(_))
+        ));
         let s1 = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
         let s2 = json!({"type": "object", "properties": {"n": {"type": "string"}}});
         assert_eq!(

@@ -377,7 +377,8 @@ async fn failures_retry_after_backoff_then_die_and_stale_reports_are_ignored() {
             vec![CompletionEffect::Dead],
             "[{name}] attempts exhausted"
         );
-        let (run, attempts, payload) = store.get_run("default", &c.run_id).await.unwrap().unwrap();
+        let d = store.get_run("default", &c.run_id).await.unwrap().unwrap();
+        let (run, attempts, payload) = (d.run, d.attempts, d.payload_json);
         assert_eq!(run.status, RunStatus::Dead);
         assert_eq!(run.last_error, "fail 3");
         assert_eq!(attempts.len(), 3);
@@ -431,7 +432,8 @@ async fn heartbeats_extend_leases_and_successes_complete_in_batches() {
                 .iter()
                 .all(|e| *e == CompletionEffect::Stale)
         );
-        let (run, attempts, _) = store.get_run("default", &ids[0]).await.unwrap().unwrap();
+        let d = store.get_run("default", &ids[0]).await.unwrap().unwrap();
+        let (run, attempts) = (d.run, d.attempts);
         assert_eq!(run.status, RunStatus::Completed);
         assert_eq!(run.output_json, format!("{{\"id\":\"{}\"}}", ids[0]));
         assert_eq!(attempts.len(), 1);

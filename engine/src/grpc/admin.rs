@@ -51,16 +51,31 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RunDetail>, Status> {
         let ns = namespace(&req)?;
         let id = req.into_inner().id;
-        let (run, attempts, payload) = self
+        let d = self
             .engine
             .store()
             .get_run(&ns, &id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("run '{id}' not found in namespace '{ns}'")))?;
+        // Attempts of a long-retried run are bounded like any answer.
+        let mut budget = crate::limits::MAX_RESPONSE_BYTES.saturating_sub(d.payload_json.len());
+        let attempts = d
+            .attempts
+            .into_iter()
+            .take_while(|a| {
+                let size = a.output_json.len() + a.error.len() + 128;
+                let fits = size <= budget;
+                budget = budget.saturating_sub(size);
+                fits
+            })
+            .map(convert::attempt)
+            .collect();
         Ok(Response::new(pb::RunDetail {
-            run: Some(convert::run(run)),
-            attempts: attempts.into_iter().map(convert::attempt).collect(),
-            payload_json: payload,
+            run: Some(convert::run(d.run)),
+            attempts,
+            payload_json: d.payload_json,
+            tags: d.tags,
+            publisher_run_id: d.publisher_run_id,
         }))
     }
 

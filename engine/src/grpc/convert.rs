@@ -105,6 +105,9 @@ pub fn run(r: Run) -> pb::Run {
         consumer_group: r.consumer_group,
         dlq: r.dlq.as_str().to_string(),
         replay_of: r.replay_of,
+        waitpoint_id: r.waitpoint_id,
+        started_at_ms: r.started_at_ms,
+        lease_expires_at_ms: r.lease_expires_at_ms,
     }
 }
 

@@ -93,11 +93,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>>;
 
     /// One run with its attempts and its event's payload.
-    async fn get_run(
-        &self,
-        namespace: &str,
-        id: &str,
-    ) -> Result<Option<(Run, Vec<Attempt>, String)>>;
+    async fn get_run(&self, namespace: &str, id: &str) -> Result<Option<RunDetail>>;
 
     /// Dead letters (dead runs in the DLQ), newest first.
     async fn list_dead_letters(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>>;

@@ -9,6 +9,7 @@
 //! both. Why not `query!`: it checks against one database per crate.
 
 mod checkpoint;
+mod dirlock;
 mod publish;
 mod replay;
 mod waitpoints;
@@ -67,6 +68,8 @@ pub struct SqlStore {
     events: tokio::sync::broadcast::Sender<StoreEvent>,
     /// SQLite: makes publishes durable after their commit.
     wal: Option<std::sync::Arc<walsync::WalSync>>,
+    /// SQLite: the data directory's lock (`dirlock`), released on close.
+    dir_lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 /// `(version, description, sql)` per dialect, embedded at build time. The
@@ -155,6 +158,7 @@ impl SqlStore {
                         Error::Unavailable(format!("sqlite: cannot create {}: {e}", dir.display()))
                     })?;
                 }
+                let dir_lock = dirlock::lock(path)?;
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 // WAL: readers never block the writer. NORMAL: commits
                 // survive a process crash; a publish is synced after its
@@ -180,6 +184,7 @@ impl SqlStore {
                     channel: None,
                     events: tokio::sync::broadcast::channel(4096).0,
                     wal: Some(std::sync::Arc::new(walsync::WalSync::new(path))),
+                    dir_lock: std::sync::Arc::new(std::sync::Mutex::new(Some(dir_lock))),
                 };
                 store.migrate().await?;
                 checkpoint::spawn(store.reader.clone());
@@ -234,6 +239,7 @@ impl SqlStore {
                     channel: Some(notify_channel(&schema)),
                     events: tokio::sync::broadcast::channel(4096).0,
                     wal: None,
+                    dir_lock: Default::default(),
                 };
                 store.migrate().await?;
                 Ok(store)
@@ -256,6 +262,9 @@ impl SqlStore {
         self.writer.close().await;
         self.reader.close().await;
         self.relaxed.close().await;
+        if let Ok(mut lock) = self.dir_lock.lock() {
+            lock.take();
+        }
     }
 }
 
@@ -361,7 +370,8 @@ fn sub_from_row(r: &AnyRow) -> Result<Subscription> {
 }
 
 const RUN_COLUMNS: &str = "id, namespace, event_id, event, task_id, status, attempts, max_attempts, \
-    created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group, dlq, replay_of";
+    created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group, dlq, replay_of, \
+    waitpoint_id, started_at_ms, lease_expires_at_ms";
 
 fn run_from_row(r: &AnyRow) -> Result<Run> {
     let status: String = r.try_get("status")?;
@@ -385,6 +395,9 @@ fn run_from_row(r: &AnyRow) -> Result<Run> {
         consumer_group: r.try_get("consumer_group")?,
         dlq: DlqState::from_code(r.try_get("dlq")?),
         replay_of: r.try_get("replay_of")?,
+        waitpoint_id: r.try_get("waitpoint_id")?,
+        started_at_ms: r.try_get("started_at_ms")?,
+        lease_expires_at_ms: r.try_get("lease_expires_at_ms")?,
     })
 }
 
@@ -1100,13 +1113,9 @@ impl Store for SqlStore {
         self.select_runs(namespace, query, "").await
     }
 
-    async fn get_run(
-        &self,
-        namespace: &str,
-        id: &str,
-    ) -> Result<Option<(Run, Vec<Attempt>, String)>> {
+    async fn get_run(&self, namespace: &str, id: &str) -> Result<Option<RunDetail>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS}, started_at_ms FROM runs WHERE namespace = $1 AND id = $2"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND id = $2"
         ))
         .bind(namespace)
         .bind(id)
@@ -1148,14 +1157,25 @@ impl Store for SqlStore {
                 error: String::new(),
             });
         }
-        let payload: String = sqlx::query("SELECT payload FROM events WHERE id = $1")
+        let event = sqlx::query("SELECT payload, tags, publisher_run_id FROM events WHERE id = $1")
             .bind(&run.event_id)
             .fetch_optional(&self.reader)
-            .await?
-            .map(|r| r.try_get("payload"))
-            .transpose()?
-            .unwrap_or_default();
-        Ok(Some((run, attempts, payload)))
+            .await?;
+        let (payload_json, tags, publisher_run_id) = match event {
+            Some(e) => (
+                e.try_get("payload")?,
+                tags_from_json(&e.try_get::<String, _>("tags")?),
+                e.try_get("publisher_run_id")?,
+            ),
+            None => Default::default(),
+        };
+        Ok(Some(RunDetail {
+            run,
+            attempts,
+            payload_json,
+            tags,
+            publisher_run_id,
+        }))
     }
 
     async fn list_dead_letters(&self, namespace: &str, query: &RunQuery) -> Result<Vec<Run>> {
