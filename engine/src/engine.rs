@@ -67,6 +67,8 @@ struct Inner {
     publishing: AtomicUsize,
     /// Permits of the blocking pool that validates expensive payloads.
     validators: Arc<tokio::sync::Semaphore>,
+    /// Dependency states for `/healthz`.
+    health: crate::health::Health,
 }
 
 /// Counts one publish in flight for as long as it lives.
@@ -139,6 +141,7 @@ impl Engine {
                 completer,
                 publishing: AtomicUsize::new(0),
                 validators: Arc::new(tokio::sync::Semaphore::new(config_validation_concurrency)),
+                health: Default::default(),
             }),
         }
     }
@@ -152,6 +155,27 @@ impl Engine {
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
+    /// Dependency states, as the work that uses them last saw them.
+    pub fn health(&self) -> &crate::health::Health {
+        &self.inner.health
+    }
+
+    /// The `/healthz` report.
+    pub fn health_report(&self) -> crate::health::Report {
+        self.inner.health.report(self.inner.limiter.health())
+    }
+
+    /// Note a store write's outcome for `/healthz`: transient failures
+    /// (disk full, connection lost) make the engine not ready until a write
+    /// succeeds again.
+    fn store_outcome<T>(&self, r: &Result<T>) {
+        match r {
+            Ok(_) => self.inner.health.store_ok(),
+            Err(Error::Unavailable(e)) => self.inner.health.store_failed(e),
+            Err(_) => {}
+        }
+    }
+
     /// Wakes worker sessions.
     pub fn wakeup(&self) -> &Wakeup {
         &self.inner.wakeup
@@ -319,6 +343,7 @@ impl Engine {
         // Counted out before the wake-up below, so a woken session sees
         // only the publishes still committing.
         drop(in_flight);
+        self.store_outcome(&published);
         let published = published?;
         if !published.deduplicated {
             if !published.runs.is_empty() {
@@ -485,7 +510,9 @@ impl Engine {
         retry_wakes: Target,
     ) -> Result<CompletionEffect> {
         let run_id = completion.run_id.clone();
-        let effect = self.inner.completer.submit(completion).await?;
+        let effect = self.inner.completer.submit(completion).await;
+        self.store_outcome(&effect);
+        let effect = effect?;
         self.after_effect(effect, retry_wakes);
         tracing::debug!(run_id = %run_id, ?effect, "attempt finished");
         Ok(effect)

@@ -31,6 +31,8 @@ pub fn router(engine: Engine) -> axum::Router {
     let limits = engine.config().limits.clone();
     axum::Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
+        .route("/livez", get(livez))
         .route("/api/v1/events/{name}/publish", post(publish))
         .route("/api/v1/waitpoints/{id}/complete", post(complete_waitpoint))
         .fallback(not_found)
@@ -60,8 +62,21 @@ fn cors(limits: &Limits) -> tower_http::cors::CorsLayer {
         ])
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Readiness, with every dependency: 200 while the store works (the
+/// archive or the limiter may be `degraded`), 503 while store writes fail.
+async fn healthz(State(engine): State<Engine>) -> Response {
+    let report = engine.health_report();
+    let code = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(json!(report))).into_response()
+}
+
+/// Liveness: the process serves requests.
+async fn livez() -> Json<Value> {
+    Json(json!({"status": "live"}))
 }
 
 async fn not_found() -> Error {

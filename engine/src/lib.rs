@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod grpc;
+pub mod health;
 pub mod http;
 pub mod limits;
 pub mod model;
@@ -101,7 +102,12 @@ impl Backends {
                 url,
                 on_unavailable,
             } => Arc::new(
-                ratelimit::redis::RedisLimiter::connect(url, *on_unavailable, "fanout:rl:").await?,
+                ratelimit::redis::RedisLimiter::connect_or_degrade(
+                    url,
+                    *on_unavailable,
+                    "fanout:rl:",
+                )
+                .await?,
             ),
         };
         Ok(Backends {

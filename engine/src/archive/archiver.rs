@@ -23,7 +23,12 @@ pub async fn run(engine: Engine, archive: Arc<dyn Archive>, cancel: Cancellation
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match ship_once(&engine, archive.as_ref(), batch).await {
+        let shipped = ship_once(&engine, archive.as_ref(), batch).await;
+        match &shipped {
+            Ok(_) => engine.health().archive_ok(),
+            Err(e) => engine.health().archive_failed(&e.to_string()),
+        }
+        match shipped {
             Ok(n) if n == batch => {
                 backoff = Duration::from_millis(100);
                 continue;

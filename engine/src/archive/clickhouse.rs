@@ -56,6 +56,18 @@ fn bind_range(query: clickhouse::query::Query, q: &ArchiveQuery) -> clickhouse::
 pub struct ClickhouseArchive {
     client: Client,
     table: String,
+    /// The database and table exist. The engine may start while ClickHouse
+    /// is down: until they are created, every call tries again (at most
+    /// once a second) and answers UNAVAILABLE meanwhile — the archiver
+    /// keeps the outbox and retries.
+    ready: tokio::sync::Mutex<Readiness>,
+    url: String,
+    database: String,
+}
+
+struct Readiness {
+    done: bool,
+    last_try: Option<std::time::Instant>,
 }
 
 fn ch_err(what: &str) -> impl Fn(clickhouse::error::Error) -> Error + '_ {
@@ -89,7 +101,49 @@ impl ClickhouseArchive {
         if let Some(p) = password {
             client = client.with_password(p);
         }
+        let archive = ClickhouseArchive {
+            // Inserts quote the table name whole, so select the database on
+            // the client and use the bare table name.
+            client: client.clone().with_database(database),
+            table: "events".into(),
+            ready: tokio::sync::Mutex::new(Readiness {
+                done: false,
+                last_try: None,
+            }),
+            url: url.to_string(),
+            database: database.to_string(),
+        };
+        if let Err(e) = archive.ensure_ready().await {
+            tracing::warn!(error = %e, "clickhouse unreachable at start; events wait in the outbox until it returns");
+        }
+        Ok(archive)
+    }
+
+    /// Create the database and table once ClickHouse answers.
+    async fn ensure_ready(&self) -> Result<()> {
+        let mut r = self.ready.lock().await;
+        if r.done {
+            return Ok(());
+        }
+        if r.last_try
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return Err(Error::Unavailable(format!(
+                "clickhouse: {} is not reachable yet",
+                crate::error::redact_url(&self.url)
+            )));
+        }
+        r.last_try = Some(std::time::Instant::now());
+        Self::create_schema(&self.client, &self.url, &self.database).await?;
+        r.done = true;
+        tracing::info!("clickhouse archive ready");
+        Ok(())
+    }
+
+    async fn create_schema(client: &Client, url: &str, database: &str) -> Result<()> {
         client
+            .clone()
+            .with_database("default")
             .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
             .execute()
             .await
@@ -99,10 +153,7 @@ impl ClickhouseArchive {
                     crate::error::redact_url(url)
                 ))
             })?;
-        // Inserts quote the table name whole, so select the database on the
-        // client and use the bare table name.
-        let client = client.with_database(database);
-        let table = "events".to_string();
+        let table = "events";
         client
             .query(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (
@@ -124,13 +175,14 @@ impl ClickhouseArchive {
             .execute()
             .await
             .map_err(ch_err("create table"))?;
-        Ok(ClickhouseArchive { client, table })
+        Ok(())
     }
 }
 
 #[async_trait]
 impl Archive for ClickhouseArchive {
     async fn write(&self, events: &[ArchivedEvent]) -> Result<()> {
+        self.ensure_ready().await?;
         if events.is_empty() {
             return Ok(());
         }
@@ -159,6 +211,7 @@ impl Archive for ClickhouseArchive {
     }
 
     async fn read(&self, q: &ArchiveQuery) -> Result<Vec<ArchivedEvent>> {
+        self.ensure_ready().await?;
         let mut sql = format!("SELECT {COLUMNS} FROM {}{}", self.table, where_range(q));
         if q.after.is_some() {
             sql += " AND (published_at_ms > ? OR (published_at_ms = ? AND event_id > ?))";
@@ -192,6 +245,7 @@ impl Archive for ClickhouseArchive {
     }
 
     async fn count(&self, q: &ArchiveQuery) -> Result<u64> {
+        self.ensure_ready().await?;
         let sql = format!(
             "SELECT uniqExact(event_id) FROM {}{}",
             self.table,

@@ -23,4 +23,9 @@ pub enum Decision {
 pub trait RateLimiter: Send + Sync + 'static {
     /// Count a hit for `key` if it fits, else say how long to wait.
     async fn check(&self, key: &str, limit: u32, window: Duration) -> Result<Decision>;
+
+    /// Whether the limiter's backend is reachable (in-process: always).
+    fn health(&self) -> crate::health::Check {
+        crate::health::Check::default()
+    }
 }

@@ -10,6 +10,8 @@
 
 mod checkpoint;
 mod dirlock;
+#[cfg(test)]
+mod full_disk;
 mod publish;
 mod replay;
 mod waitpoints;
@@ -130,6 +132,13 @@ fn pool_options(max: u32, setup: String) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(30))
+        // A connection still "in a transaction" when taken from the pool is
+        // broken: SQLite rolls a transaction back by itself on SQLITE_FULL
+        // or IOERR, sqlx's ROLLBACK then fails and its depth stays at 1, so
+        // every later BEGIN fails. Close it; the pool opens a fresh one.
+        .before_acquire(|conn, _| {
+            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+        })
         .after_connect(move |conn, _| {
             let setup = setup.clone();
             Box::pin(async move {
