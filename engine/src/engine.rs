@@ -58,6 +58,8 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     wakeup: Wakeup,
     archive_wakeup: Wakeup,
+    /// Signalled by the archiver after each shipped batch.
+    archive_shipped: Wakeup,
     replay_wakeup: Wakeup,
     archive: Arc<dyn crate::archive::Archive>,
     hub: crate::waitpoint::WaitpointHub,
@@ -134,6 +136,7 @@ impl Engine {
                 limiter,
                 wakeup: Wakeup::default(),
                 archive_wakeup: Wakeup::default(),
+                archive_shipped: Wakeup::default(),
                 replay_wakeup: Wakeup::default(),
                 archive,
                 hub: Default::default(),
@@ -200,6 +203,10 @@ impl Engine {
     /// Wakes the archiver.
     pub fn archive_wakeup(&self) -> &Wakeup {
         &self.inner.archive_wakeup
+    }
+    /// Signalled after each batch the archiver shipped.
+    pub fn archive_shipped(&self) -> &Wakeup {
+        &self.inner.archive_shipped
     }
 
     /// Define or redefine an event; returns the definition and whether a new

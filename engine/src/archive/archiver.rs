@@ -75,6 +75,7 @@ pub async fn ship_once(
     archive.write(&events).await?;
     let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
     engine.store().mark_archived(&ids).await?;
+    engine.archive_shipped().now();
     tracing::debug!(events = ids.len(), "archived");
     Ok(ids.len())
 }

@@ -205,4 +205,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Mark events as shipped to the archive.
     async fn mark_archived(&self, event_ids: &[String]) -> Result<()>;
+
+    /// Is an event of `namespace` published before `before_ms` still
+    /// waiting in the outbox (not yet in the archive)?
+    async fn unarchived_before(&self, namespace: &str, before_ms: i64) -> Result<bool>;
 }

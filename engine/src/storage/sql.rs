@@ -1373,6 +1373,19 @@ impl Store for SqlStore {
         }
         Ok(())
     }
+
+    async fn unarchived_before(&self, namespace: &str, before_ms: i64) -> Result<bool> {
+        // The outbox holds only unshipped events: a short join by key.
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM archive_outbox JOIN events ON events.id = archive_outbox.event_id \
+             WHERE events.namespace = $1 AND events.published_at_ms < $2 LIMIT 1",
+        )
+        .bind(namespace)
+        .bind(before_ms)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.is_some())
+    }
 }
 
 /// Tasks per claim statement: one `UNION ALL` branch each (SQLite allows
