@@ -18,9 +18,24 @@ use crate::model::*;
 use crate::wakeup::Target;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+/// A run sent to the worker and not yet reported.
+struct InFlight {
+    task: String,
+    keyed: bool,
+    lease: Duration,
+    /// The lease as the worker last renewed it (claim, then heartbeats).
+    renewed: Instant,
+}
+
+impl InFlight {
+    fn lapsed(&self, now: Instant) -> bool {
+        now.duration_since(self.renewed) > self.lease
+    }
+}
 
 /// One connected worker.
 pub struct Session {
@@ -29,9 +44,8 @@ pub struct Session {
     pub worker_id: String,
     tasks: Vec<String>,
     concurrency: usize,
-    /// Runs sent and not yet reported (the worker's used slots): each
-    /// one's task, and whether it has an ordering key.
-    in_flight: Mutex<HashMap<String, (String, bool)>>,
+    /// Runs sent and not yet reported (the worker's used slots).
+    in_flight: Mutex<HashMap<String, InFlight>>,
     slot_freed: Notify,
     /// Woken when runs this session's tasks can take may exist.
     signal: Arc<Notify>,
@@ -99,7 +113,7 @@ impl Session {
             tokio::pin!(freed);
             freed.as_mut().enable();
 
-            let free = self.free_slots();
+            let free = if self.quiet() { 0 } else { self.free_slots() };
             let mut full = false;
             if free > 0 && pending {
                 match self
@@ -120,10 +134,16 @@ impl Session {
                         full = claimed.len() == free;
                         pending = full;
                         if let Ok(mut set) = self.in_flight.lock() {
+                            let now = Instant::now();
                             set.extend(claimed.iter().map(|c| {
                                 (
                                     c.run_id.clone(),
-                                    (c.task_id.clone(), !c.ordering_key.is_empty()),
+                                    InFlight {
+                                        task: c.task_id.clone(),
+                                        keyed: !c.ordering_key.is_empty(),
+                                        lease: Duration::from_millis(c.lease_ms),
+                                        renewed: now,
+                                    },
                                 )
                             }));
                         }
@@ -184,7 +204,7 @@ impl Session {
             .in_flight
             .lock()
             .ok()
-            .and_then(|set| set.get(&run_id).map(|(t, _)| t.clone()));
+            .and_then(|set| set.get(&run_id).map(|r| r.task.clone()));
         let retry_wakes = match task {
             Some(task) => Target::Task {
                 namespace: self.namespace.clone(),
@@ -215,15 +235,44 @@ impl Session {
             .lock()
             .ok()
             .and_then(|mut set| set.remove(run_id));
-        if let Some((task, true)) = done {
+        if let Some(r) = done
+            && r.keyed
+        {
             // The next run of its key, on any session, may be claimable.
-            self.engine.wakeup().tasks(&self.namespace, [task.as_str()]);
+            self.engine
+                .wakeup()
+                .tasks(&self.namespace, [r.task.as_str()]);
         }
         self.slot_freed.notify_one();
     }
 
+    /// A worker that let a lease lapse without a heartbeat (frozen by a GC
+    /// pause, a stopped VM, a network that drops packets without a reset)
+    /// gets no new runs until it is heard from again: its TCP buffers would
+    /// take them, and they would only wait out their leases too.
+    fn quiet(&self) -> bool {
+        let now = Instant::now();
+        self.in_flight
+            .lock()
+            .map(|set| set.values().any(|r| r.lapsed(now)))
+            .unwrap_or(false)
+    }
+
     /// Extend the leases of runs the worker says it is still executing.
     pub async fn on_heartbeat(&self, run_ids: &[String]) -> Result<u64> {
+        let was_quiet = self.quiet();
+        if let Ok(mut set) = self.in_flight.lock() {
+            let now = Instant::now();
+            for id in run_ids {
+                if let Some(r) = set.get_mut(id) {
+                    r.renewed = now;
+                }
+            }
+        }
+        if was_quiet {
+            // Heard again: let the dispatch loop look for work.
+            self.slot_freed.notify_one();
+        }
         self.engine
             .store()
             .heartbeat(&self.worker_id, run_ids, now_ms())

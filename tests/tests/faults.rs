@@ -290,3 +290,100 @@ async fn replay_covers_events_not_yet_archived() {
     cancel.cancel();
     engine.await.unwrap().unwrap();
 }
+
+/// A worker frozen mid-run (SIGSTOP, a GC pause, a network that drops
+/// packets) stayed "connected" and kept receiving runs that could only
+/// wait out their leases. Once it lets a lease lapse without a heartbeat it
+/// gets nothing more until it is heard from.
+#[tokio::test]
+async fn a_frozen_worker_gets_no_more_work() {
+    use fanout::{Event, Task, TaskError, Worker};
+    let b = backends().remove(0);
+    let engine = TestEngine::start(b.config.clone()).await;
+    let mut events = pb::event_service_client::EventServiceClient::connect(engine.grpc_url.clone())
+        .await
+        .unwrap();
+    events
+        .define_event(pb::DefineEventRequest {
+            name: "job.created".into(),
+            schema_json: "{}".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let publish = |n: u32| pb::PublishRequest {
+        event: "job.created".into(),
+        payload_json: json!({ "n": n }).to_string(),
+        ..Default::default()
+    };
+    // The frozen worker: registers, takes a run, then never speaks again.
+    let mut workers =
+        pb::worker_service_client::WorkerServiceClient::connect(engine.grpc_url.clone())
+            .await
+            .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::WorkerMessage {
+        msg: Some(pb::worker_message::Msg::Register(pb::Register {
+            worker_name: "frozen".into(),
+            concurrency: 10,
+            tasks: vec![pb::TaskRegistration {
+                id: "work".into(),
+                event: "job.created".into(),
+                lease_ms: 300,
+                ..Default::default()
+            }],
+        })),
+    })
+    .await
+    .unwrap();
+    let mut inbound = workers
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = inbound.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.msg,
+        Some(pb::server_message::Msg::Registered(_))
+    ));
+    events.publish(publish(0)).await.unwrap();
+    let got = inbound.message().await.unwrap().unwrap();
+    assert!(matches!(
+        got.msg,
+        Some(pb::server_message::Msg::Assignment(_))
+    ));
+    // Let its lease lapse: the worker is silent for longer than the lease.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for n in 1..=5 {
+        events.publish(publish(n)).await.unwrap();
+    }
+    // Nothing more reaches the frozen worker...
+    let more = tokio::time::timeout(Duration::from_millis(500), inbound.message()).await;
+    assert!(
+        more.is_err(),
+        "the frozen worker was sent more work: {more:?}"
+    );
+    // ...and a healthy worker completes every run, the lapsed one included.
+    let client = engine.client().await;
+    let ev = Event::<Value>::new("job.created");
+    let task = Task::new("work", &ev, |_: Value, _| async { Ok::<_, TaskError>(()) });
+    let worker = Worker::new(client.clone())
+        .task(task)
+        .start()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "every run completed", || {
+        let client = client.clone();
+        async move {
+            (fanout_tests::runs_with_status(&client, "completed")
+                .await
+                .len()
+                == 6)
+                .then_some(())
+        }
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    drop(tx);
+    engine.stop().await;
+}

@@ -11,7 +11,7 @@
 mod checkpoint;
 mod dirlock;
 #[cfg(test)]
-mod full_disk;
+mod faults;
 mod publish;
 mod replay;
 mod waitpoints;
@@ -196,6 +196,7 @@ impl SqlStore {
                     dir_lock: std::sync::Arc::new(std::sync::Mutex::new(Some(dir_lock))),
                 };
                 store.migrate().await?;
+                store.requeue_orphans().await?;
                 checkpoint::spawn(store.reader.clone());
                 Ok(store)
             }
@@ -267,6 +268,32 @@ impl SqlStore {
     }
 
     /// Close all connections.
+    /// SQLite: runs left `running` by a previous process. The data
+    /// directory's lock proves that process is gone (one engine per
+    /// directory), and its worker sessions with it: nobody can finish these
+    /// attempts, so they go back to the queue at once instead of waiting
+    /// out their leases — uncharged, since the handler did not fail. A
+    /// late result from such an attempt is refused as stale (its session
+    /// no longer exists).
+    async fn requeue_orphans(&self) -> Result<u64> {
+        let now = now_ms();
+        let n = sqlx::query(
+            "UPDATE runs SET status = 'queued', attempts = attempts - 1, lease_expires_at_ms = 0, \
+             worker_id = '', available_at_ms = $1, updated_at_ms = $1 WHERE status = 'running'",
+        )
+        .bind(now)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            tracing::info!(
+                runs = n,
+                "requeued runs that were running when the engine stopped"
+            );
+        }
+        Ok(n)
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;

@@ -1,3 +1,5 @@
+//! Faults of the SQLite store itself, reproduced in-process.
+//!
 //! A full disk, simulated with SQLite's `max_page_count` on the writer
 //! connection: writes fail with SQLITE_FULL (UNAVAILABLE), and once space
 //! returns the store writes again by itself. Before, SQLite's automatic
@@ -82,5 +84,49 @@ async fn writes_recover_when_space_returns() {
         .publish(&[event(64 * 1024)], 60_000)
         .await
         .unwrap_or_else(|e| panic!("writes did not recover: {e}"));
+    store.close().await;
+}
+
+/// After a `kill -9`, a run that was running waited out its whole lease
+/// (30 s by default) although no worker from before the crash could hold
+/// it. On SQLite the data directory lock proves the old process is gone:
+/// such runs are queued again at start, their attempt not charged.
+#[tokio::test]
+async fn runs_of_a_dead_engine_are_requeued_at_start() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = StoreConfig::Sqlite {
+        path: dir.path().join("fanout.db"),
+    };
+    let store = SqlStore::connect(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ev = event(10);
+    ev.runs.push(crate::model::NewRun {
+        id: new_id(),
+        task_id: "t".into(),
+        consumer_group: String::new(),
+        retry: Default::default(),
+        lease_ms: 600_000,
+    });
+    store
+        .publish(&[ev], 60_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let claimed = store
+        .claim("default", &["t".into()], "old-session", 1, now_ms())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claimed.len(), 1);
+    // The process dies: nothing closes the store; its lock goes with it.
+    drop(store);
+    let store = SqlStore::connect(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = store
+        .claim("default", &["t".into()], "new-session", 1, now_ms())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.len(), 1, "the run is claimable at once");
+    assert_eq!(again[0].attempt, 1, "the lost attempt was not charged");
     store.close().await;
 }
