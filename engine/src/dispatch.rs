@@ -49,6 +49,8 @@ pub struct Session {
     slot_freed: Notify,
     /// Woken when runs this session's tasks can take may exist.
     signal: Arc<Notify>,
+    /// The worker is shutting down: it gets no new runs.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -65,6 +67,7 @@ impl Session {
             namespace,
             worker_id,
             signal,
+            draining: Default::default(),
             tasks,
             concurrency: concurrency.max(1),
             in_flight: Mutex::default(),
@@ -113,7 +116,8 @@ impl Session {
             tokio::pin!(freed);
             freed.as_mut().enable();
 
-            let free = if self.quiet() { 0 } else { self.free_slots() };
+            let closed = self.quiet() || self.draining.load(std::sync::atomic::Ordering::Relaxed);
+            let free = if closed { 0 } else { self.free_slots() };
             let mut full = false;
             if free > 0 && pending {
                 match self
@@ -256,6 +260,31 @@ impl Session {
             .lock()
             .map(|set| set.values().any(|r| r.lapsed(now)))
             .unwrap_or(false)
+    }
+
+    /// The worker is shutting down: send it no more runs.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(worker = %self.worker_id, "worker draining");
+    }
+
+    /// The worker gives these runs back unfinished: queue them again at
+    /// once, uncharged, and free their slots.
+    pub async fn give_back(&self, run_ids: &[String]) -> Result<u64> {
+        let n = self
+            .engine
+            .store()
+            .give_back(&self.worker_id, run_ids, now_ms())
+            .await?;
+        for id in run_ids {
+            self.release_slot(id);
+        }
+        if n > 0 {
+            tracing::info!(worker = %self.worker_id, runs = n, "runs given back unfinished");
+            self.engine.wakeup().namespace(&self.namespace);
+        }
+        Ok(n)
     }
 
     /// Extend the leases of runs the worker says it is still executing.

@@ -3,8 +3,15 @@
 //!
 //! One bidirectional stream carries everything. While a handler runs the
 //! worker heartbeats its run every third of the lease. If the stream breaks,
-//! running handlers are dropped (the engine already failed those attempts
+//! running handlers are stopped (the engine already failed those attempts
 //! and will retry them) and the worker reconnects with backoff.
+//!
+//! [`WorkerHandle::shutdown`] drains: the engine is told to send nothing
+//! more, running handlers get [`Worker::shutdown_grace`] to finish and
+//! report, and whatever still runs then is stopped for real and given back
+//! to the engine, which queues it again at once without charging the
+//! attempt. [`WorkerHandle::abort`] stops every handler at once (the engine
+//! sees a crash: those attempts count).
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -23,6 +30,7 @@ pub struct Worker {
     tasks: Vec<Task>,
     concurrency: u32,
     name: String,
+    grace: Duration,
 }
 
 /// A worker running in the background.
@@ -32,7 +40,9 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Stop taking work, drop the stream, and wait for the loop to end.
+    /// Stop taking work, let running handlers finish within the grace
+    /// period, give back what is still running, and wait for the loop to
+    /// end.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
         self.join
@@ -40,7 +50,8 @@ impl WorkerHandle {
             .map_err(|e| Error::Unavailable(format!("worker task failed: {e}")))?
     }
 
-    /// Stop at once without waiting (simulates a crash in tests).
+    /// Stop at once: every handler is cancelled where it awaits, nothing
+    /// is reported (to the engine this is a crash; the attempts count).
     pub fn abort(self) {
         self.join.abort();
     }
@@ -53,7 +64,15 @@ impl Worker {
             tasks: Vec::new(),
             concurrency: 16,
             name: format!("pid-{}", std::process::id()),
+            grace: Duration::from_secs(30),
         }
+    }
+
+    /// How long [`WorkerHandle::shutdown`] lets running handlers finish
+    /// before stopping them and giving their runs back (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// Add a task.
@@ -213,12 +232,43 @@ impl Worker {
         loop {
             tokio::select! {
                 _ = stop.changed() => {
-                    // Graceful: half-close, then wait (bounded) for the engine
-                    // to end the stream, which it does once it has released
-                    // this worker's runs. Running handlers are dropped (the
-                    // engine fails their attempts for retry); they hold
-                    // senders, so stop them first.
+                    // Graceful: no more work, then the grace period for the
+                    // handlers that run (their results still go out, and
+                    // heartbeats keep their leases).
+                    let _ = tx.send(pb::WorkerMessage { msg: Some(Out::Drain(pb::Drain {})) }).await;
+                    let deadline = tokio::time::Instant::now() + self.grace;
+                    let mut late = Vec::new();
+                    while !jobs.is_empty() {
+                        tokio::select! {
+                            _ = jobs.join_next() => {}
+                            _ = beat.tick() => {
+                                let ids: Vec<String> = running.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+                                if !ids.is_empty() {
+                                    let _ = tx.send(pb::WorkerMessage { msg: Some(Out::Heartbeat(pb::Heartbeat { run_ids: ids })) }).await;
+                                }
+                            }
+                            msg = inbound.message() => match msg {
+                                // Sent before the engine saw the drain: give it back.
+                                Ok(Some(pb::ServerMessage { msg: Some(In::Assignment(a)) })) => late.push(a.run_id),
+                                Ok(Some(_)) => {}
+                                Ok(None) | Err(_) => break,
+                            },
+                            _ = tokio::time::sleep_until(deadline) => break,
+                        }
+                    }
+                    // Past the grace period: stop the handlers for real
+                    // (aborting a job aborts its handler task), and give
+                    // their runs back uncharged.
                     jobs.shutdown().await;
+                    let unfinished: Vec<String> = running
+                        .lock()
+                        .map(|s| s.iter().cloned().collect())
+                        .unwrap_or_default();
+                    late.extend(unfinished);
+                    if !late.is_empty() {
+                        tracing::info!(runs = late.len(), "giving back runs still running after the grace period");
+                        let _ = tx.send(pb::WorkerMessage { msg: Some(Out::Release(pb::Release { run_ids: late })) }).await;
+                    }
                     drop(tx);
                     let _ = tokio::time::timeout(Duration::from_secs(5), async {
                         while let Ok(Some(_)) = inbound.message().await {}
@@ -264,6 +314,15 @@ struct Conn {
     inbound: tonic::Streaming<pb::ServerMessage>,
 }
 
+/// Aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Run the handler, turning a panic into a retryable failure.
 async fn execute(
     task: &Task,
@@ -292,7 +351,11 @@ async fn execute(
         seq: Arc::default(),
     };
     let fut = (task.handler)(payload, ctx);
-    match tokio::spawn(fut).await {
+    // The handler runs as its own task (a panic is caught as a failure);
+    // dropping this future — the job aborted at shutdown or on a lost
+    // stream — aborts it too, so no handler outlives its worker.
+    let mut handle = AbortOnDrop(tokio::spawn(fut));
+    match (&mut handle.0).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => Err(crate::TaskError::retryable(format!(
             "handler panicked: {e}"

@@ -387,3 +387,86 @@ async fn a_frozen_worker_gets_no_more_work() {
     drop(tx);
     engine.stop().await;
 }
+
+/// `shutdown()` returned at once, the engine charged every running handler
+/// a failed attempt (a run with one attempt died "worker disconnected"
+/// although it succeeded), and the detached handlers kept running. Now a
+/// handler that finishes within the grace period reports its result, and
+/// one that does not is stopped for real and its run given back uncharged.
+#[tokio::test]
+async fn worker_shutdown_drains_and_gives_back_uncharged() {
+    use fanout::{Event, Retry, Task, TaskError, Worker};
+    use std::sync::atomic::AtomicU32;
+    let b = backends().remove(0);
+    let engine = TestEngine::start(b.config.clone()).await;
+    let client = engine.client().await;
+    let ev = Event::<Value>::new("job.created");
+    let started = Arc::new(tokio::sync::Semaphore::new(0));
+    let finish = Arc::new(tokio::sync::Notify::new());
+    let stopped = Arc::new(AtomicU32::new(0));
+    /// Counts the handlers whose future was dropped before finishing.
+    struct Dropped(Arc<AtomicU32>, bool);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let (s, f, st) = (started.clone(), finish.clone(), stopped.clone());
+    let task = Task::new("work", &ev, move |p: Value, _| {
+        let (s, f, st) = (s.clone(), f.clone(), st.clone());
+        async move {
+            let mut guard = Dropped(st, false);
+            let finished = f.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            s.add_permits(1);
+            if p["quick"] == true {
+                finished.await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+            guard.1 = true;
+            Ok::<_, TaskError>(())
+        }
+    })
+    .retry(Retry {
+        max_attempts: 1,
+        ..Default::default()
+    });
+    let worker = Worker::new(client.clone())
+        .task(task)
+        .shutdown_grace(Duration::from_millis(500))
+        .start()
+        .await
+        .unwrap();
+    let quick = client
+        .publish_json("job.created", &json!({"quick": true}), Default::default())
+        .await
+        .unwrap();
+    let stuck = client
+        .publish_json("job.created", &json!({"quick": false}), Default::default())
+        .await
+        .unwrap();
+    let _ = started.acquire_many(2).await.unwrap();
+    let stopping = tokio::spawn(worker.shutdown());
+    // The quick handler finishes during the grace period.
+    finish.notify_waiters();
+    stopping.await.unwrap().unwrap();
+    let run = |p: &fanout::Published| p.runs[0].run_id.clone();
+    let q = client.get_run(&run(&quick)).await.unwrap().run.unwrap();
+    assert_eq!((q.status.as_str(), q.attempts), ("completed", 1), "{q:?}");
+    let s = client.get_run(&run(&stuck)).await.unwrap().run.unwrap();
+    assert_eq!(
+        (s.status.as_str(), s.attempts),
+        ("queued", 0),
+        "given back uncharged: {s:?}"
+    );
+    assert_eq!(
+        stopped.load(Ordering::SeqCst),
+        1,
+        "the stuck handler was stopped"
+    );
+    engine.stop().await;
+}

@@ -203,6 +203,16 @@ impl WorkerService for WorkersApi {
                         }
                     }
                     Ok(Some(pb::WorkerMessage {
+                        msg: Some(In::Drain(_)),
+                    })) => session.drain(),
+                    Ok(Some(pb::WorkerMessage {
+                        msg: Some(In::Release(r)),
+                    })) => {
+                        if let Err(e) = session.give_back(&r.run_ids).await {
+                            tracing::warn!(worker = %session.worker_id, error = %e, "runs given back not requeued; their leases will expire");
+                        }
+                    }
+                    Ok(Some(pb::WorkerMessage {
                         msg: Some(In::Register(_)),
                     })) => {
                         let _ = tx

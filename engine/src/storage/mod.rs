@@ -83,6 +83,10 @@ pub trait Store: Send + Sync + 'static {
     /// Expire now every lease held by `worker_id` (its stream ended).
     async fn release_worker(&self, worker_id: &str, now_ms: i64) -> Result<u64>;
 
+    /// Queue again, at once and without charging the attempt, runs that
+    /// `worker_id` holds and gives back unfinished (graceful shutdown).
+    async fn give_back(&self, worker_id: &str, run_ids: &[String], now_ms: i64) -> Result<u64>;
+
     /// Fail every run whose lease expired (a failed attempt: retry or dead).
     async fn reap_expired(&self, now_ms: i64) -> Result<Vec<CompletionEffect>>;
 

@@ -1106,6 +1106,12 @@ impl Store for SqlStore {
         retry_conflicts(|| self.heartbeat_once(worker_id, &ids, now)).await
     }
 
+    async fn give_back(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
+        let mut ids = run_ids.to_vec();
+        ids.sort_unstable();
+        retry_conflicts(|| self.give_back_once(worker_id, &ids, now)).await
+    }
+
     async fn release_worker(&self, worker_id: &str, now: i64) -> Result<u64> {
         let effects = self
             .fail_running_where(
@@ -1729,6 +1735,30 @@ impl SqlStore {
         tx.commit().await?;
         self.announce_children(children, finished);
         Ok(effects)
+    }
+
+    async fn give_back_once(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
+        if run_ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE runs SET status = 'queued', attempts = attempts - 1, lease_expires_at_ms = 0, \
+             worker_id = '', available_at_ms = $1, updated_at_ms = $1 \
+             WHERE status = 'running' AND worker_id = $2 AND id IN ({})",
+            params(3, run_ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(worker_id);
+        for id in run_ids {
+            q = q.bind(id);
+        }
+        let n = q.execute(&self.writer).await?.rows_affected();
+        if n > 0 {
+            // Other replicas' sessions may take them.
+            let mut tx = self.begin_write().await?;
+            self.notify_all(&mut tx, &["runs".to_string()]).await?;
+            tx.commit().await?;
+        }
+        Ok(n)
     }
 
     async fn heartbeat_once(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
