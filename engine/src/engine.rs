@@ -71,6 +71,9 @@ struct Inner {
     validators: Arc<tokio::sync::Semaphore>,
     /// Dependency states for `/healthz`.
     health: crate::health::Health,
+    /// Cancelled when the engine shuts down: held calls (long polls) end
+    /// with UNAVAILABLE so their clients wait again elsewhere or later.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Counts one publish in flight for as long as it lives.
@@ -145,6 +148,7 @@ impl Engine {
                 publishing: AtomicUsize::new(0),
                 validators: Arc::new(tokio::sync::Semaphore::new(config_validation_concurrency)),
                 health: Default::default(),
+                shutdown: Default::default(),
             }),
         }
     }
@@ -158,6 +162,11 @@ impl Engine {
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
+    /// Cancelled when the engine shuts down.
+    pub fn shutdown_token(&self) -> &tokio_util::sync::CancellationToken {
+        &self.inner.shutdown
+    }
+
     /// Dependency states, as the work that uses them last saw them.
     pub fn health(&self) -> &crate::health::Health {
         &self.inner.health

@@ -45,7 +45,6 @@ use std::future::Future;
 use std::sync::Arc;
 use storage::Store;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// The sockets the engine serves on.
 pub struct Listeners {
@@ -139,13 +138,13 @@ pub async fn run_with(
     backends: Backends,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let cancel = CancellationToken::new();
     let engine = Engine::new(
         config,
         backends.store.clone(),
         backends.limiter.clone(),
         backends.archive.clone(),
     );
+    let cancel = engine.shutdown_token().clone();
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
 

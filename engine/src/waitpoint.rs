@@ -250,6 +250,7 @@ impl Engine {
                 tokio::select! {
                     _ = &mut first => {}
                     _ = tokio::time::sleep(first_look) => {}
+                    _ = self.shutdown_token().cancelled() => {}
                 }
             }
             published
@@ -437,6 +438,11 @@ impl Engine {
             graces = GRACES;
             let tick = tokio::time::Instant::now() + SAFETY_TICK;
             tokio::select! {
+                _ = self.shutdown_token().cancelled() => {
+                    break Err(Error::Unavailable(format!(
+                        "the engine is shutting down; wait for waitpoint {id} again"
+                    )));
+                }
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline.min(tick)) => {
                     if tokio::time::Instant::now() >= deadline {

@@ -70,9 +70,30 @@ impl From<tonic::Status> for Error {
                 }
             }
             tonic::Code::Unavailable => Error::Unavailable(message),
+            // A call cut by a dropped connection (the engine restarting)
+            // surfaces as UNKNOWN "transport error" or CANCELLED: retryable.
+            tonic::Code::Unknown | tonic::Code::Cancelled if is_transport(&s) => {
+                Error::Unavailable(message)
+            }
             code => Error::Server { code, message },
         }
     }
+}
+
+/// Was the call cut by the connection rather than answered by the engine?
+fn is_transport(s: &tonic::Status) -> bool {
+    let m = s.message().to_ascii_lowercase();
+    std::error::Error::source(s).is_some()
+        || [
+            "transport error",
+            "connection",
+            "broken pipe",
+            "h2 protocol",
+            "stream closed",
+            "operation was canceled",
+        ]
+        .iter()
+        .any(|p| m.contains(p))
 }
 
 impl From<serde_json::Error> for Error {

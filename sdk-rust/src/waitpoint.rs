@@ -111,16 +111,30 @@ impl Client {
 
     /// Wait until waitpoint `id` is final (long polls; the engine answers
     /// when notified). Safe to call again after a disconnect.
+    ///
+    /// A lost connection (the engine restarting, a replica going away) is
+    /// retried with backoff for up to [`RECONNECT_FOR`] since the last
+    /// answer: the waitpoint is durable, so waiting again loses nothing.
     pub async fn wait(&self, id: &str) -> Result<WaitpointState> {
+        let mut reconnect = Reconnect::new();
         loop {
-            let w = self
+            let w = match self
                 .waitpoints()
                 .wait(self.request(pb::WaitRequest {
                     id: id.into(),
                     wait_ms: LONG_POLL_MS,
                 }))
-                .await?
-                .into_inner();
+                .await
+            {
+                Ok(w) => {
+                    reconnect = Reconnect::new();
+                    w.into_inner()
+                }
+                Err(s) => {
+                    reconnect.again(Error::from(s)).await?;
+                    continue;
+                }
+            };
             let s = state(w)?;
             if s.is_final() {
                 return Ok(s);
@@ -171,16 +185,31 @@ impl Client {
     }
 
     /// Publish JSON and wait for every run's final outcome.
+    ///
+    /// Safe across a lost connection: without an idempotency key of the
+    /// caller's, the call makes one, so sending it again (after the engine
+    /// restarts, say) returns the original event and waitpoint instead of
+    /// publishing twice; then it keeps waiting on that waitpoint.
     pub async fn publish_and_wait_json(
         &self,
         event: &str,
         payload: &serde_json::Value,
-        opts: PublishOptions,
+        mut opts: PublishOptions,
         timeout: Option<Duration>,
     ) -> Result<WaitResult> {
-        let resp = self
-            .publish_and_wait_raw(event, payload, opts, timeout, None)
-            .await?;
+        if opts.idempotency_key.is_none() {
+            opts.idempotency_key = Some(format!("paw:{:032x}", rand::random::<u128>()));
+        }
+        let mut reconnect = Reconnect::new();
+        let resp = loop {
+            match self
+                .publish_and_wait_raw(event, payload, opts.clone(), timeout, None)
+                .await
+            {
+                Ok(r) => break r,
+                Err(e) => reconnect.again(e).await?,
+            }
+        };
         let event_id = resp.published.map(|p| p.event_id).unwrap_or_default();
         let s = match resp.waitpoint {
             Some(w) => state(w)?,
@@ -255,6 +284,16 @@ impl PublishAndWait<'_> {
     }
     pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
         self.opts.ordering_key = Some(key.into());
+        self
+    }
+    /// Repeats within the engine's window return the original event and
+    /// wait on its waitpoint (one is made up when none is given).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.opts.idempotency_key = Some(key.into());
+        self
+    }
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.opts.tags = tags.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -397,5 +436,37 @@ impl TaskContext {
             .map_err(|s| sdk_err(s.into()))?
             .into_inner();
         Err(TaskError::suspended(w.id))
+    }
+}
+
+/// How long a call keeps reconnecting after the connection to the engine
+/// is lost before it reports [`Error::Unavailable`].
+pub const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// Retries of a call whose connection was lost: backoff from 100 ms to
+/// 2 s, for at most [`RECONNECT_FOR`].
+struct Reconnect {
+    since: tokio::time::Instant,
+    backoff: Duration,
+}
+
+impl Reconnect {
+    fn new() -> Self {
+        Reconnect {
+            since: tokio::time::Instant::now(),
+            backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// Wait before trying again if `e` is a lost connection and time is
+    /// left; otherwise give `e` back.
+    async fn again(&mut self, e: Error) -> Result<()> {
+        if !matches!(e, Error::Unavailable(_)) || self.since.elapsed() >= RECONNECT_FOR {
+            return Err(e);
+        }
+        tracing::debug!(error = %e, "connection to the engine lost; retrying");
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+        Ok(())
     }
 }

@@ -71,9 +71,12 @@ pub struct TestEngine {
 impl TestEngine {
     /// Start on 127.0.0.1:0 (both ports) with `config`.
     pub async fn start(config: Config) -> Self {
-        let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_at(config, "127.0.0.1:0", "127.0.0.1:0").await
+    }
+
+    /// Start on given addresses (a restart on the ports clients know).
+    pub async fn start_at(config: Config, grpc: &str, http: &str) -> Self {
+        let listeners = Listeners::bind(grpc, http).await.expect("bind");
         let grpc_url = format!("http://{}", listeners.grpc.local_addr().expect("addr"));
         let http_url = format!("http://{}", listeners.http.local_addr().expect("addr"));
         let backends = Backends::connect(&config).await.expect("backends");

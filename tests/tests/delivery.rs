@@ -614,7 +614,12 @@ async fn http_publish_api() {
         let (s, _, body) = http(&engine.http_url, "POST", url, &big).await;
         assert_eq!(s, 413, "{body}");
         let (s, _, body) = http(&engine.http_url, "GET", "/healthz", "").await;
-        assert_eq!((s, body.as_str()), (200, r#"{"status":"ok"}"#));
+        assert_eq!(s, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["status"], "ok", "{body}");
+        assert_eq!(health["store"]["state"], "ok", "{body}");
+        let (s, _, _) = http(&engine.http_url, "GET", "/livez", "").await;
+        assert_eq!(s, 200);
         worker.shutdown().await.unwrap();
         engine.stop().await;
     }

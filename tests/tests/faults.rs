@@ -470,3 +470,66 @@ async fn worker_shutdown_drains_and_gives_back_uncharged() {
     );
     engine.stop().await;
 }
+
+/// `publish_and_wait` from a client failed for good when the engine
+/// restarted ("Unknown: transport error", no id to resume from, and a retry
+/// would publish again). Now it reconnects and keeps waiting on the same
+/// waitpoint: one event, one run, the result delivered.
+#[tokio::test]
+async fn publish_and_wait_survives_an_engine_restart() {
+    use fanout::{Event, Task, TaskError, Worker};
+    let b = backends().remove(0);
+    let first = TestEngine::start(b.config.clone()).await;
+    let grpc = first.grpc_url.trim_start_matches("http://").to_string();
+    let http_addr = first.http_url.trim_start_matches("http://").to_string();
+    let client = first.client().await;
+    let ev = Event::<Value>::new("job.created");
+    ev.define(&client).await.unwrap();
+    // Register the task without running it: the run waits.
+    let task = || {
+        Task::new("double", &ev, |p: Value, _| async move {
+            Ok::<_, TaskError>(p["n"].as_u64().unwrap_or(0) * 2)
+        })
+    };
+    Worker::new(client.clone())
+        .task(task())
+        .start()
+        .await
+        .unwrap()
+        .abort();
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .publish_and_wait_json("job.created", &json!({"n": 21}), Default::default(), None)
+                .await
+        }
+    });
+    eventually(Duration::from_secs(10), "the run is queued", || {
+        let client = client.clone();
+        async move {
+            (!fanout_tests::runs_with_status(&client, "queued")
+                .await
+                .is_empty())
+            .then_some(())
+        }
+    })
+    .await;
+    first.stop().await;
+    let second = TestEngine::start_at(b.config.clone(), &grpc, &http_addr).await;
+    let worker = Worker::new(second.client().await)
+        .task(task())
+        .start()
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the waiting call finished")
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.results["double"].output, json!(42), "{result:?}");
+    let runs = fanout_tests::runs_with_status(&second.client().await, "").await;
+    assert_eq!(runs.len(), 1, "published once: {runs:?}");
+    worker.shutdown().await.unwrap();
+    second.stop().await;
+}
