@@ -76,7 +76,13 @@ impl Client {
                 message: e.to_string(),
             })?
             .connect_timeout(std::time::Duration::from_secs(5))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A vanished engine (a dropped network, a frozen host) is
+            // noticed in ~40 s rather than at the next TCP timeout, and the
+            // worker reconnects elsewhere.
+            .http2_keep_alive_interval(std::time::Duration::from_secs(20))
+            .keep_alive_timeout(std::time::Duration::from_secs(20))
+            .keep_alive_while_idle(true);
         let channel = endpoint.connect().await.map_err(|e| Error::Connect {
             url: url.clone(),
             message: format!("{e} (is the engine running? try `fanout dev`)"),
