@@ -52,6 +52,11 @@ pub struct Config {
     pub claim_linger_us: u64,
     /// Bounds on client input and connections (`limits.rs`).
     pub limits: crate::limits::Limits,
+    /// This engine's stable name among the replicas sharing a database
+    /// (default: `<hostname>:<gRPC port>`). Leases it grants carry it, so
+    /// after a crash the same instance requeues them at once on restart;
+    /// give each replica its own.
+    pub instance_id: String,
 }
 
 impl Default for Config {
@@ -76,6 +81,7 @@ impl Default for Config {
             idempotency_window_ms: 24 * 60 * 60 * 1000,
             claim_linger_us: 1_000,
             limits: crate::limits::Limits::default(),
+            instance_id: String::new(),
         }
     }
 }
@@ -181,6 +187,12 @@ impl Config {
         }
         if self.archive_batch == 0 {
             return Err("archive_batch must be at least 1".into());
+        }
+        if self.instance_id.len() > 100 || self.instance_id.contains(['/', '\n']) {
+            return Err(format!(
+                "instance_id '{}' is invalid: at most 100 characters, no '/'",
+                self.instance_id
+            ));
         }
         let problems = self.limits.problems();
         if !problems.is_empty() {

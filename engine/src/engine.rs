@@ -162,6 +162,11 @@ impl Engine {
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
+    /// This engine's name among replicas (see `Config::instance_id`).
+    pub fn instance_id(&self) -> &str {
+        &self.inner.config.instance_id
+    }
+
     /// Cancelled when the engine shuts down.
     pub fn shutdown_token(&self) -> &tokio_util::sync::CancellationToken {
         &self.inner.shutdown

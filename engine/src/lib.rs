@@ -138,6 +138,25 @@ pub async fn run_with(
     backends: Backends,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let mut config = config;
+    if config.instance_id.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "fanout".into());
+        config.instance_id = format!("{host}:{}", grpc_addr.port());
+    }
+    if let config::StoreConfig::Postgres { .. } = &config.store {
+        // Leases this instance granted before a crash: no session of ours
+        // holds them now (SQLite does the same for every lease at open,
+        // its data-dir lock proving the old process gone).
+        let prefix = format!("{}/", config.instance_id);
+        backends
+            .store
+            .requeue_leases_of(&prefix, model::now_ms())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let engine = Engine::new(
         config,
         backends.store.clone(),
@@ -145,7 +164,6 @@ pub async fn run_with(
         backends.archive.clone(),
     );
     let cancel = engine.shutdown_token().clone();
-    let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
 
     let mut tasks = tokio::task::JoinSet::new();

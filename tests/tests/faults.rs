@@ -533,3 +533,92 @@ async fn publish_and_wait_survives_an_engine_restart() {
     worker.shutdown().await.unwrap();
     second.stop().await;
 }
+
+/// After a crash of `fanout serve`, every run it had leased waited out its
+/// full lease (30 s by default). Leases carry the instance that granted
+/// them; the same instance starting again requeues them at once, uncharged
+/// (replicas with other instance ids are not touched).
+#[tokio::test]
+#[ignore = "service test: needs FANOUT_TEST_POSTGRES_URL (.ci/run sets it)"]
+async fn a_restarted_instance_requeues_its_leases_at_once() {
+    let _ = env("FANOUT_TEST_POSTGRES_URL");
+    let b = backends()
+        .into_iter()
+        .find(|b| b.name == "postgres")
+        .unwrap();
+    let mut config = b.config.clone();
+    config.instance_id = format!("it-{}", uuid::Uuid::now_v7().simple());
+    let first = TestEngine::start(config.clone()).await;
+    let mut events = pb::event_service_client::EventServiceClient::connect(first.grpc_url.clone())
+        .await
+        .unwrap();
+    events
+        .define_event(pb::DefineEventRequest {
+            name: "job.created".into(),
+            schema_json: "{}".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut workers =
+        pb::worker_service_client::WorkerServiceClient::connect(first.grpc_url.clone())
+            .await
+            .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::WorkerMessage {
+        msg: Some(pb::worker_message::Msg::Register(pb::Register {
+            worker_name: "held".into(),
+            concurrency: 1,
+            tasks: vec![pb::TaskRegistration {
+                id: "work".into(),
+                event: "job.created".into(),
+                lease_ms: 600_000,
+                ..Default::default()
+            }],
+        })),
+    })
+    .await
+    .unwrap();
+    let mut inbound = workers
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    inbound.message().await.unwrap().unwrap(); // registered
+    events
+        .publish(pb::PublishRequest {
+            event: "job.created".into(),
+            payload_json: "{}".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let Some(pb::server_message::Msg::Assignment(a)) =
+        inbound.message().await.unwrap().unwrap().msg
+    else {
+        panic!("expected an assignment");
+    };
+    assert!(
+        a.worker_id.starts_with(&format!("{}/", config.instance_id)),
+        "{}",
+        a.worker_id
+    );
+    // The same instance starts again (as after a crash: its sessions are gone).
+    let second = TestEngine::start(config.clone()).await;
+    let run = second
+        .client()
+        .await
+        .get_run(&a.run_id)
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    assert_eq!(
+        (run.status.as_str(), run.attempts),
+        ("queued", 0),
+        "{run:?}"
+    );
+    drop(tx);
+    second.stop().await;
+    first.stop().await;
+}

@@ -102,7 +102,9 @@ impl WorkerService for WorkersApi {
             .collect();
         self.engine.register_tasks(&ns, &subs).await?;
 
-        let worker_id = new_id();
+        // `<instance>/<session>`: a restart of this instance recognises
+        // the leases its previous incarnation granted.
+        let worker_id = format!("{}/{}", self.engine.instance_id(), new_id());
         tracing::info!(namespace = %ns, worker = %worker_id, name = %reg.worker_name, tasks = subs.len(), concurrency, "worker connected");
         let tasks = subs.iter().map(|s| s.task_id.clone()).collect();
         let session = Arc::new(Session::new(

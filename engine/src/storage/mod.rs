@@ -83,6 +83,12 @@ pub trait Store: Send + Sync + 'static {
     /// Expire now every lease held by `worker_id` (its stream ended).
     async fn release_worker(&self, worker_id: &str, now_ms: i64) -> Result<u64>;
 
+    /// Queue again, uncharged, every running run whose worker id starts
+    /// with `worker_prefix`: leases granted by a previous incarnation of
+    /// this engine instance (worker ids are `<instance>/<session>`), which
+    /// no live session can hold.
+    async fn requeue_leases_of(&self, worker_prefix: &str, now_ms: i64) -> Result<u64>;
+
     /// Queue again, at once and without charging the attempt, runs that
     /// `worker_id` holds and gives back unfinished (graceful shutdown).
     async fn give_back(&self, worker_id: &str, run_ids: &[String], now_ms: i64) -> Result<u64>;

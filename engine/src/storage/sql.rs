@@ -267,7 +267,6 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Close all connections.
     /// SQLite: runs left `running` by a previous process. The data
     /// directory's lock proves that process is gone (one engine per
     /// directory), and its worker sessions with it: nobody can finish these
@@ -276,24 +275,10 @@ impl SqlStore {
     /// late result from such an attempt is refused as stale (its session
     /// no longer exists).
     async fn requeue_orphans(&self) -> Result<u64> {
-        let now = now_ms();
-        let n = sqlx::query(
-            "UPDATE runs SET status = 'queued', attempts = attempts - 1, lease_expires_at_ms = 0, \
-             worker_id = '', available_at_ms = $1, updated_at_ms = $1 WHERE status = 'running'",
-        )
-        .bind(now)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        if n > 0 {
-            tracing::info!(
-                runs = n,
-                "requeued runs that were running when the engine stopped"
-            );
-        }
-        Ok(n)
+        self.requeue_leases_of("", now_ms()).await
     }
 
+    /// Close all connections.
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
@@ -1104,6 +1089,32 @@ impl Store for SqlStore {
         let mut ids = run_ids.to_vec();
         ids.sort_unstable();
         retry_conflicts(|| self.heartbeat_once(worker_id, &ids, now)).await
+    }
+
+    async fn requeue_leases_of(&self, worker_prefix: &str, now: i64) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE runs SET status = 'queued', attempts = attempts - 1, lease_expires_at_ms = 0, \
+             worker_id = '', available_at_ms = $1, updated_at_ms = $1 \
+             WHERE status = 'running' AND substr(worker_id, 1, CAST($2 AS INTEGER)) = $3",
+        )
+        .bind(now)
+        .bind(worker_prefix.chars().count() as i64)
+        .bind(worker_prefix)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            tracing::info!(
+                runs = n,
+                "requeued runs that were running when the engine stopped"
+            );
+            if self.channel.is_some() {
+                let mut tx = self.begin_write().await?;
+                self.notify_all(&mut tx, &["runs".to_string()]).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(n)
     }
 
     async fn give_back(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
