@@ -30,6 +30,9 @@ const SAFETY_TICK: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct WaitpointHub {
     waiters: Mutex<HashMap<String, Entry>>,
+    /// Waits answered by the safety tick instead of a notice: each one is
+    /// a lost wake-up (should stay 0).
+    pub safety_answers: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -409,6 +412,9 @@ impl Engine {
         let handle = hub.handle(id);
         let deadline = tokio::time::Instant::now() + max;
         let mut graces = GRACES;
+        // Woken by the safety tick rather than by news: if the answer is
+        // then final, a completion notice was missed (counted and logged).
+        let mut ticked = false;
         let result = loop {
             let notified = handle.notified();
             tokio::pin!(notified);
@@ -433,8 +439,20 @@ impl Engine {
                 },
             };
             if view.waitpoint.is_final() {
+                if ticked {
+                    let n = hub
+                        .safety_answers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1;
+                    tracing::warn!(
+                        waitpoint = id,
+                        safety_answers = n,
+                        "waitpoint answered by the safety poll: a completion notice was missed"
+                    );
+                }
                 break Ok(view);
             }
+            ticked = false;
             graces = GRACES;
             let tick = tokio::time::Instant::now() + SAFETY_TICK;
             tokio::select! {
@@ -448,6 +466,7 @@ impl Engine {
                     if tokio::time::Instant::now() >= deadline {
                         break self.waitpoint(ns, id).await;
                     }
+                    ticked = true;
                 }
             }
         };
