@@ -683,3 +683,127 @@ async fn no_publish_and_wait_waits_for_the_safety_poll() {
         engine.stop().await;
     }
 }
+
+/// Postgres backends terminated under publish load (a failover, an
+/// operator's `pg_terminate_backend`): callers see UNAVAILABLE (retryable)
+/// and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service test: needs FANOUT_TEST_POSTGRES_URL and psql (.ci/run has both)"]
+async fn postgres_backends_terminated_under_load_lose_nothing() {
+    use fanout::{Error, PublishOptions, Task, TaskError, Worker};
+    use fanout_engine::config::StoreConfig;
+    let url = env("FANOUT_TEST_POSTGRES_URL");
+    let mut b = backends()
+        .into_iter()
+        .find(|b| b.name == "postgres")
+        .unwrap();
+    // Tag the engine's connections so only they are terminated.
+    let tag = format!("fanout-term-{}", uuid::Uuid::now_v7().simple());
+    if let StoreConfig::Postgres { url: u, .. } = &mut b.config.store {
+        *u = format!(
+            "{u}{}application_name={tag}",
+            if u.contains('?') { '&' } else { '?' }
+        );
+    }
+    let engine = TestEngine::start(b.config.clone()).await;
+    let client = engine.client().await;
+    client
+        .define_event("order.created", &json!({"type": "object"}), "")
+        .await
+        .unwrap();
+    let task = Task::on_pattern("bill", "order.created", |_: Value, _| async {
+        Ok::<_, TaskError>(())
+    });
+    Worker::new(client.clone())
+        .task(task)
+        .start()
+        .await
+        .unwrap()
+        .abort();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let errors: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let mut publishers = Vec::new();
+    for p in 0..8 {
+        let (client, stop, acked, errors) =
+            (client.clone(), stop.clone(), acked.clone(), errors.clone());
+        publishers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let key = format!("p{p}-{n}");
+                n += 1;
+                let opts = PublishOptions {
+                    idempotency_key: Some(key.clone()),
+                    ..Default::default()
+                };
+                match client.publish_json("order.created", &json!({}), opts).await {
+                    Ok(_) => acked.lock().unwrap().push(key),
+                    Err(Error::Unavailable(_)) => {}
+                    Err(e) => errors.lock().unwrap().push(e.to_string()),
+                }
+            }
+        }));
+    }
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split([':', '/']).next())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let mut terminated = 0;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = std::process::Command::new("psql")
+            .args(["-h", &host, "-U", "postgres", "-d", "test", "-Atqc"])
+            .arg(format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{tag}'"
+            ))
+            .output()
+            .expect("psql runs");
+        terminated += String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let mut lost = 0;
+    for key in &acked {
+        let opts = PublishOptions {
+            idempotency_key: Some(key.clone()),
+            ..Default::default()
+        };
+        let p = eventually(Duration::from_secs(10), "the store answers again", || {
+            let (client, opts) = (client.clone(), opts.clone());
+            async move {
+                client
+                    .publish_json("order.created", &json!({}), opts)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        if !p.deduplicated {
+            lost += 1;
+        }
+    }
+    let errors = errors.lock().unwrap().clone();
+    println!(
+        "postgres backends terminated under load: {terminated} backends killed, acked {}, lost {lost}, non-retryable errors {}",
+        acked.len(),
+        errors.len()
+    );
+    assert!(terminated > 0, "no backend was terminated");
+    assert!(acked.len() > 100, "too little load: {}", acked.len());
+    assert_eq!(lost, 0);
+    assert!(
+        errors.is_empty(),
+        "errors other than UNAVAILABLE: {errors:?}"
+    );
+    engine.stop().await;
+}
