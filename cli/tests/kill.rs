@@ -164,3 +164,97 @@ async fn kill_9_under_publish_load_loses_no_acknowledged_event() {
     engine.kill().unwrap();
     engine.wait().unwrap();
 }
+
+/// `GET path` on the engine's HTTP port: (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// A real full disk: `fanout dev` on a 3 MiB tmpfs. Writes fail with
+/// UNAVAILABLE naming the cause and `/healthz` answers 503; once the tmpfs
+/// grows, writes succeed again without a restart and `/healthz` is 200.
+/// (Before: every write failed "begin_with at non-zero transaction depth"
+/// until a restart, and `/healthz` said 200 throughout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a tmpfs (.ci/run runs it)"]
+async fn a_full_disk_is_reported_and_recovered_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("data");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mount = |opts: &str| {
+        let mut args = vec!["-t", "tmpfs", "-o", opts, "tmpfs", mnt.to_str().unwrap()];
+        if opts.starts_with("remount") {
+            args = vec!["-o", opts, mnt.to_str().unwrap()];
+        }
+        let ok = Command::new("mount")
+            .args(&args)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount {args:?} failed: this test needs root");
+    };
+    mount("size=3m");
+    let (grpc, http) = (free_port(), free_port());
+    let mut engine = start(&mnt, grpc, http);
+    let client = connect(grpc).await;
+    client
+        .define_event("blob.stored", &json!({"type": "object"}), "")
+        .await
+        .unwrap();
+    let blob = json!({ "data": "x".repeat(64 * 1024) });
+    let mut full = None;
+    for _ in 0..200 {
+        if let Err(e) = client
+            .publish_json("blob.stored", &blob, Default::default())
+            .await
+        {
+            full = Some(e);
+            break;
+        }
+    }
+    let e = full.expect("the 3 MiB disk never filled");
+    assert!(matches!(e, fanout::Error::Unavailable(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("full") || e.to_string().contains("disk"),
+        "{e}"
+    );
+    let (status, body) = http_get(http, "/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"down\""), "{body}");
+
+    mount("remount,size=64m");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if client
+            .publish_json("blob.stored", &blob, Default::default())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not recover after space returned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = http_get(http, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+    let _ = Command::new("umount").arg(&mnt).status();
+}
