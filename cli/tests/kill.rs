@@ -258,3 +258,159 @@ async fn a_full_disk_is_reported_and_recovered_from() {
     engine.wait().unwrap();
     let _ = Command::new("umount").arg(&mnt).status();
 }
+
+/// Not a test: the worker process of `worker_processes_killed_or_frozen_mid_run`
+/// (this test binary started again with `FANOUT_FAULT_WORKER=<grpc port>`).
+/// Each handler works for `FANOUT_FAULT_WORK_MS`, then answers with its pid
+/// and attempt. `.ci/run` skips it when it runs the ignored tests.
+#[tokio::test]
+#[ignore = "run by worker_processes_killed_or_frozen_mid_run as a child process"]
+async fn fault_worker_process() {
+    let port: u16 = std::env::var("FANOUT_FAULT_WORKER")
+        .expect("started by the parent test")
+        .parse()
+        .unwrap();
+    let work = Duration::from_millis(
+        std::env::var("FANOUT_FAULT_WORK_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    let client = Client::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let task = Task::on_pattern("work", "job.created", move |_: Value, ctx| async move {
+        tokio::time::sleep(work).await;
+        Ok::<_, TaskError>(json!({ "pid": std::process::id(), "attempt": ctx.attempt }))
+    })
+    .lease(Duration::from_millis(1_500));
+    let _worker = Worker::new(client)
+        .concurrency(4)
+        .task(task)
+        .start()
+        .await
+        .unwrap();
+    std::future::pending::<()>().await;
+}
+
+fn spawn_worker(grpc: u16, work_ms: u64) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "fault_worker_process",
+            "--nocapture",
+        ])
+        .env("FANOUT_FAULT_WORKER", grpc.to_string())
+        .env("FANOUT_FAULT_WORK_MS", work_ms.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Worker processes killed (`kill -9`) or frozen (`SIGSTOP`) mid-run: their
+/// runs are re-delivered and complete exactly once in the store, and the
+/// frozen worker is given nothing more while frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_killed_or_frozen_mid_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let mut engine = start(dir.path(), grpc, http);
+    let client = connect(grpc).await;
+    client
+        .define_event("job.created", &json!({"type": "object"}), "")
+        .await
+        .unwrap();
+    let runs = |status: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .list_runs(fanout::proto::ListRunsRequest {
+                    status: status.into(),
+                    limit: 1_000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    for (signal, label) in [("-KILL", "kill -9"), ("-STOP", "SIGSTOP")] {
+        // A slow worker takes the runs and is hit mid-run.
+        let mut slow = spawn_worker(grpc, 60_000);
+        let published = 4;
+        for n in 0..published {
+            client
+                .publish_json(
+                    "job.created",
+                    &json!({ "n": n, "round": label }),
+                    Default::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while runs("running").await.len() < published {
+            assert!(
+                Instant::now() < deadline,
+                "{label}: the slow worker never took the runs"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let held_by: Vec<String> = runs("running")
+            .await
+            .into_iter()
+            .map(|r| r.worker_id)
+            .collect();
+        assert!(
+            Command::new("kill")
+                .args([signal, &slow.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        // A healthy worker finishes everything: the runs come back to it.
+        let mut healthy = spawn_worker(grpc, 0);
+        let started = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = loop {
+            let done = runs("completed").await;
+            if done.len() >= published * (if label == "kill -9" { 1 } else { 2 }) {
+                break done;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{label}: runs were not re-delivered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let this_round: Vec<_> = done
+            .iter()
+            .filter(|r| r.output_json.contains("pid") && !held_by.contains(&r.worker_id))
+            .collect();
+        // Each run completed once, by the healthy worker, on a later attempt.
+        assert!(
+            this_round.iter().all(|r| r.attempts >= 2),
+            "{label}: {this_round:?}"
+        );
+        assert!(
+            runs("running")
+                .await
+                .iter()
+                .all(|r| !held_by.contains(&r.worker_id)),
+            "{label}: the frozen worker still holds runs"
+        );
+        println!(
+            "{label} of a worker mid-run: {published} runs re-delivered and completed once in {:?}",
+            started.elapsed()
+        );
+        let _ = Command::new("kill")
+            .args(["-KILL", &slow.id().to_string()])
+            .status();
+        let _ = slow.wait();
+        let _ = healthy.kill();
+        let _ = healthy.wait();
+    }
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+}

@@ -339,13 +339,23 @@ pub async fn reaper(engine: Engine, cancel: CancellationToken) {
             _ = tokio::time::sleep(every) => {}
             _ = cancel.cancelled() => return,
         }
+        // Failures count against the store's health; successes do not
+        // clear it (a reap that changes nothing proves no write works).
         match engine.reap().await {
             Ok(n) if n > 0 => engine.wakeup().now(),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "lease reaper failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "lease reaper failed");
+                if let crate::error::Error::Unavailable(m) = &e {
+                    engine.health().store_failed(m);
+                }
+            }
         }
         if let Err(e) = engine.expire_waitpoints().await {
             tracing::warn!(error = %e, "waitpoint expiry failed");
+            if let crate::error::Error::Unavailable(m) = &e {
+                engine.health().store_failed(m);
+            }
         }
     }
 }
