@@ -12,31 +12,78 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A child process killed when the guard drops, so a failing test leaves
+/// no engine or worker behind to take the next test's runs.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-fn start(dir: &std::path::Path, grpc: u16, http: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fanout"))
+impl std::ops::Deref for Guard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// Start `fanout dev` on `dir` with ports the OS picks, and read the
+/// addresses it prints (no port is guessed, so parallel tests cannot
+/// collide). Returns the process and its gRPC and HTTP ports.
+fn start(dir: &std::path::Path) -> (Guard, u16, u16) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
         .args([
             "dev",
             "--data-dir",
             dir.to_str().unwrap(),
             "--grpc-addr",
-            &format!("127.0.0.1:{grpc}"),
+            "127.0.0.1:0",
             "--http-addr",
-            &format!("127.0.0.1:{http}"),
+            "127.0.0.1:0",
             "--log-level",
             "warn",
         ])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let port = |line: &str| -> u16 {
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    };
+    let (mut grpc, mut http) = (None, None);
+    while grpc.is_none() || http.is_none() {
+        let line = lines
+            .next()
+            .expect("fanout dev exited before printing its addresses")
+            .unwrap();
+        if line.trim_start().starts_with("gRPC:") {
+            grpc = Some(port(&line));
+        } else if line.trim_start().starts_with("HTTP:") {
+            http = Some(port(&line));
+        }
+    }
+    // Keep draining stdout so the engine never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Guard(child), grpc.unwrap(), http.unwrap())
 }
 
 /// Connect once the engine answers (it takes a moment to start).
@@ -56,8 +103,7 @@ async fn connect(grpc: u16) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_publish_load_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let mut engine = start(dir.path(), grpc, http);
+    let (mut engine, grpc, _http) = start(dir.path());
     let client = connect(grpc).await;
     client
         .define_event("order.created", &json!({"type": "object"}), "")
@@ -112,7 +158,7 @@ async fn kill_9_under_publish_load_loses_no_acknowledged_event() {
     let acked = acked.lock().unwrap().clone();
 
     let restarted = Instant::now();
-    let mut engine = start(dir.path(), grpc, http);
+    let (mut engine, grpc, _) = start(dir.path());
     let client = connect(grpc).await;
     let recovered = restarted.elapsed();
     // An acknowledged key published again must be recognised as stored.
@@ -208,8 +254,7 @@ async fn a_full_disk_is_reported_and_recovered_from() {
         assert!(ok, "mount {args:?} failed: this test needs root");
     };
     mount("size=3m");
-    let (grpc, http) = (free_port(), free_port());
-    let mut engine = start(&mnt, grpc, http);
+    let (mut engine, grpc, http) = start(&mnt);
     let client = connect(grpc).await;
     client
         .define_event("blob.stored", &json!({"type": "object"}), "")
@@ -279,7 +324,9 @@ async fn fault_worker_process() {
     let client = Client::connect(format!("http://127.0.0.1:{port}"))
         .await
         .unwrap();
-    let task = Task::on_pattern("work", "job.created", move |_: Value, ctx| async move {
+    // A task id of the parent's choosing: no other test's worker serves it.
+    let id = std::env::var("FANOUT_FAULT_TASK").unwrap();
+    let task = Task::on_pattern(id, "job.created", move |_: Value, ctx| async move {
         tokio::time::sleep(work).await;
         Ok::<_, TaskError>(json!({ "pid": std::process::id(), "attempt": ctx.attempt }))
     })
@@ -293,20 +340,23 @@ async fn fault_worker_process() {
     std::future::pending::<()>().await;
 }
 
-fn spawn_worker(grpc: u16, work_ms: u64) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "fault_worker_process",
-            "--nocapture",
-        ])
-        .env("FANOUT_FAULT_WORKER", grpc.to_string())
-        .env("FANOUT_FAULT_WORK_MS", work_ms.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn_worker(grpc: u16, work_ms: u64, task: &str) -> Guard {
+    Guard(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "fault_worker_process",
+                "--nocapture",
+            ])
+            .env("FANOUT_FAULT_WORKER", grpc.to_string())
+            .env("FANOUT_FAULT_WORK_MS", work_ms.to_string())
+            .env("FANOUT_FAULT_TASK", task)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Worker processes killed (`kill -9`) or frozen (`SIGSTOP`) mid-run: their
@@ -315,8 +365,7 @@ fn spawn_worker(grpc: u16, work_ms: u64) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_processes_killed_or_frozen_mid_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let mut engine = start(dir.path(), grpc, http);
+    let (mut engine, grpc, _http) = start(dir.path());
     let client = connect(grpc).await;
     client
         .define_event("job.created", &json!({"type": "object"}), "")
@@ -337,7 +386,28 @@ async fn worker_processes_killed_or_frozen_mid_run() {
     };
     for (signal, label) in [("-KILL", "kill -9"), ("-STOP", "SIGSTOP")] {
         // A slow worker takes the runs and is hit mid-run.
-        let mut slow = spawn_worker(grpc, 60_000);
+        let task = format!("work-{}", std::process::id());
+        let mut slow = spawn_worker(grpc, 60_000, &task);
+        // Runs are made for the subscriptions that exist at publish time:
+        // wait until the worker process has registered its task.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let subs = client
+                .admin()
+                .list_subscriptions(client.with_ns(fanout::proto::ListSubscriptionsRequest {}))
+                .await
+                .unwrap()
+                .into_inner()
+                .subscriptions;
+            if subs.iter().any(|s| s.task_id == task) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{label}: the worker process never registered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let published = 4;
         for n in 0..published {
             client
@@ -370,7 +440,7 @@ async fn worker_processes_killed_or_frozen_mid_run() {
                 .success()
         );
         // A healthy worker finishes everything: the runs come back to it.
-        let mut healthy = spawn_worker(grpc, 0);
+        let healthy = spawn_worker(grpc, 0, &task);
         let started = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
@@ -408,8 +478,7 @@ async fn worker_processes_killed_or_frozen_mid_run() {
             .args(["-KILL", &slow.id().to_string()])
             .status();
         let _ = slow.wait();
-        let _ = healthy.kill();
-        let _ = healthy.wait();
+        drop(healthy);
     }
     engine.kill().unwrap();
     engine.wait().unwrap();
