@@ -291,6 +291,50 @@ async fn replay_covers_events_not_yet_archived() {
     engine.await.unwrap().unwrap();
 }
 
+/// A worker speaking the raw protocol: registers `task` on `job.created`
+/// (with `lease_ms` and `concurrency`) and returns its outbound sender and
+/// inbound stream, the `Registered` answer already read. It sends nothing
+/// else unless the test does: a frozen or vanished worker.
+async fn raw_worker(
+    grpc_url: &str,
+    name: &str,
+    concurrency: u32,
+    lease_ms: u64,
+) -> (
+    tokio::sync::mpsc::Sender<pb::WorkerMessage>,
+    tonic::Streaming<pb::ServerMessage>,
+) {
+    let mut workers = pb::worker_service_client::WorkerServiceClient::connect(grpc_url.to_string())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::WorkerMessage {
+        msg: Some(pb::worker_message::Msg::Register(pb::Register {
+            worker_name: name.into(),
+            concurrency,
+            tasks: vec![pb::TaskRegistration {
+                id: "work".into(),
+                event: "job.created".into(),
+                lease_ms,
+                ..Default::default()
+            }],
+        })),
+    })
+    .await
+    .unwrap();
+    let mut inbound = workers
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = inbound.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.msg,
+        Some(pb::server_message::Msg::Registered(_))
+    ));
+    (tx, inbound)
+}
+
 /// A worker frozen mid-run (SIGSTOP, a GC pause, a network that drops
 /// packets) stayed "connected" and kept receiving runs that could only
 /// wait out their leases. Once it lets a lease lapse without a heartbeat it
@@ -317,35 +361,7 @@ async fn a_frozen_worker_gets_no_more_work() {
         ..Default::default()
     };
     // The frozen worker: registers, takes a run, then never speaks again.
-    let mut workers =
-        pb::worker_service_client::WorkerServiceClient::connect(engine.grpc_url.clone())
-            .await
-            .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::WorkerMessage {
-        msg: Some(pb::worker_message::Msg::Register(pb::Register {
-            worker_name: "frozen".into(),
-            concurrency: 10,
-            tasks: vec![pb::TaskRegistration {
-                id: "work".into(),
-                event: "job.created".into(),
-                lease_ms: 300,
-                ..Default::default()
-            }],
-        })),
-    })
-    .await
-    .unwrap();
-    let mut inbound = workers
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = inbound.message().await.unwrap().unwrap();
-    assert!(matches!(
-        first.msg,
-        Some(pb::server_message::Msg::Registered(_))
-    ));
+    let (tx, mut inbound) = raw_worker(&engine.grpc_url, "frozen", 10, 300).await;
     events.publish(publish(0)).await.unwrap();
     let got = inbound.message().await.unwrap().unwrap();
     assert!(matches!(
@@ -562,31 +578,7 @@ async fn a_restarted_instance_requeues_its_leases_at_once() {
         })
         .await
         .unwrap();
-    let mut workers =
-        pb::worker_service_client::WorkerServiceClient::connect(first.grpc_url.clone())
-            .await
-            .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::WorkerMessage {
-        msg: Some(pb::worker_message::Msg::Register(pb::Register {
-            worker_name: "held".into(),
-            concurrency: 1,
-            tasks: vec![pb::TaskRegistration {
-                id: "work".into(),
-                event: "job.created".into(),
-                lease_ms: 600_000,
-                ..Default::default()
-            }],
-        })),
-    })
-    .await
-    .unwrap();
-    let mut inbound = workers
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    inbound.message().await.unwrap().unwrap(); // registered
+    let (tx, mut inbound) = raw_worker(&first.grpc_url, "held", 1, 600_000).await;
     events
         .publish(pb::PublishRequest {
             event: "job.created".into(),
