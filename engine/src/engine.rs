@@ -317,7 +317,7 @@ impl Engine {
         if size > limit {
             return Err(Error::PayloadTooLarge { size, limit });
         }
-        let payload = schema::parse_payload(&input.payload_json)?;
+        let payload = schema::parse_payload("payload", &input.payload_json)?;
         let payload = self.validate(&live, &input.event, payload, size).await?;
         if let Some(rl) = &live.def.options.rate_limit {
             self.check_rate_limit(ns, &input.event, rl, &payload)

@@ -108,13 +108,13 @@ pub fn parse_json(field: &str, text: &str) -> Result<Value> {
 /// Parse a payload: JSON text whose objects have no duplicate keys. The
 /// payload is stored as the text published, so the value validated (where a
 /// repeated key keeps its last value) must be the only reading of it.
-pub fn parse_payload(text: &str) -> Result<Value> {
+pub fn parse_payload(field: &str, text: &str) -> Result<Value> {
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed =
         serde::Deserialize::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
     parsed.map_err(|e| {
         Error::InvalidArgument(format!(
-            "payload is not valid JSON: {e} (line {}, column {})",
+            "{field} is not valid JSON: {e} (line {}, column {})",
             e.line(),
             e.column()
         ))
@@ -310,16 +310,19 @@ mod tests {
 
     #[test]
     fn payloads_keep_their_text_and_refuse_duplicate_keys() {
-        let v =
-            parse_payload(r#"{"n": 123456789012345678901234567890, "a": [1, {"b": 2}]}"#).unwrap();
+        let v = parse_payload(
+            "payload",
+            r#"{"n": 123456789012345678901234567890, "a": [1, {"b": 2}]}"#,
+        )
+        .unwrap();
         assert_eq!(v["a"][1]["b"], 2);
-        let e = parse_payload(r#"{"a": 1, "a": 2}"#).unwrap_err();
+        let e = parse_payload("payload", r#"{"a": 1, "a": 2}"#).unwrap_err();
         assert!(e.to_string().contains("duplicate key 'a'"), "{e}");
-        let e = parse_payload(r#"{"x": {"a": 1, "a": 2}}"#).unwrap_err();
+        let e = parse_payload("payload", r#"{"x": {"a": 1, "a": 2}}"#).unwrap_err();
         assert!(e.to_string().contains("duplicate key"), "{e}");
-        assert!(parse_payload("[1, 2] x").is_err());
+        assert!(parse_payload("payload", "[1, 2] x").is_err());
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(parse_payload(&deep).is_err());
+        assert!(parse_payload("payload", &deep).is_err());
     }
 
     #[test]
@@ -358,7 +361,7 @@ mod props {
         /// INVALID_ARGUMENT, never a panic.
         #[test]
         fn payload_text_parses_or_is_invalid_argument(text in r#"[\[\]{}":,0-9a-z .eE+\-\\]{0,200}"#) {
-            match parse_payload(&text) {
+            match parse_payload("payload", &text) {
                 Ok(v) => prop_assert_eq!(v, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)),
                 Err(e) => prop_assert!(matches!(e, Error::InvalidArgument(_))),
             }

@@ -387,8 +387,7 @@ impl Engine {
         let data = if data_json.trim().is_empty() {
             "null".to_string()
         } else {
-            crate::schema::parse_payload(data_json)
-                .map_err(|e| Error::InvalidArgument(format!("data_json: {e}")))?;
+            crate::schema::parse_payload("data_json", data_json)?;
             // As sent, like a payload: big numbers keep their digits.
             data_json.trim().to_string()
         };

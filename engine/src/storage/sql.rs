@@ -390,6 +390,13 @@ fn sub_from_row(r: &AnyRow) -> Result<Subscription> {
     })
 }
 
+/// Put running runs back in the queue without charging their attempt
+/// (`$1` = now); callers add which runs (`AND …`). A late result from the
+/// attempt is refused as stale: its worker id no longer matches.
+const REQUEUE_UNCHARGED: &str = "UPDATE runs SET status = 'queued', attempts = attempts - 1, \
+    lease_expires_at_ms = 0, worker_id = '', available_at_ms = $1, updated_at_ms = $1 \
+    WHERE status = 'running'";
+
 const RUN_COLUMNS: &str = "id, namespace, event_id, event, task_id, status, attempts, max_attempts, \
     created_at_ms, updated_at_ms, available_at_ms, output_json, last_error, worker_id, ordering_key, consumer_group, dlq, replay_of, \
     waitpoint_id, started_at_ms, lease_expires_at_ms";
@@ -1092,11 +1099,9 @@ impl Store for SqlStore {
     }
 
     async fn requeue_leases_of(&self, worker_prefix: &str, now: i64) -> Result<u64> {
-        let n = sqlx::query(
-            "UPDATE runs SET status = 'queued', attempts = attempts - 1, lease_expires_at_ms = 0, \
-             worker_id = '', available_at_ms = $1, updated_at_ms = $1 \
-             WHERE status = 'running' AND substr(worker_id, 1, CAST($2 AS INTEGER)) = $3",
-        )
+        let n = sqlx::query(&format!(
+            "{REQUEUE_UNCHARGED} AND substr(worker_id, 1, CAST($2 AS INTEGER)) = $3"
+        ))
         .bind(now)
         .bind(worker_prefix.chars().count() as i64)
         .bind(worker_prefix)
@@ -1108,11 +1113,7 @@ impl Store for SqlStore {
                 runs = n,
                 "requeued runs that were running when the engine stopped"
             );
-            if self.channel.is_some() {
-                let mut tx = self.begin_write().await?;
-                self.notify_all(&mut tx, &["runs".to_string()]).await?;
-                tx.commit().await?;
-            }
+            self.announce_requeued().await?;
         }
         Ok(n)
     }
@@ -1753,9 +1754,7 @@ impl SqlStore {
             return Ok(0);
         }
         let sql = format!(
-            "UPDATE runs SET status = 'queued', attempts = attempts - 1, lease_expires_at_ms = 0, \
-             worker_id = '', available_at_ms = $1, updated_at_ms = $1 \
-             WHERE status = 'running' AND worker_id = $2 AND id IN ({})",
+            "{REQUEUE_UNCHARGED} AND worker_id = $2 AND id IN ({})",
             params(3, run_ids.len())
         );
         let mut q = sqlx::query(&sql).bind(now).bind(worker_id);
@@ -1764,12 +1763,21 @@ impl SqlStore {
         }
         let n = q.execute(&self.writer).await?.rows_affected();
         if n > 0 {
-            // Other replicas' sessions may take them.
-            let mut tx = self.begin_write().await?;
-            self.notify_all(&mut tx, &["runs".to_string()]).await?;
-            tx.commit().await?;
+            self.announce_requeued().await?;
         }
         Ok(n)
+    }
+
+    /// Postgres: tell the replicas' sessions that requeued runs exist
+    /// (their own transaction: the requeue was one autocommit statement).
+    async fn announce_requeued(&self) -> Result<()> {
+        if self.channel.is_none() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        self.notify_all(&mut tx, &["runs".to_string()]).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn heartbeat_once(&self, worker_id: &str, run_ids: &[String], now: i64) -> Result<u64> {
