@@ -11,7 +11,7 @@ use super::SqlStore;
 use crate::config::StoreConfig;
 use crate::error::Error;
 use crate::model::{NewEvent, new_id, now_ms};
-use crate::storage::Store;
+use crate::storage::{Publish, RunQueue};
 use sqlx::Row;
 
 fn event(payload_bytes: usize) -> NewEvent {

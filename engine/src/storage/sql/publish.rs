@@ -9,12 +9,19 @@
 //! `WITH` parts insert everything atomically; the statement commits, with
 //! `synchronous_commit` on, before it returns.
 
-use super::{CHUNK, Dialect, SqlStore};
+use super::SqlStore;
+use super::dialect::{CHUNK, Dialect};
+use super::errors::retry_conflicts;
+use crate::error::Error;
 use crate::error::Result;
 use crate::model::*;
+use crate::storage::Publish;
+use async_trait::async_trait;
 use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
+use sqlx::{Row, Transaction};
+use std::collections::HashMap;
 
 type Q<'q> = Query<'q, Any, AnyArguments<'q>>;
 
@@ -313,4 +320,169 @@ pub(super) fn runs_messages(events: &[&NewEvent]) -> Vec<String> {
         .into_iter()
         .map(|ns| format!("runs:{ns}"))
         .collect()
+}
+
+#[async_trait]
+impl Publish for SqlStore {
+    async fn publish(
+        &self,
+        events: &[NewEvent],
+        idempotency_window_ms: i64,
+    ) -> Result<Vec<Published>> {
+        retry_conflicts(|| self.publish_once(events, idempotency_window_ms)).await
+    }
+}
+
+impl SqlStore {
+    async fn publish_once(
+        &self,
+        events: &[NewEvent],
+        idempotency_window_ms: i64,
+    ) -> Result<Vec<Published>> {
+        let now = now_ms();
+        if self.single_statement(events) {
+            return self.publish_single_statement(events, now).await;
+        }
+        let mut tx = self.begin_write().await?;
+        let (out, finished) = self
+            .publish_in_tx(&mut tx, events, idempotency_window_ms, now)
+            .await?;
+        tx.commit().await?;
+        self.durable().await?;
+        self.announce(finished);
+        Ok(out)
+    }
+
+    /// The body of `publish`, inside a caller's transaction (replays reuse
+    /// it). Returns the answers and the waitpoints finished on the spot.
+    pub(super) async fn publish_in_tx(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        events: &[NewEvent],
+        idempotency_window_ms: i64,
+        now: i64,
+    ) -> Result<(Vec<Published>, Vec<String>)> {
+        let mut out: Vec<Published> = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+        // Index in `out` of each fresh event.
+        let mut fresh_at: Vec<usize> = Vec::with_capacity(events.len());
+        // Keys claimed earlier in this same batch.
+        let mut batch_keys: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        for ev in events {
+            if !ev.idempotency_key.is_empty() {
+                let k = (
+                    ev.namespace.as_str(),
+                    ev.name.as_str(),
+                    ev.idempotency_key.as_str(),
+                );
+                if let Some(&i) = batch_keys.get(&k) {
+                    let mut p = out[i].clone();
+                    p.deduplicated = true;
+                    out.push(p);
+                    continue;
+                }
+                // Take the key, or take it over if it expired; the unique key
+                // decides between concurrent publishers.
+                let won = sqlx::query(
+                    "INSERT INTO idempotency_keys (namespace, event, key, event_id, expires_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, event, key) DO UPDATE \
+                     SET event_id = excluded.event_id, expires_at_ms = excluded.expires_at_ms \
+                     WHERE idempotency_keys.expires_at_ms < $6 RETURNING event_id",
+                )
+                .bind(&ev.namespace)
+                .bind(&ev.name)
+                .bind(&ev.idempotency_key)
+                .bind(&ev.id)
+                .bind(now + idempotency_window_ms)
+                .bind(now)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if won.is_none() {
+                    let existing: String = sqlx::query(
+                        "SELECT event_id FROM idempotency_keys WHERE namespace = $1 AND event = $2 AND key = $3",
+                    )
+                    .bind(&ev.namespace)
+                    .bind(&ev.name)
+                    .bind(&ev.idempotency_key)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("event_id")?;
+                    out.push(Self::existing_publish(tx, &existing).await?);
+                    continue;
+                }
+                batch_keys.insert(k, out.len());
+            }
+            out.push(published(ev));
+            fresh_at.push(out.len() - 1);
+            fresh.push(ev);
+        }
+
+        self.insert_published(tx, &fresh, now).await?;
+        let plain: Vec<&NewEvent> = fresh
+            .iter()
+            .copied()
+            .filter(|ev| plain_waitpoint(ev))
+            .collect();
+        self.insert_plain_waitpoints(tx, &plain, now).await?;
+        let mut finished = Vec::new();
+        for (ev, at) in fresh.iter().zip(&fresh_at) {
+            if plain_waitpoint(ev) {
+                continue;
+            }
+            if let Some(wp) = &ev.waitpoint {
+                let (suspended, done) = self.insert_runs_waitpoint(tx, ev, wp, now).await?;
+                out[*at].suspended = suspended;
+                if done {
+                    finished.push(wp.id.clone());
+                }
+            }
+        }
+        self.notify_all(tx, &runs_messages(&fresh)).await?;
+        Ok((out, finished))
+    }
+
+    async fn existing_publish(
+        tx: &mut Transaction<'static, Any>,
+        event_id: &str,
+    ) -> Result<Published> {
+        let ev = sqlx::query("SELECT version FROM events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "idempotency key points at missing event {event_id}"
+                ))
+            })?;
+        let runs = sqlx::query(
+            "SELECT id, task_id, consumer_group FROM runs WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(event_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("task_id")?,
+                r.try_get("consumer_group")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let waitpoint_id = sqlx::query("SELECT id FROM waitpoints WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("id"))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Published {
+            waitpoint_id,
+            suspended: false,
+            event_id: event_id.to_string(),
+            version: ev.try_get::<i64, _>("version")? as u32,
+            runs,
+            deduplicated: true,
+        })
+    }
 }

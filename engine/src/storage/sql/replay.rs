@@ -5,6 +5,8 @@
 use super::SqlStore;
 use crate::error::Result;
 use crate::model::*;
+use crate::storage::ReplayStore;
+use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -41,8 +43,9 @@ fn job_from_row(r: &AnyRow) -> Result<ReplayJob> {
     })
 }
 
-impl SqlStore {
-    pub(super) async fn create_replay_impl(&self, j: &ReplayJob) -> Result<()> {
+#[async_trait]
+impl ReplayStore for SqlStore {
+    async fn create_replay(&self, j: &ReplayJob) -> Result<()> {
         sqlx::query(
             "INSERT INTO replays (id, namespace, event_pattern, from_ms, to_ms, tasks_json, filter_json, dry_run, \
              rate_per_sec, skip_already_replayed, status, cursor_ms, cursor_id, events_total, created_at_ms, updated_at_ms) \
@@ -66,7 +69,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn get_replay_impl(&self, ns: &str, id: &str) -> Result<Option<ReplayJob>> {
+    async fn get_replay(&self, ns: &str, id: &str) -> Result<Option<ReplayJob>> {
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM replays WHERE namespace = $1 AND id = $2"
         ))
@@ -79,12 +82,7 @@ impl SqlStore {
         .transpose()
     }
 
-    pub(super) async fn cancel_replay_impl(
-        &self,
-        ns: &str,
-        id: &str,
-        now: i64,
-    ) -> Result<Option<ReplayJob>> {
+    async fn cancel_replay(&self, ns: &str, id: &str, now: i64) -> Result<Option<ReplayJob>> {
         sqlx::query(
             "UPDATE replays SET status = 'cancelled', finished_at_ms = $3, updated_at_ms = $3 \
              WHERE namespace = $1 AND id = $2 AND status = 'running'",
@@ -94,10 +92,10 @@ impl SqlStore {
         .bind(now)
         .execute(&self.writer)
         .await?;
-        self.get_replay_impl(ns, id).await
+        self.get_replay(ns, id).await
     }
 
-    pub(super) async fn lease_replay_impl(
+    async fn lease_replay(
         &self,
         owner: &str,
         now: i64,
@@ -120,7 +118,7 @@ impl SqlStore {
             .transpose()
     }
 
-    pub(super) async fn replay_page_impl(
+    async fn replay_page(
         &self,
         j: &ReplayJob,
         owner: &str,
@@ -161,10 +159,7 @@ impl SqlStore {
         Ok(true)
     }
 
-    pub(super) async fn replayed_pairs_impl(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<(String, String)>> {
+    async fn replayed_pairs(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(500) {
             if chunk.is_empty() {
@@ -183,5 +178,15 @@ impl SqlStore {
             }
         }
         Ok(out)
+    }
+
+    async fn release_replays(&self, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE replays SET lease_until_ms = 0 WHERE owner = $1 AND status = 'running'",
+        )
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 }

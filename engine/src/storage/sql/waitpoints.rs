@@ -10,6 +10,8 @@
 use super::SqlStore;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::storage::WaitpointStore;
+use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
@@ -110,7 +112,7 @@ impl SqlStore {
         // Sorted ids (BTreeMap) and an `id IN (…)` list, which the primary
         // key walks in order: one lock order across concurrent transactions.
         let counts: Vec<(&String, &i64)> = children.counts.iter().collect();
-        for chunk in counts.chunks(super::CHUNK) {
+        for chunk in counts.chunks(super::dialect::CHUNK) {
             let values = (0..chunk.len())
                 .map(|i| format!("({})", self.dialect.list(i * 2 + 1, 2)))
                 .collect::<Vec<_>>()
@@ -171,7 +173,7 @@ impl SqlStore {
              updated_at_ms = $1 WHERE id IN ({}) AND status = 'waiting'",
             // `$n` on both databases: SQLite numbers a bare `?` from the
             // first parameter, which here is `$1`.
-            super::params(2, parents.len())
+            super::dialect::params(2, parents.len())
         );
         let mut q = sqlx::query(&sql).bind(now);
         for p in parents {
@@ -334,8 +336,11 @@ impl SqlStore {
         .await?;
         Ok((suspended, done))
     }
+}
 
-    pub(super) async fn get_waitpoint_impl(
+#[async_trait]
+impl WaitpointStore for SqlStore {
+    async fn get_waitpoint(
         &self,
         ns: &str,
         id: &str,
@@ -376,11 +381,7 @@ impl SqlStore {
         Ok(Some((wp, children)))
     }
 
-    pub(super) async fn create_waitpoint_impl(
-        &self,
-        wp: &NewWaitpoint,
-        now: i64,
-    ) -> Result<Waitpoint> {
+    async fn create_waitpoint(&self, wp: &NewWaitpoint, now: i64) -> Result<Waitpoint> {
         if wp.kind == WaitpointKind::Runs {
             return Err(Error::InvalidArgument(
                 "runs waitpoints are created by publish-and-wait".into(),
@@ -416,19 +417,13 @@ impl SqlStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.get_waitpoint_impl(&wp.namespace, &wp.id)
+        self.get_waitpoint(&wp.namespace, &wp.id)
             .await?
             .map(|(w, _)| w)
             .ok_or_else(|| Error::Internal("waitpoint vanished after insert".into()))
     }
 
-    pub(super) async fn complete_token_impl(
-        &self,
-        ns: &str,
-        id: &str,
-        data: &str,
-        now: i64,
-    ) -> Result<Waitpoint> {
+    async fn complete_token(&self, ns: &str, id: &str, data: &str, now: i64) -> Result<Waitpoint> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT kind, status, parent_run_id FROM waitpoints WHERE namespace = $1 AND id = $2{}",
@@ -468,13 +463,13 @@ impl SqlStore {
         .await?;
         tx.commit().await?;
         self.announce(vec![id.to_string()]);
-        self.get_waitpoint_impl(ns, id)
+        self.get_waitpoint(ns, id)
             .await?
             .map(|(w, _)| w)
             .ok_or_else(|| Error::Internal("waitpoint vanished after completion".into()))
     }
 
-    pub(super) async fn expire_waitpoints_impl(&self, now: i64) -> Result<Vec<String>> {
+    async fn expire_waitpoints(&self, now: i64) -> Result<Vec<String>> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "SELECT id, kind, parent_run_id FROM waitpoints WHERE status = 'waiting' AND timeout_at_ms > 0 \
@@ -508,7 +503,7 @@ impl SqlStore {
         Ok(finished)
     }
 
-    pub(super) async fn record_step_impl(
+    async fn record_step(
         &self,
         namespace: &str,
         step: &ParentRef,

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 /// Group fsync of one database's WAL file.
 #[derive(Debug)]
-pub(super) struct WalSync {
+pub(in crate::storage::sql) struct WalSync {
     wal: PathBuf,
     /// Commits that asked to be made durable, numbered from 1.
     committed: AtomicU64,
@@ -45,7 +45,7 @@ impl WalSync {
     }
 
     /// Return once everything committed before this call is on disk.
-    pub(super) async fn sync(&self) -> Result<()> {
+    pub(in crate::storage::sql) async fn sync(&self) -> Result<()> {
         let mine = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
         let mut synced = self.synced.lock().await;
         if *synced >= mine {

@@ -1,0 +1,189 @@
+//! Event definitions (versioned schemas and options) and subscriptions.
+
+use super::SqlStore;
+use super::rows::{DEF_SELECT, def_from_row, sub_from_row};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::storage::Definitions;
+use async_trait::async_trait;
+use sqlx::Row;
+
+#[async_trait]
+impl Definitions for SqlStore {
+    async fn define_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        schema_json: &str,
+        schema_canonical: &str,
+        description: &str,
+        options: &EventOptions,
+    ) -> Result<(EventDef, bool)> {
+        // Two definers racing on the same version: the loser retries against
+        // the winner's row.
+        for _ in 0..3 {
+            let mut tx = self.begin_write().await?;
+            let now = now_ms();
+            let rl = options.rate_limit.clone().unwrap_or(RateLimit {
+                limit: 0,
+                window_ms: 0,
+                key_field: String::new(),
+            });
+            sqlx::query(
+                "INSERT INTO event_options (namespace, name, dlq, rl_limit, rl_window_ms, rl_key, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (namespace, name) DO UPDATE SET dlq = excluded.dlq, \
+                 rl_limit = excluded.rl_limit, rl_window_ms = excluded.rl_window_ms, rl_key = excluded.rl_key, \
+                 updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(namespace)
+            .bind(name)
+            .bind(options.dlq as i64)
+            .bind(rl.limit as i64)
+            .bind(rl.window_ms as i64)
+            .bind(&rl.key_field)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let latest = sqlx::query(&format!(
+                "SELECT version, schema_canonical FROM event_definitions WHERE namespace = $1 AND name = $2 \
+                 ORDER BY version DESC LIMIT 1{}",
+                self.dialect.for_update()
+            ))
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (version, created) = match &latest {
+                Some(r) if r.try_get::<String, _>("schema_canonical")? == schema_canonical => {
+                    (r.try_get::<i64, _>("version")?, false)
+                }
+                Some(r) => (r.try_get::<i64, _>("version")? + 1, true),
+                None => (1, true),
+            };
+            if created {
+                let res = sqlx::query(
+                    "INSERT INTO event_definitions (namespace, name, version, schema_json, schema_canonical, description, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(namespace)
+                .bind(name)
+                .bind(version)
+                .bind(schema_json)
+                .bind(schema_canonical)
+                .bind(description)
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
+                match res {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.notify(&mut tx, &format!("events:{namespace}")).await?;
+            tx.commit().await?;
+            let def = self
+                .get_event(namespace, name, Some(version as u32))
+                .await?
+                .ok_or_else(|| {
+                    Error::Internal(format!("event '{name}' v{version} vanished after define"))
+                })?;
+            return Ok((def, created));
+        }
+        Err(Error::Unavailable(format!(
+            "event '{name}' is being redefined concurrently; try again"
+        )))
+    }
+
+    async fn get_event(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<EventDef>> {
+        let row = match version {
+            Some(v) => sqlx::query(&format!(
+                "{DEF_SELECT} WHERE d.namespace = $1 AND d.name = $2 AND d.version = $3"
+            ))
+            .bind(namespace)
+            .bind(name)
+            .bind(v as i64)
+            .fetch_optional(&self.reader)
+            .await?,
+            None => sqlx::query(&format!(
+                "{DEF_SELECT} WHERE d.namespace = $1 AND d.name = $2 ORDER BY d.version DESC LIMIT 1"
+            ))
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?,
+        };
+        row.as_ref().map(def_from_row).transpose()
+    }
+
+    async fn list_events(&self, namespace: &str) -> Result<Vec<EventDef>> {
+        let rows = sqlx::query(&format!(
+            "{DEF_SELECT} WHERE d.namespace = $1 AND d.version = \
+             (SELECT MAX(version) FROM event_definitions x WHERE x.namespace = d.namespace AND x.name = d.name) \
+             ORDER BY d.name"
+        ))
+        .bind(namespace)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(def_from_row).collect()
+    }
+
+    async fn upsert_subscriptions(&self, subs: &[Subscription]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for s in subs {
+            sqlx::query(
+                "INSERT INTO subscriptions (namespace, task_id, event, filter_json, consumer_group, max_attempts, \
+                 initial_backoff_ms, max_backoff_ms, backoff_multiplier, lease_ms, created_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                 ON CONFLICT (namespace, task_id) DO UPDATE SET event = excluded.event, \
+                 filter_json = excluded.filter_json, consumer_group = excluded.consumer_group, \
+                 max_attempts = excluded.max_attempts, initial_backoff_ms = excluded.initial_backoff_ms, \
+                 max_backoff_ms = excluded.max_backoff_ms, backoff_multiplier = excluded.backoff_multiplier, \
+                 lease_ms = excluded.lease_ms, updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(&s.namespace)
+            .bind(&s.task_id)
+            .bind(&s.event)
+            .bind(&s.filter_json)
+            .bind(&s.consumer_group)
+            .bind(s.retry.max_attempts as i64)
+            .bind(s.retry.initial_backoff_ms as i64)
+            .bind(s.retry.max_backoff_ms as i64)
+            .bind(s.retry.multiplier)
+            .bind(s.lease_ms as i64)
+            .bind(s.updated_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut namespaces: Vec<&str> = subs.iter().map(|s| s.namespace.as_str()).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        for ns in namespaces {
+            self.notify(&mut tx, &format!("subs:{ns}")).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_subscriptions(&self, namespace: Option<&str>) -> Result<Vec<Subscription>> {
+        let rows = match namespace {
+            Some(ns) => {
+                sqlx::query("SELECT * FROM subscriptions WHERE namespace = $1 ORDER BY task_id")
+                    .bind(ns)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM subscriptions ORDER BY namespace, task_id")
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+        };
+        rows.iter().map(sub_from_row).collect()
+    }
+}

@@ -1,0 +1,180 @@
+//! [`Store`] over SQLite and PostgreSQL with one body of SQL.
+//!
+//! Both backends go through sqlx's `Any` driver with runtime queries. The SQL
+//! stays in the subset both accept (`$n` parameters, `ON CONFLICT`,
+//! `RETURNING`, `WITH … UPDATE … FROM`, partial indexes); [`Dialect`] adds
+//! the few differences: row locks with `SKIP LOCKED` on Postgres, and a
+//! single writer connection on SQLite (which has one writer anyway, and would
+//! otherwise answer SQLITE_BUSY). The conformance suite runs every test on
+//! both. Why not `query!`: it checks against one database per crate.
+
+mod announce;
+mod complete;
+mod definitions;
+mod dialect;
+mod errors;
+#[cfg(test)]
+mod faults;
+mod migrations;
+mod outbox;
+mod postgres;
+mod publish;
+mod queue;
+mod replay;
+mod rows;
+mod runs;
+mod sqlite;
+mod waitpoints;
+
+pub use dialect::Dialect;
+pub use postgres::notify_channel;
+
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::storage::{RunQueue, Store};
+use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use std::time::Duration;
+
+/// The SQL store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    /// Transactions that write.
+    writer: AnyPool,
+    /// Reads (the same pool on Postgres).
+    reader: AnyPool,
+    /// Claims and completions (see [`SqlStore::begin_relaxed`]): on Postgres
+    /// its connections run with `synchronous_commit = off`, so a claim is
+    /// one statement, one round trip; on SQLite the writer.
+    relaxed: AnyPool,
+    dialect: Dialect,
+    /// Postgres `NOTIFY` channel shared by the replicas on this schema.
+    channel: Option<String>,
+    /// Post-commit events for this process (waitpoints finished, …).
+    events: tokio::sync::broadcast::Sender<StoreEvent>,
+    /// SQLite: makes publishes durable after their commit.
+    wal: Option<std::sync::Arc<sqlite::walsync::WalSync>>,
+    /// SQLite: the data directory's lock (`dirlock`), released on close.
+    dir_lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+}
+
+/// A pool of at most `max` connections, each running `setup` (session
+/// settings) once when it connects.
+fn pool_options(max: u32, setup: String) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        // A connection still "in a transaction" when taken from the pool is
+        // broken: SQLite rolls a transaction back by itself on SQLITE_FULL
+        // or IOERR, sqlx's ROLLBACK then fails and its depth stays at 1, so
+        // every later BEGIN fails. Close it; the pool opens a fresh one.
+        .before_acquire(|conn, _| {
+            Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+        })
+        .after_connect(move |conn, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                conn.execute(setup.as_str()).await?;
+                Ok(())
+            })
+        })
+}
+
+impl SqlStore {
+    /// Connect, apply migrations, and return a ready store. Errors name the
+    /// backend and say what failed, in one line.
+    pub async fn connect(cfg: &StoreConfig) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        match cfg {
+            StoreConfig::Sqlite { path } => sqlite::open(path).await,
+            StoreConfig::Postgres {
+                url,
+                schema,
+                max_connections,
+            } => postgres::open(url, schema, *max_connections).await,
+        }
+    }
+
+    /// Apply pending migrations. On failure the pool is closed, so a held
+    /// advisory lock cannot block the next migrator (see FACTS.md).
+    pub async fn migrate(&self) -> Result<()> {
+        if let Err(e) = migrations::migrator(self.dialect).run(&self.writer).await {
+            self.writer.close().await;
+            return Err(Error::Unavailable(format!("migrations failed: {e}")));
+        }
+        Ok(())
+    }
+
+    /// SQLite: runs left `running` by a previous process. The data
+    /// directory's lock proves that process is gone (one engine per
+    /// directory), and its worker sessions with it: nobody can finish these
+    /// attempts, so they go back to the queue at once instead of waiting
+    /// out their leases — uncharged, since the handler did not fail. A
+    /// late result from such an attempt is refused as stale (its session
+    /// no longer exists).
+    async fn requeue_orphans(&self) -> Result<u64> {
+        self.requeue_leases_of("", now_ms()).await
+    }
+
+    /// Close all connections.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+        self.relaxed.close().await;
+        if let Ok(mut lock) = self.dir_lock.lock() {
+            lock.take();
+        }
+    }
+
+    /// Begin a write transaction on the writer (`BEGIN IMMEDIATE` on
+    /// SQLite: take the write lock now, not at the first write). Its commit
+    /// survives a process crash; for power loss see [`SqlStore::durable`].
+    pub(super) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.writer.begin().await?,
+        })
+    }
+
+    /// Make what was just committed survive power loss: publishes, before
+    /// the caller hears ok. Postgres: already so (`synchronous_commit` on
+    /// the writer pool). SQLite: a group fsync of the WAL ([`walsync`]).
+    pub(super) async fn durable(&self) -> Result<()> {
+        match &self.wal {
+            Some(wal) => wal.sync().await,
+            None => Ok(()),
+        }
+    }
+
+    /// A transaction for claims and completions, which need not wait for
+    /// the WAL flush: a crash can lose only the last ~0.6 s of them, and
+    /// those runs then go back to their previous state and execute again
+    /// (delivery is at-least-once; a late result is discarded as stale).
+    /// Publishes keep `synchronous_commit`. On Postgres the relaxed pool's
+    /// sessions carry the setting; `settings` (`SET LOCAL …`) travel with
+    /// `BEGIN` in one round trip (the simple protocol takes several
+    /// statements at once). SQLite: a plain write transaction.
+    pub(super) async fn begin_relaxed(&self, settings: &str) -> Result<Transaction<'static, Any>> {
+        match self.dialect {
+            Dialect::Sqlite => self.begin_write().await,
+            Dialect::Postgres if settings.is_empty() => Ok(self.relaxed.begin().await?),
+            Dialect::Postgres => Ok(self
+                .relaxed
+                .begin_with(format!("BEGIN; {settings}"))
+                .await?),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    async fn close(&self) {
+        SqlStore::close(self).await;
+    }
+}
