@@ -19,6 +19,7 @@
 
 use crate::batch::Batcher;
 use crate::config::Config;
+use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::limits::{self, MAX_TAG_BYTES};
@@ -574,15 +575,19 @@ impl Engine {
             }
             if crate::pattern::is_pattern(&s.event) {
                 crate::pattern::check(&format!("tasks[{i}].event"), &s.event)?;
-            } else if let Err(Error::NotFound(_)) = {
+            } else if let Err(Error::NotFound { .. }) = {
                 schema::check_event_name(&s.event)
                     .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;
                 self.inner.registry.event(ns, &s.event).await
             } {
-                return Err(Error::NotFound(format!(
-                    "tasks[{i}]: task '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
-                    s.task_id, s.event
-                )));
+                return Err(Error::not_found(
+                    EntityKind::Event,
+                    &s.event,
+                    format!(
+                        "tasks[{i}]: task '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
+                        s.task_id, s.event
+                    ),
+                ));
             }
             if s.filter_json.len() > limits::MAX_FILTER_BYTES {
                 return Err(Error::InvalidArgument(format!(

@@ -1,7 +1,9 @@
-//! The engine's one error type, mapped once to gRPC status codes (here) and
-//! to HTTP status codes (in `http`). Storage, archive and limiter errors are
-//! translated into it at their edges, so handlers never see driver errors.
+//! The engine's one error type and its one code table ([`Error::codes`]):
+//! each error's gRPC code and HTTP status. Storage, archive and limiter
+//! errors are translated into it at their edges (for SQL:
+//! `storage::sql::errors`), so handlers never see driver errors.
 
+use fanout_proto::v1;
 use std::time::Duration;
 
 /// Result alias used across the engine.
@@ -24,6 +26,38 @@ impl std::fmt::Display for Violation {
             &self.path
         };
         write!(f, "{path}: {}", self.message)
+    }
+}
+
+/// What kind of thing an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    Event,
+    Run,
+    Waitpoint,
+    Replay,
+    Task,
+    /// An HTTP route.
+    Route,
+}
+
+/// The thing an error is about: its kind, id (event name, run id, …) and,
+/// for an event, the schema version concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    pub kind: EntityKind,
+    pub id: String,
+    pub version: Option<u32>,
+}
+
+impl Entity {
+    /// `kind` `id`, no version.
+    pub fn new(kind: EntityKind, id: impl Into<String>) -> Self {
+        Entity {
+            kind,
+            id: id.into(),
+            version: None,
+        }
     }
 }
 
@@ -54,8 +88,8 @@ pub enum Error {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// A named thing does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{message}")]
+    NotFound { entity: Entity, message: String },
     /// A unique name or key is taken.
     #[error("{0}")]
     AlreadyExists(String),
@@ -153,6 +187,66 @@ impl Error {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Error::Internal(e.to_string())
     }
+
+    /// [`Error::NotFound`] about `id` of `kind`, with the message a person reads.
+    pub fn not_found(kind: EntityKind, id: &str, message: impl Into<String>) -> Self {
+        Error::NotFound {
+            entity: Entity::new(kind, id),
+            message: message.into(),
+        }
+    }
+
+    /// The structured detail carried with every gRPC error (binary metadata)
+    /// and every HTTP error body: what clients decide on.
+    pub fn detail(&self) -> v1::ErrorDetail {
+        use v1::ErrorCode as C;
+        let mut d = v1::ErrorDetail {
+            message: crate::limits::truncate(self.to_string(), crate::limits::MAX_MESSAGE_BYTES),
+            ..Default::default()
+        };
+        let code = match self {
+            Error::InvalidArgument(_) => C::InvalidArgument,
+            Error::InvalidPayload {
+                event,
+                version,
+                violations,
+                total,
+            } => {
+                d.violations = violations
+                    .iter()
+                    .map(|v| v1::SchemaViolation {
+                        path: v.path.clone(),
+                        message: v.message.clone(),
+                    })
+                    .collect();
+                d.violation_count = u32::try_from(*total).unwrap_or(u32::MAX);
+                d.entity = Some(entity_ref(&Entity {
+                    kind: EntityKind::Event,
+                    id: event.clone(),
+                    version: Some(*version),
+                }));
+                C::InvalidPayload
+            }
+            Error::PayloadTooLarge { .. } => C::PayloadTooLarge,
+            Error::BodyTooLarge { .. } => C::BodyTooLarge,
+            Error::UnsupportedMediaType(_) => C::UnsupportedMediaType,
+            Error::NotFound { entity, .. } => {
+                d.entity = Some(entity_ref(entity));
+                C::NotFound
+            }
+            Error::AlreadyExists(_) => C::AlreadyExists,
+            Error::RateLimited { retry_after, .. } => {
+                d.retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+                C::RateLimited
+            }
+            Error::FailedPrecondition(_) => C::FailedPrecondition,
+            Error::Conflict(_) => C::Conflict,
+            Error::Unavailable(_) => C::Unavailable,
+            Error::Internal(_) => C::Internal,
+        };
+        d.code = code as i32;
+        d
+    }
 }
 
 impl Error {
@@ -168,7 +262,7 @@ impl Error {
                 (G::InvalidArgument, H::PAYLOAD_TOO_LARGE)
             }
             Error::UnsupportedMediaType(_) => (G::InvalidArgument, H::UNSUPPORTED_MEDIA_TYPE),
-            Error::NotFound(_) => (G::NotFound, H::NOT_FOUND),
+            Error::NotFound { .. } => (G::NotFound, H::NOT_FOUND),
             Error::AlreadyExists(_) => (G::AlreadyExists, H::CONFLICT),
             Error::RateLimited { .. } => (G::ResourceExhausted, H::TOO_MANY_REQUESTS),
             Error::FailedPrecondition(_) => (G::FailedPrecondition, H::CONFLICT),
@@ -184,12 +278,31 @@ impl Error {
     }
 }
 
+fn entity_ref(e: &Entity) -> v1::EntityRef {
+    use v1::EntityKind as K;
+    let kind = match e.kind {
+        EntityKind::Event => K::Event,
+        EntityKind::Run => K::Run,
+        EntityKind::Waitpoint => K::Waitpoint,
+        EntityKind::Replay => K::Replay,
+        EntityKind::Task => K::Task,
+        EntityKind::Route => K::Route,
+    };
+    v1::EntityRef {
+        kind: kind as i32,
+        id: e.id.clone(),
+        version: e.version.unwrap_or(0),
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         let code = e.codes().0;
-        // gRPC carries the message in a header (hard limit 16 KiB).
-        let message = crate::limits::truncate(e.to_string(), crate::limits::MAX_MESSAGE_BYTES);
-        let mut status = tonic::Status::new(code, message);
+        let detail = e.detail();
+        // gRPC carries the message in a header (hard limit 16 KiB): the
+        // detail's message is already cut to MAX_MESSAGE_BYTES.
+        let mut status = tonic::Status::new(code, detail.message.clone());
+        fanout_proto::error_detail::attach(&mut status, &detail);
         if let Error::RateLimited { retry_after, .. } = &e
             && let Ok(v) = retry_after_secs(*retry_after).to_string().parse()
         {
@@ -201,66 +314,9 @@ impl From<Error> for tonic::Status {
     }
 }
 
-/// SQLSTATEs (Postgres) and result codes (SQLite, primary code in the low
-/// byte) after which the same statement may succeed later.
-fn is_transient(code: Option<&str>) -> bool {
-    let Some(code) = code else { return false };
-    if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") {
-        return true;
-    }
-    // SQLite: BUSY 5, LOCKED 6, IOERR 10, FULL 13, CANTOPEN 14, READONLY 8.
-    code.parse::<i32>()
-        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
-}
-
-impl From<sqlx::Error> for Error {
-    /// Database errors are classified by SQLSTATE / driver kind at the edge.
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Error::AlreadyExists(db.message().to_string())
-            }
-            // Postgres: deadlock_detected, serialization_failure.
-            sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
-            {
-                Error::Conflict(format!("database conflict, retry: {}", db.message()))
-            }
-            // Transient: the connection or the server went away, or the
-            // database cannot write now (Postgres classes 08 connection,
-            // 53 insufficient resources, 57P0x shutdown; SQLite BUSY, LOCKED,
-            // IOERR, FULL). Retrying later is safe.
-            sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => {
-                Error::Unavailable(format!("database unavailable: {}", db.message()))
-            }
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => {
-                Error::Unavailable(format!("database unavailable: {e}"))
-            }
-            sqlx::Error::RowNotFound => Error::NotFound("row not found".into()),
-            _ => Error::Internal(format!("database: {e}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transient_database_codes() {
-        for c in ["08006", "08003", "57P01", "53300", "5", "13", "517", "10"] {
-            assert!(is_transient(Some(c)), "{c}");
-        }
-        for c in ["23505", "40P01", "42P01", "19", "1"] {
-            assert!(!is_transient(Some(c)), "{c}");
-        }
-        assert!(!is_transient(None));
-    }
 
     #[test]
     fn one_code_table() {
@@ -277,6 +333,43 @@ mod tests {
         assert_eq!(
             tonic::Status::from(Error::BodyTooLarge { limit: 1 }).code(),
             tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn detail_carries_what_clients_decide_on() {
+        use v1::ErrorCode as C;
+        let e = Error::InvalidPayload {
+            event: "orders.created".into(),
+            version: 2,
+            violations: vec![Violation {
+                path: "/qty".into(),
+                message: "0 is less than 1".into(),
+            }],
+            total: 5,
+        };
+        let d = e.detail();
+        assert_eq!(d.code, C::InvalidPayload as i32);
+        assert_eq!(d.violation_count, 5);
+        assert_eq!(d.violations[0].path, "/qty");
+        let entity = d.entity.expect("the event");
+        assert_eq!((entity.id.as_str(), entity.version), ("orders.created", 2));
+
+        let e = Error::RateLimited {
+            message: "over".into(),
+            retry_after: Duration::from_millis(1500),
+        };
+        assert_eq!(e.detail().retry_after_ms, 1500);
+        assert_eq!(e.detail().code, C::RateLimited as i32);
+
+        let e = Error::not_found(EntityKind::Run, "r1", "run 'r1' not found");
+        let status = tonic::Status::from(e.clone());
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        let back = fanout_proto::error_detail::decode(&status).expect("a detail");
+        assert_eq!(back, e.detail());
+        assert_eq!(
+            back.entity.expect("the run").kind,
+            v1::EntityKind::Run as i32
         );
     }
 }

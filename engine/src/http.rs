@@ -11,6 +11,7 @@
 //! engine's file descriptors.
 
 use crate::engine::{Engine, PublishInput};
+use crate::error::EntityKind;
 use crate::error::{Error, retry_after_secs};
 use crate::limits::Limits;
 use axum::Json;
@@ -80,7 +81,11 @@ async fn livez() -> Json<Value> {
 }
 
 async fn not_found() -> Error {
-    Error::NotFound("no such route; the API is under /api/v1 (docs/openapi.yaml)".into())
+    Error::not_found(
+        EntityKind::Route,
+        "",
+        "no such route; the API is under /api/v1 (docs/openapi.yaml)",
+    )
 }
 
 async fn method_not_allowed() -> Response {
@@ -223,13 +228,38 @@ async fn complete_waitpoint(
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.http_status();
-        let mut body = json!({"error": self.to_string()});
+        // The same detail gRPC carries in binary metadata, as JSON.
+        let d = self.detail();
+        let code = fanout_proto::v1::ErrorCode::try_from(d.code)
+            .map(|c| {
+                c.as_str_name()
+                    .trim_start_matches("ERROR_CODE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        let mut body = json!({"error": d.message, "code": code});
         if let Error::InvalidPayload {
             violations, total, ..
         } = &self
         {
             body["violations"] = json!(violations);
             body["violationCount"] = json!(total);
+        }
+        if let Some(e) = &d.entity {
+            let kind = fanout_proto::v1::EntityKind::try_from(e.kind)
+                .map(|k| {
+                    k.as_str_name()
+                        .trim_start_matches("ENTITY_KIND_")
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_default();
+            body["entity"] = json!({"kind": kind, "id": e.id});
+            if e.version > 0 {
+                body["entity"]["version"] = json!(e.version);
+            }
+        }
+        if d.retry_after_ms > 0 {
+            body["retryAfterMs"] = json!(d.retry_after_ms);
         }
         let mut resp = (status, Json(body)).into_response();
         if let Error::RateLimited { retry_after, .. } = &self

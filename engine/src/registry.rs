@@ -8,6 +8,7 @@
 //! is trusted for more than 10 s, so a missed notification cannot keep a
 //! stale list.
 
+use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::EventDef;
@@ -100,7 +101,11 @@ impl Registry {
         }
         let generation = self.events.generation();
         let def = self.store.get_event(ns, name, None).await?.ok_or_else(|| {
-            Error::NotFound(format!("event '{name}' is not defined in namespace '{ns}'"))
+            Error::not_found(
+                EntityKind::Event,
+                name,
+                format!("event '{name}' is not defined in namespace '{ns}'"),
+            )
         })?;
         let schema =
             CompiledSchema::compile(&schema::parse_json("schema_json", &def.schema_json)?)?;

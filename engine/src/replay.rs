@@ -13,6 +13,7 @@
 
 use crate::archive::{Archive, ArchiveQuery};
 use crate::engine::Engine;
+use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::*;
@@ -74,9 +75,11 @@ impl Engine {
         let subs = self.registry().subscriptions(ns).await?;
         for t in &req.tasks {
             if !subs.iter().any(|s| &s.sub.task_id == t) {
-                return Err(Error::NotFound(format!(
-                    "task '{t}' has no subscription in namespace '{ns}'"
-                )));
+                return Err(Error::not_found(
+                    EntityKind::Task,
+                    t,
+                    format!("task '{t}' has no subscription in namespace '{ns}'"),
+                ));
             }
         }
         // Events published in the range but still in the outbox belong to
@@ -155,17 +158,26 @@ impl Engine {
     }
 
     pub async fn replay_status(&self, ns: &str, id: &str) -> Result<ReplayJob> {
-        self.store()
-            .get_replay(ns, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("replay '{id}' not found in namespace '{ns}'")))
+        self.store().get_replay(ns, id).await?.ok_or_else(|| {
+            Error::not_found(
+                EntityKind::Replay,
+                id,
+                format!("replay '{id}' not found in namespace '{ns}'"),
+            )
+        })
     }
 
     pub async fn cancel_replay(&self, ns: &str, id: &str) -> Result<ReplayJob> {
         self.store()
             .cancel_replay(ns, id, now_ms())
             .await?
-            .ok_or_else(|| Error::NotFound(format!("replay '{id}' not found in namespace '{ns}'")))
+            .ok_or_else(|| {
+                Error::not_found(
+                    EntityKind::Replay,
+                    id,
+                    format!("replay '{id}' not found in namespace '{ns}'"),
+                )
+            })
     }
 
     /// Archived events of a name or pattern in a range, one page.

@@ -9,6 +9,7 @@
 //! wakes exactly the waiters of that id.
 
 use crate::engine::{Engine, PublishInput};
+use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::model::*;
 use serde_json::{Map, Value, json};
@@ -398,7 +399,11 @@ impl Engine {
     /// A waitpoint with its results.
     pub async fn waitpoint(&self, ns: &str, id: &str) -> Result<WaitpointView> {
         let (waitpoint, children) = self.store().get_waitpoint(ns, id).await?.ok_or_else(|| {
-            Error::NotFound(format!("waitpoint '{id}' not found in namespace '{ns}'"))
+            Error::not_found(
+                EntityKind::Waitpoint,
+                id,
+                format!("waitpoint '{id}' not found in namespace '{ns}'"),
+            )
         })?;
         let results = results(&children);
         Ok(WaitpointView { waitpoint, results })

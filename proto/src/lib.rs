@@ -10,6 +10,8 @@ pub mod v1 {
     tonic::include_proto!("fanout.v1");
 }
 
+pub mod error_detail;
+
 /// Metadata key that selects the namespace of a call.
 pub const NAMESPACE_HEADER: &str = "x-fanout-namespace";
 /// Metadata key (and HTTP header) carrying seconds to wait after a rate limit.

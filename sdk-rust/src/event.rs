@@ -2,7 +2,7 @@
 //! from `T` (schemars), and validates payloads before they leave the process.
 
 use crate::client::{Client, EventOptions, PublishOptions, Published};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Violation};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -115,16 +115,18 @@ impl<T: EventPayload> Event<T> {
                 .ok()
         });
         if let Some(v) = validator {
-            let violations: Vec<String> = v
+            let violations: Vec<Violation> = v
                 .iter_errors(&value)
-                .map(|e| {
-                    let p = e.instance_path().as_str().to_string();
-                    format!("{}: {e}", if p.is_empty() { "/" } else { &p })
+                .map(|e| Violation {
+                    path: e.instance_path().as_str().to_string(),
+                    message: e.to_string(),
                 })
                 .collect();
             if !violations.is_empty() {
                 return Err(Error::InvalidPayload {
                     event: self.name.clone(),
+                    version: None,
+                    violation_count: violations.len(),
                     violations,
                 });
             }

@@ -32,7 +32,7 @@ mod waitpoint;
 mod worker;
 
 pub use client::{Client, EventOptions, PublishOptions, Published, RunRef};
-pub use error::{Error, Result};
+pub use error::{EntityKind, Error, ErrorCode, Result, Violation};
 pub use event::{Event, EventPayload, Publish};
 pub use task::{Retry, Task, TaskContext, TaskError};
 pub use waitpoint::{PublishAndWait, Results, TaskOutcome, WaitResult, WaitpointState};

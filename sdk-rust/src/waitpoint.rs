@@ -313,7 +313,7 @@ impl<'a> IntoFuture for PublishAndWait<'a> {
 
 fn sdk_err(e: Error) -> TaskError {
     match e {
-        Error::InvalidPayload { .. } | Error::InvalidArgument(_) | Error::NotFound(_) => {
+        Error::InvalidPayload { .. } | Error::InvalidArgument(_) | Error::NotFound { .. } => {
             TaskError::fatal(e.to_string())
         }
         other => TaskError::retryable(other.to_string()),

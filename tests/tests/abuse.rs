@@ -195,6 +195,11 @@ async fn errors_are_bounded() {
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(v["violationCount"], 40_000);
     assert_eq!(v["violations"].as_array().unwrap().len(), 20);
+    assert_eq!(v["code"], "invalid_payload");
+    assert_eq!(
+        v["entity"],
+        json!({"kind": "event", "id": "numbers.only", "version": 1})
+    );
 
     let mut events = pb::event_service_client::EventServiceClient::connect(engine.grpc_url.clone())
         .await
@@ -216,6 +221,11 @@ async fn errors_are_bounded() {
         "{}",
         e.message()
     );
+    // The structured detail travels beside the message, bounded too.
+    let detail = fanout_proto::error_detail::decode(&e).expect("an error detail");
+    assert_eq!(detail.code, pb::ErrorCode::InvalidPayload as i32);
+    assert_eq!(detail.violation_count, 40_000);
+    assert_eq!(detail.violations.len(), 20);
     engine.stop().await;
 }
 

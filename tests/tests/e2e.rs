@@ -121,8 +121,16 @@ async fn bad_input_is_refused_with_paths_and_nothing_is_stored() {
             .await
             .unwrap_err();
         match &err {
-            Error::InvalidPayload { event, violations } => {
+            Error::InvalidPayload {
+                event,
+                version,
+                violations,
+                violation_count,
+            } => {
                 assert_eq!(event, "cart.checked-out");
+                assert_eq!(*version, Some(1));
+                assert_eq!(*violation_count, 2);
+                let violations: Vec<String> = violations.iter().map(ToString::to_string).collect();
                 assert!(
                     violations
                         .iter()
@@ -143,7 +151,7 @@ async fn bad_input_is_refused_with_paths_and_nothing_is_stored() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::NotFound(m) if m.contains("'no.such-event'")),
+            matches!(&err, Error::NotFound { kind: fanout::EntityKind::Event, id, .. } if id == "no.such-event"),
             "{err:?}"
         );
 
@@ -501,7 +509,7 @@ async fn redefinition_versions_and_namespaces_isolate() {
         assert!(
             matches!(
                 base.get_event("thing.done", 0).await,
-                Err(Error::NotFound(_))
+                Err(Error::NotFound { .. })
             ),
             "default namespace has none"
         );

@@ -417,7 +417,7 @@ async fn tokens_complete_from_outside() {
         assert_eq!(client.wait(&timed.id).await.unwrap().status, "timed_out");
         assert!(matches!(
             client.get_waitpoint("nope").await,
-            Err(fanout::Error::NotFound(_))
+            Err(fanout::Error::NotFound { .. })
         ));
         engine.stop().await;
     }

@@ -2,6 +2,7 @@
 
 use super::{convert, namespace};
 use crate::engine::Engine;
+use crate::error::EntityKind;
 use crate::error::Error;
 use crate::model::{DeadLetterSelector, RunQuery, RunStatus, now_ms};
 use fanout_proto::v1 as pb;
@@ -56,7 +57,13 @@ impl AdminService for AdminApi {
             .store()
             .get_run(&ns, &id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("run '{id}' not found in namespace '{ns}'")))?;
+            .ok_or_else(|| {
+                Error::not_found(
+                    EntityKind::Run,
+                    &id,
+                    format!("run '{id}' not found in namespace '{ns}'"),
+                )
+            })?;
         // Attempts of a long-retried run are bounded like any answer.
         let mut budget = crate::limits::MAX_RESPONSE_BYTES.saturating_sub(d.payload_json.len());
         let attempts = d

@@ -3,6 +3,7 @@
 use super::{convert, namespace};
 use crate::engine::{Engine, PublishInput};
 use crate::error::Error;
+use crate::error::{Entity, EntityKind};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::event_service_server::EventService;
 use tonic::{Request, Response, Status};
@@ -42,11 +43,18 @@ impl EventService for EventsApi {
             .store()
             .get_event(&ns, &r.name, version)
             .await?
-            .ok_or_else(|| {
-                Error::NotFound(match version {
-                    Some(v) => format!("event '{}' has no version {v} in namespace '{ns}'", r.name),
+            .ok_or_else(|| Error::NotFound {
+                entity: Entity {
+                    kind: EntityKind::Event,
+                    id: r.name.clone(),
+                    version,
+                },
+                message: match version {
+                    Some(v) => {
+                        format!("event '{}' has no version {v} in namespace '{ns}'", r.name)
+                    }
                     None => format!("event '{}' is not defined in namespace '{ns}'", r.name),
-                })
+                },
             })?;
         Ok(Response::new(convert::event_def(def)))
     }

@@ -8,6 +8,7 @@
 //! hanging after a crash: either all of it committed or none of it did.
 
 use super::SqlStore;
+use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::storage::WaitpointStore;
@@ -434,7 +435,11 @@ impl WaitpointStore for SqlStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| {
-            Error::NotFound(format!("waitpoint '{id}' not found in namespace '{ns}'"))
+            Error::not_found(
+                EntityKind::Waitpoint,
+                id,
+                format!("waitpoint '{id}' not found in namespace '{ns}'"),
+            )
         })?;
         let kind: String = row.try_get("kind")?;
         let status: String = row.try_get("status")?;
