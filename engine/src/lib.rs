@@ -30,6 +30,7 @@ pub mod registry;
 pub mod replay;
 pub mod routing;
 pub mod schema;
+pub mod signal;
 pub mod storage;
 pub mod waitpoint;
 pub mod wakeup;

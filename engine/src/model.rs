@@ -6,6 +6,48 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// `as_str` / `parse` / `ALL` / `Display` / `FromStr` for an enum stored
+/// and sent as text: one spelling per variant, written once.
+macro_rules! wire_names {
+    ($t:ident { $($v:ident = $s:literal),* $(,)? }) => {
+        impl $t {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$t] = &[$($t::$v),*];
+
+            /// The stored / wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($t::$v => $s),* }
+            }
+
+            /// Parse the stored / wire spelling.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($t::$v),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = crate::error::Error;
+
+            fn from_str(s: &str) -> crate::error::Result<Self> {
+                $t::parse(s).ok_or_else(|| {
+                    crate::error::Error::Internal(format!(
+                        "unknown {} '{}' (expected one of: {})",
+                        stringify!($t),
+                        crate::error::clip(s, 64),
+                        $t::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -45,32 +87,16 @@ pub enum RunStatus {
     Dead,
 }
 
+wire_names!(RunStatus {
+    Queued = "queued",
+    Running = "running",
+    Waiting = "waiting",
+    Retrying = "retrying",
+    Completed = "completed",
+    Dead = "dead",
+});
+
 impl RunStatus {
-    /// The stored / wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Waiting => "waiting",
-            RunStatus::Retrying => "retrying",
-            RunStatus::Completed => "completed",
-            RunStatus::Dead => "dead",
-        }
-    }
-
-    /// Parse the stored / wire spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "queued" => RunStatus::Queued,
-            "running" => RunStatus::Running,
-            "waiting" => RunStatus::Waiting,
-            "retrying" => RunStatus::Retrying,
-            "completed" => RunStatus::Completed,
-            "dead" => RunStatus::Dead,
-            _ => return None,
-        })
-    }
-
     /// Completed or dead: nothing will happen to the run any more.
     pub fn is_terminal(self) -> bool {
         matches!(self, RunStatus::Completed | RunStatus::Dead)
@@ -177,13 +203,30 @@ pub enum DlqState {
 }
 
 impl DlqState {
+    /// Every state with its stored code (the `runs.dlq` column).
+    pub const CODES: [(DlqState, i64); 3] = [
+        (DlqState::None, 0),
+        (DlqState::InDlq, 1),
+        (DlqState::Discarded, 2),
+    ];
+
+    /// The state of a stored code; unknown codes read as `None`.
     pub fn from_code(c: i64) -> Self {
-        match c {
-            1 => DlqState::InDlq,
-            2 => DlqState::Discarded,
-            _ => DlqState::None,
-        }
+        Self::CODES
+            .iter()
+            .find(|(_, code)| *code == c)
+            .map_or(DlqState::None, |(s, _)| *s)
     }
+
+    /// The stored code.
+    pub fn code(self) -> i64 {
+        Self::CODES
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// The wire spelling (`""` for `None`).
     pub fn as_str(self) -> &'static str {
         match self {
             DlqState::None => "",
@@ -264,23 +307,47 @@ pub enum WaitpointKind {
     Token,
 }
 
-impl WaitpointKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WaitpointKind::Runs => "runs",
-            WaitpointKind::Time => "time",
-            WaitpointKind::Token => "token",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "runs" => WaitpointKind::Runs,
-            "time" => WaitpointKind::Time,
-            "token" => WaitpointKind::Token,
-            _ => return None,
-        })
-    }
+wire_names!(WaitpointKind {
+    Runs = "runs",
+    Time = "time",
+    Token = "token",
+});
+
+/// Where a waitpoint stands. Final: `Completed`, `TimedOut`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitpointStatus {
+    /// Not final yet.
+    Waiting,
+    /// Every child final, the time reached, or the token completed.
+    Completed,
+    /// The deadline passed first.
+    TimedOut,
 }
+
+wire_names!(WaitpointStatus {
+    Waiting = "waiting",
+    Completed = "completed",
+    TimedOut = "timed_out",
+});
+
+/// Where a replay job stands. Final: `Completed`, `Cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayStatus {
+    /// Pages still to go (a runner holds or will take its lease).
+    Running,
+    /// Every page of the range replayed.
+    Completed,
+    /// Stopped by a caller.
+    Cancelled,
+}
+
+wire_names!(ReplayStatus {
+    Running = "running",
+    Completed = "completed",
+    Cancelled = "cancelled",
+});
 
 /// A run suspending itself on a new waitpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,8 +377,7 @@ pub struct Waitpoint {
     pub id: String,
     pub namespace: String,
     pub kind: WaitpointKind,
-    /// waiting | completed | timed_out
-    pub status: String,
+    pub status: WaitpointStatus,
     pub pending: i64,
     pub total: i64,
     pub event_id: String,
@@ -325,7 +391,7 @@ pub struct Waitpoint {
 impl Waitpoint {
     /// Completed or timed out.
     pub fn is_final(&self) -> bool {
-        self.status != "waiting"
+        self.status != WaitpointStatus::Waiting
     }
 }
 
@@ -516,8 +582,7 @@ pub struct ReplayJob {
     /// Events per second (0: unlimited).
     pub rate_per_sec: f64,
     pub skip_already_replayed: bool,
-    /// running | completed | cancelled | failed
-    pub status: String,
+    pub status: ReplayStatus,
     pub cursor_ms: i64,
     pub cursor_id: String,
     pub events_total: i64,

@@ -1,14 +1,13 @@
 //! Cross-replica signals over Postgres `LISTEN/NOTIFY`.
 //!
-//! The store sends, inside its transactions (so only committed work is
-//! announced): `runs:<ns>` (new runs exist in a namespace), `runs` (runs
-//! resumed, any namespace), `due:<ms>` (a retry falls due then),
-//! `events:<ns>` / `subs:<ns>` (definitions or subscriptions changed). This
-//! loop turns them into wake-ups and cache invalidations. If the listening
+//! The store sends [`Signal`]s inside its transactions (so only committed
+//! work is announced); this loop turns them into wake-ups and cache
+//! invalidations. If the listening
 //! connection drops, messages may have been missed: caches are cleared and
 //! sessions woken, then it reconnects.
 
 use crate::engine::Engine;
+use crate::signal::Signal;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -69,18 +68,14 @@ fn resync(engine: &Engine) {
 }
 
 fn handle(engine: &Engine, payload: &str) {
-    match payload.split_once(':') {
-        None if payload == "runs" => engine.wakeup().now(),
-        Some(("runs", ns)) => engine.wakeup().namespace(ns),
-        Some(("due", ms)) => {
-            if let Ok(at) = ms.parse::<i64>() {
-                engine.wakeup().at(at, crate::wakeup::Target::All);
-            }
-        }
-        Some(("events", ns)) => engine.registry().invalidate_events(Some(ns)),
-        Some(("subs", ns)) => engine.registry().invalidate_subscriptions(Some(ns)),
-        Some(("wp", id)) => engine.hub().finished_somewhere(id),
-        _ => tracing::debug!(payload, "unknown notification"),
+    match payload.parse::<Signal>() {
+        Ok(Signal::AnyRuns) => engine.wakeup().now(),
+        Ok(Signal::Runs(ns)) => engine.wakeup().namespace(&ns),
+        Ok(Signal::Due(at)) => engine.wakeup().at(at, crate::wakeup::Target::All),
+        Ok(Signal::Events(ns)) => engine.registry().invalidate_events(Some(&ns)),
+        Ok(Signal::Subscriptions(ns)) => engine.registry().invalidate_subscriptions(Some(&ns)),
+        Ok(Signal::WaitpointFinished(id)) => engine.hub().finished_somewhere(&id),
+        Err(_) => tracing::debug!(payload, "unknown notification"),
     }
 }
 

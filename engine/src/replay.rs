@@ -112,7 +112,7 @@ impl Engine {
             dry_run: req.dry_run,
             rate_per_sec: req.rate_per_sec,
             skip_already_replayed: req.skip_already_replayed,
-            status: "running".into(),
+            status: ReplayStatus::Running,
             cursor_ms: req.from_ms,
             cursor_id: String::new(),
             events_total: total as i64,
@@ -287,7 +287,7 @@ async fn process(
         }
         let page = archive.read(&q).await?;
         if page.len() < PAGE {
-            job.status = "completed".into();
+            job.status = ReplayStatus::Completed;
         }
         let subs = engine.registry().subscriptions(&ns).await?;
         let skip: HashSet<(String, String)> = if job.skip_already_replayed && !job.dry_run {
@@ -374,7 +374,7 @@ async fn process(
         if !events.is_empty() {
             engine.wakeup().namespace(&job.namespace);
         }
-        if job.status != "running" {
+        if job.status != ReplayStatus::Running {
             tracing::info!(replay = %job.id, events = job.events_replayed, runs = job.runs_created, "replay finished");
             return Ok(());
         }

@@ -528,7 +528,7 @@ mod tests {
             id: "w1".into(),
             namespace: "ns".into(),
             kind: WaitpointKind::Runs,
-            status: "completed".into(),
+            status: WaitpointStatus::Completed,
             pending: 0,
             total,
             event_id: "e1".into(),

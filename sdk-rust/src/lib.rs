@@ -35,7 +35,9 @@ pub use client::{Client, EventOptions, PublishOptions, Published, RunRef};
 pub use error::{EntityKind, Error, ErrorCode, Result, Violation};
 pub use event::{Event, EventPayload, Publish};
 pub use task::{Retry, Task, TaskContext, TaskError};
-pub use waitpoint::{PublishAndWait, Results, TaskOutcome, WaitResult, WaitpointState};
+pub use waitpoint::{
+    PublishAndWait, Results, TaskOutcome, WaitResult, WaitpointState, WaitpointStatus,
+};
 pub use worker::{Worker, WorkerHandle};
 
 /// The generated gRPC types, for admin calls.

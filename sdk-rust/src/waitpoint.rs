@@ -55,8 +55,8 @@ pub type Results = BTreeMap<String, TaskOutcome>;
 pub struct WaitResult {
     pub event_id: String,
     pub waitpoint_id: String,
-    /// completed | timed_out
-    pub status: String,
+    /// `Completed` or `TimedOut`.
+    pub status: WaitpointStatus,
     pub results: Results,
 }
 
@@ -65,8 +65,7 @@ pub struct WaitResult {
 pub struct WaitpointState {
     pub id: String,
     pub kind: String,
-    /// waiting | completed | timed_out
-    pub status: String,
+    pub status: WaitpointStatus,
     pub event_id: String,
     pub results: Results,
     /// Token data (JSON), `Null` otherwise.
@@ -75,11 +74,60 @@ pub struct WaitpointState {
 
 impl WaitpointState {
     pub fn is_final(&self) -> bool {
-        self.status != "waiting"
+        self.status != WaitpointStatus::Waiting
+    }
+}
+
+/// Where a waitpoint stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WaitpointStatus {
+    /// Not final yet.
+    Waiting,
+    /// Every child final, the time reached, or the token completed.
+    Completed,
+    /// The deadline passed first.
+    TimedOut,
+    /// A status this SDK does not know (a newer engine).
+    Unknown,
+}
+
+impl WaitpointStatus {
+    /// The wire spelling (`waiting`, `completed`, `timed_out`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitpointStatus::Waiting => "waiting",
+            WaitpointStatus::Completed => "completed",
+            WaitpointStatus::TimedOut => "timed_out",
+            WaitpointStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for WaitpointStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The enum, or (from an engine older than the enum) the string.
+fn status_of(w: &pb::WaitpointInfo) -> WaitpointStatus {
+    match pb::WaitpointStatus::try_from(w.status_code) {
+        Ok(pb::WaitpointStatus::Waiting) => WaitpointStatus::Waiting,
+        Ok(pb::WaitpointStatus::Completed) => WaitpointStatus::Completed,
+        Ok(pb::WaitpointStatus::TimedOut) => WaitpointStatus::TimedOut,
+        _ => match w.status.as_str() {
+            "waiting" => WaitpointStatus::Waiting,
+            "completed" => WaitpointStatus::Completed,
+            "timed_out" => WaitpointStatus::TimedOut,
+            _ => WaitpointStatus::Unknown,
+        },
     }
 }
 
 fn state(w: pb::WaitpointInfo) -> Result<WaitpointState> {
+    let status = status_of(&w);
     Ok(WaitpointState {
         results: if w.results_json.is_empty() {
             Results::new()
@@ -93,7 +141,7 @@ fn state(w: pb::WaitpointInfo) -> Result<WaitpointState> {
         },
         id: w.id,
         kind: w.kind,
-        status: w.status,
+        status,
         event_id: w.event_id,
     })
 }

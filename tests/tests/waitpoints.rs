@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
+use fanout::WaitpointStatus;
 use fanout::{Client, Event, Retry, Task, TaskError, Worker};
 use fanout_tests::{TestEngine, backends, eventually};
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,7 @@ async fn client_publish_and_wait_results_and_timeouts() {
             .timeout(Duration::from_millis(1500))
             .await
             .unwrap();
-        assert_eq!(r.status, "timed_out", "[{}]", b.name);
+        assert_eq!(r.status, WaitpointStatus::TimedOut, "[{}]", b.name);
         assert_eq!(r.results["double"].output, json!(42));
         assert!(r.results["double"].ok);
         assert_eq!(r.results["reject"].error.as_deref(), Some("nope"));
@@ -116,7 +117,7 @@ async fn client_publish_and_wait_results_and_timeouts() {
 
         // Complete results, and a second wait on the same id answers at once.
         let r = ev.publish_and_wait(&client, &Job { n: 1 }).await.unwrap();
-        assert_eq!(r.status, "completed");
+        assert_eq!(r.status, WaitpointStatus::Completed);
         assert_eq!(r.results.len(), 4);
         let again = client.wait(&r.waitpoint_id).await.unwrap();
         assert_eq!(again.results, r.results);
@@ -128,7 +129,7 @@ async fn client_publish_and_wait_results_and_timeouts() {
             .publish_and_wait(&client, &Job { n: 1 })
             .await
             .unwrap();
-        assert!(r.results.is_empty() && r.status == "completed");
+        assert!(r.results.is_empty() && r.status == WaitpointStatus::Completed);
         worker.shutdown().await.unwrap();
         engine.stop().await;
     }
@@ -389,7 +390,7 @@ async fn tokens_complete_from_outside() {
         let engine = TestEngine::start(b.config.clone()).await;
         let client = engine.client().await;
         let token = client.create_token(None).await.unwrap();
-        assert_eq!(token.status, "waiting");
+        assert_eq!(token.status, fanout::WaitpointStatus::Waiting);
         let c2 = client.clone();
         let id = token.id.clone();
         let waiter = tokio::spawn(async move { c2.wait(&id).await.unwrap() });
@@ -400,8 +401,8 @@ async fn tokens_complete_from_outside() {
             .unwrap();
         let done = waiter.await.unwrap();
         assert_eq!(
-            (done.status.as_str(), done.data.clone()),
-            ("completed", json!({"approved": true})),
+            (done.status, done.data.clone()),
+            (WaitpointStatus::Completed, json!({"approved": true})),
             "[{}]",
             b.name
         );
@@ -414,7 +415,10 @@ async fn tokens_complete_from_outside() {
             .create_token(Some(Duration::from_millis(200)))
             .await
             .unwrap();
-        assert_eq!(client.wait(&timed.id).await.unwrap().status, "timed_out");
+        assert_eq!(
+            client.wait(&timed.id).await.unwrap().status,
+            fanout::WaitpointStatus::TimedOut
+        );
         assert!(matches!(
             client.get_waitpoint("nope").await,
             Err(fanout::Error::NotFound { .. })

@@ -93,6 +93,12 @@ pub fn run(r: Run) -> pb::Run {
         event_id: r.event_id,
         task: r.task_id,
         status: r.status.as_str().to_string(),
+        status_code: run_status(r.status) as i32,
+        dlq_state: match r.dlq {
+            DlqState::None => pb::DlqState::None,
+            DlqState::InDlq => pb::DlqState::InDlq,
+            DlqState::Discarded => pb::DlqState::Discarded,
+        } as i32,
         attempts: r.attempts,
         max_attempts: r.max_attempts,
         created_at_ms: r.created_at_ms,
@@ -178,7 +184,12 @@ pub fn waitpoint(v: crate::waitpoint::WaitpointView) -> pb::WaitpointInfo {
     pb::WaitpointInfo {
         id: w.id,
         kind: w.kind.as_str().into(),
-        status: w.status,
+        status: w.status.to_string(),
+        status_code: match w.status {
+            WaitpointStatus::Waiting => pb::WaitpointStatus::Waiting,
+            WaitpointStatus::Completed => pb::WaitpointStatus::Completed,
+            WaitpointStatus::TimedOut => pb::WaitpointStatus::TimedOut,
+        } as i32,
         results_json: v.results.to_string(),
         data_json: w.data_json,
         event_id: w.event_id,
@@ -196,4 +207,16 @@ pub fn parent(p: Option<pb::ParentRun>) -> Option<ParentRef> {
         step_key: p.step_key,
         worker_id: p.worker_id,
     })
+}
+
+/// The proto enum of a run status.
+pub fn run_status(s: RunStatus) -> pb::RunStatus {
+    match s {
+        RunStatus::Queued => pb::RunStatus::Queued,
+        RunStatus::Running => pb::RunStatus::Running,
+        RunStatus::Waiting => pb::RunStatus::Waiting,
+        RunStatus::Retrying => pb::RunStatus::Retrying,
+        RunStatus::Completed => pb::RunStatus::Completed,
+        RunStatus::Dead => pb::RunStatus::Dead,
+    }
 }

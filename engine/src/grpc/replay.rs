@@ -3,6 +3,7 @@
 use super::namespace;
 use crate::engine::Engine;
 use crate::model::ReplayJob;
+use crate::model::ReplayStatus;
 use crate::replay::ReplayRequest;
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::replay_service_server::ReplayService;
@@ -15,7 +16,12 @@ pub struct ReplayApi {
 fn job(j: ReplayJob) -> pb::ReplayJob {
     pb::ReplayJob {
         id: j.id,
-        status: j.status,
+        status: j.status.to_string(),
+        status_code: match j.status {
+            ReplayStatus::Running => pb::ReplayStatus::Running,
+            ReplayStatus::Completed => pb::ReplayStatus::Completed,
+            ReplayStatus::Cancelled => pb::ReplayStatus::Cancelled,
+        } as i32,
         event: j.event_pattern,
         from_ms: j.from_ms,
         to_ms: j.to_ms,

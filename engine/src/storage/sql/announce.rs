@@ -5,6 +5,7 @@
 use super::SqlStore;
 use crate::error::Result;
 use crate::model::*;
+use crate::signal::Signal;
 use sqlx::{Any, Transaction};
 
 impl SqlStore {
@@ -12,9 +13,9 @@ impl SqlStore {
     pub(super) async fn notify(
         &self,
         tx: &mut Transaction<'static, Any>,
-        message: &str,
+        signal: Signal,
     ) -> Result<()> {
-        self.notify_all(tx, &[message.to_string()]).await
+        self.notify_all(tx, &[signal]).await
     }
 
     /// Several notifications in one statement (Postgres; nothing on SQLite),
@@ -22,22 +23,22 @@ impl SqlStore {
     pub(super) async fn notify_all(
         &self,
         tx: &mut Transaction<'static, Any>,
-        messages: &[String],
+        signals: &[Signal],
     ) -> Result<()> {
         let Some(channel) = &self.channel else {
             return Ok(());
         };
-        if messages.is_empty() {
+        if signals.is_empty() {
             return Ok(());
         }
-        let calls = (0..messages.len())
+        let calls = (0..signals.len())
             .map(|i| format!("pg_notify($1, ${})", i + 2))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("SELECT {calls}");
         let mut q = sqlx::query(&sql).bind(channel);
-        for m in messages {
-            q = q.bind(m);
+        for s in signals {
+            q = q.bind(s.to_string());
         }
         q.execute(&mut **tx).await?;
         Ok(())
@@ -57,7 +58,7 @@ impl SqlStore {
             })
             .min();
         match due {
-            Some(at) => self.notify(tx, &format!("due:{at}")).await,
+            Some(at) => self.notify(tx, Signal::Due(at)).await,
             None => Ok(()),
         }
     }

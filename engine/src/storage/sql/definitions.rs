@@ -4,6 +4,7 @@ use super::SqlStore;
 use super::rows::{DEF_SELECT, def_from_row, sub_from_row};
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::signal::Signal;
 use crate::storage::Definitions;
 use async_trait::async_trait;
 use sqlx::Row;
@@ -80,7 +81,8 @@ impl Definitions for SqlStore {
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.notify(&mut tx, &format!("events:{namespace}")).await?;
+            self.notify(&mut tx, Signal::Events(namespace.to_string()))
+                .await?;
             tx.commit().await?;
             let def = self
                 .get_event(namespace, name, Some(version as u32))
@@ -164,7 +166,8 @@ impl Definitions for SqlStore {
         namespaces.sort_unstable();
         namespaces.dedup();
         for ns in namespaces {
-            self.notify(&mut tx, &format!("subs:{ns}")).await?;
+            self.notify(&mut tx, Signal::Subscriptions(ns.to_string()))
+                .await?;
         }
         tx.commit().await?;
         Ok(())

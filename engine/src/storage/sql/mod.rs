@@ -178,3 +178,126 @@ impl Store for SqlStore {
         SqlStore::close(self).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{DlqState, ReplayStatus, RunStatus, WaitpointStatus};
+
+    /// Every SQL text of the store: statements and migrations.
+    const SOURCES: &[(&str, &str)] = &[
+        ("complete.rs", include_str!("complete.rs")),
+        ("definitions.rs", include_str!("definitions.rs")),
+        ("outbox.rs", include_str!("outbox.rs")),
+        ("publish.rs", include_str!("publish.rs")),
+        ("queue.rs", include_str!("queue.rs")),
+        ("replay.rs", include_str!("replay.rs")),
+        ("runs.rs", include_str!("runs.rs")),
+        ("waitpoints.rs", include_str!("waitpoints.rs")),
+        ("0001", include_str!("../../../../migrations/0001_init.sql")),
+        (
+            "0002",
+            include_str!("../../../../migrations/0002_delivery.sql"),
+        ),
+        (
+            "0003",
+            include_str!("../../../../migrations/0003_waitpoints.sql"),
+        ),
+        (
+            "0004",
+            include_str!("../../../../migrations/0004_replay.sql"),
+        ),
+        (
+            "0005",
+            include_str!("../../../../migrations/postgres/0005_queue_tuning.sql"),
+        ),
+        (
+            "0007",
+            include_str!("../../../../migrations/0007_children_by_event.sql"),
+        ),
+    ];
+
+    /// The quoted literals right after `at` (`'a'`, `('a', 'b')`), skipping
+    /// an operator and blanks.
+    fn literals_after(text: &str) -> Vec<&str> {
+        let rest = text.trim_start();
+        let rest = rest
+            .strip_prefix(')')
+            .map_or(rest, str::trim_start)
+            .trim_start_matches(|c: char| "=<>!".contains(c))
+            .trim_start();
+        let rest = rest
+            .strip_prefix("IN")
+            .or_else(|| rest.strip_prefix("in"))
+            .map_or(rest, str::trim_start);
+        let rest = rest.strip_prefix('(').unwrap_or(rest);
+        let mut out = Vec::new();
+        let mut rest = rest.trim_start();
+        while let Some(r) = rest.strip_prefix('\'') {
+            let Some(end) = r.find('\'') else { break };
+            out.push(&r[..end]);
+            rest = r[end + 1..].trim_start();
+            rest = rest.strip_prefix(',').map_or(rest, str::trim_start);
+        }
+        out
+    }
+
+    /// A status spelled inside SQL that its enum does not know would be a
+    /// state no code path reads (or a typo no test would see).
+    #[test]
+    fn status_and_dlq_literals_in_sql_are_enum_values() {
+        let known: Vec<&str> = RunStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .chain(WaitpointStatus::ALL.iter().map(|s| s.as_str()))
+            .chain(ReplayStatus::ALL.iter().map(|s| s.as_str()))
+            .collect();
+        let mut seen = 0;
+        for (file, text) in SOURCES {
+            for (i, _) in text.match_indices("status") {
+                for lit in literals_after(&text[i + "status".len()..]) {
+                    assert!(
+                        known.contains(&lit),
+                        "{file}: status '{lit}' is no enum value"
+                    );
+                    seen += 1;
+                }
+            }
+            for (i, _) in text.match_indices("THEN '") {
+                let lit = literals_after(&text[i + "THEN".len()..]);
+                for lit in lit {
+                    assert!(
+                        known.contains(&lit),
+                        "{file}: THEN '{lit}' is no enum value"
+                    );
+                    seen += 1;
+                }
+            }
+            for (i, _) in text.match_indices("dlq = ") {
+                let digits: String = text[i + 6..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(code) = digits.parse::<i64>() {
+                    assert!(
+                        DlqState::CODES.iter().any(|(_, c)| *c == code),
+                        "{file}: dlq = {code} is no DlqState code"
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        // The scan must find the literals it is checking.
+        assert!(seen >= 30, "only {seen} literals found");
+    }
+
+    #[test]
+    fn the_scanner_reads_lists_and_operators() {
+        assert_eq!(
+            literals_after(" IN ('queued', 'retrying') AND"),
+            ["queued", "retrying"]
+        );
+        assert_eq!(literals_after(" = 'running') IS TRUE"), ["running"]);
+        assert_eq!(literals_after(") = 'dead'"), ["dead"]);
+        assert!(literals_after(" = $1").is_empty());
+    }
+}

@@ -15,6 +15,7 @@ use super::errors::retry_conflicts;
 use crate::error::Error;
 use crate::error::Result;
 use crate::model::*;
+use crate::signal::Signal;
 use crate::storage::Publish;
 use async_trait::async_trait;
 use sqlx::Any;
@@ -279,11 +280,11 @@ impl SqlStore {
             next += waiting * WAITPOINT_PARAMS;
         }
         let notify = self.channel.as_ref().filter(|_| !runs.is_empty());
-        let messages = runs_messages(&fresh);
+        let signals = runs_signals(&fresh);
         let tail = match notify {
             Some(_) => format!(
                 "SELECT {}",
-                (0..messages.len())
+                (0..signals.len())
                     .map(|i| format!("pg_notify(${next}, ${})", next + 1 + i))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -299,8 +300,8 @@ impl SqlStore {
         q = bind_waitpoints(q, &fresh, now);
         if let Some(channel) = notify {
             q = q.bind(channel);
-            for m in messages {
-                q = q.bind(m);
+            for s in &signals {
+                q = q.bind(s.to_string());
             }
         }
         q.execute(&self.writer).await?;
@@ -310,7 +311,7 @@ impl SqlStore {
 
 /// The `runs:<namespace>` notifications of a batch: one per namespace that
 /// got runs, so other replicas wake only that namespace's sessions.
-pub(super) fn runs_messages(events: &[&NewEvent]) -> Vec<String> {
+pub(super) fn runs_signals(events: &[&NewEvent]) -> Vec<Signal> {
     let namespaces: std::collections::BTreeSet<&str> = events
         .iter()
         .filter(|e| !e.runs.is_empty())
@@ -318,7 +319,7 @@ pub(super) fn runs_messages(events: &[&NewEvent]) -> Vec<String> {
         .collect();
     namespaces
         .into_iter()
-        .map(|ns| format!("runs:{ns}"))
+        .map(|ns| Signal::Runs(ns.to_string()))
         .collect()
 }
 
@@ -437,7 +438,7 @@ impl SqlStore {
                 }
             }
         }
-        self.notify_all(tx, &runs_messages(&fresh)).await?;
+        self.notify_all(tx, &runs_signals(&fresh)).await?;
         Ok((out, finished))
     }
 

@@ -7,6 +7,7 @@ use super::errors::retry_conflicts;
 use super::rows::claimed_from_row;
 use crate::error::Result;
 use crate::model::*;
+use crate::signal::Signal;
 use crate::storage::RunQueue;
 use async_trait::async_trait;
 use sqlx::{Any, Row};
@@ -265,7 +266,7 @@ impl SqlStore {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        self.notify_all(&mut tx, &["runs".to_string()]).await?;
+        self.notify(&mut tx, Signal::AnyRuns).await?;
         tx.commit().await?;
         Ok(())
     }

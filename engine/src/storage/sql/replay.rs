@@ -28,7 +28,7 @@ fn job_from_row(r: &AnyRow) -> Result<ReplayJob> {
         dry_run: r.try_get::<i64, _>("dry_run")? != 0,
         rate_per_sec: r.try_get("rate_per_sec")?,
         skip_already_replayed: r.try_get::<i64, _>("skip_already_replayed")? != 0,
-        status: r.try_get("status")?,
+        status: r.try_get::<String, _>("status")?.parse()?,
         cursor_ms: r.try_get("cursor_ms")?,
         cursor_id: r.try_get("cursor_id")?,
         events_total: r.try_get("events_total")?,
@@ -127,7 +127,7 @@ impl ReplayStore for SqlStore {
         lease_ms: i64,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let done = j.status != "running";
+        let done = j.status != ReplayStatus::Running;
         let updated = sqlx::query(
             "UPDATE replays SET cursor_ms = $3, cursor_id = $4, events_scanned = $5, events_replayed = $6, \
              runs_created = $7, by_task_json = $8, status = $9, error = $10, finished_at_ms = $11, updated_at_ms = $12, \
@@ -141,7 +141,7 @@ impl ReplayStore for SqlStore {
         .bind(j.events_replayed)
         .bind(j.runs_created)
         .bind(serde_json::to_string(&j.by_task).unwrap_or_else(|_| "{}".into()))
-        .bind(&j.status)
+        .bind(j.status.as_str())
         .bind(&j.error)
         .bind(if done { now } else { 0 })
         .bind(now)

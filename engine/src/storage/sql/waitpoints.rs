@@ -11,6 +11,7 @@ use super::SqlStore;
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::signal::Signal;
 use crate::storage::WaitpointStore;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -56,7 +57,7 @@ fn waitpoint_from_row(r: &AnyRow) -> Result<Waitpoint> {
         namespace: r.try_get("namespace")?,
         kind: WaitpointKind::parse(&kind)
             .ok_or_else(|| Error::Internal(format!("unknown waitpoint kind '{kind}'")))?,
-        status: r.try_get("status")?,
+        status: r.try_get::<String, _>("status")?.parse()?,
         pending: r.try_get("pending")?,
         total: r.try_get("total")?,
         event_id: r.try_get("event_id")?,
@@ -152,12 +153,15 @@ impl SqlStore {
         }
         // Announced in id order, whatever order the rows came back in.
         finished.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let mut messages: Vec<String> = finished.iter().map(|w| format!("wp:{}", w.id)).collect();
+        let mut signals: Vec<Signal> = finished
+            .iter()
+            .map(|w| Signal::WaitpointFinished(w.id.clone()))
+            .collect();
         if !parents.is_empty() {
             self.resume_parents(tx, &parents, now).await?;
-            messages.push("runs".into());
+            signals.push(Signal::AnyRuns);
         }
-        self.notify_all(tx, &messages).await?;
+        self.notify_all(tx, &signals).await?;
         Ok(finished)
     }
 
@@ -189,22 +193,22 @@ impl SqlStore {
         &self,
         tx: &mut Transaction<'static, Any>,
         id: &str,
-        status: &str,
+        status: WaitpointStatus,
         parent: &str,
         now: i64,
     ) -> Result<()> {
         sqlx::query("UPDATE waitpoints SET status = $2, completed_at_ms = $3 WHERE id = $1")
             .bind(id)
-            .bind(status)
+            .bind(status.as_str())
             .bind(now)
             .execute(&mut **tx)
             .await?;
-        let mut messages = vec![format!("wp:{id}")];
+        let mut signals = vec![Signal::WaitpointFinished(id.to_string())];
         if !parent.is_empty() {
             self.resume_parents(tx, &[parent.to_string()], now).await?;
-            messages.push("runs".into());
+            signals.push(Signal::AnyRuns);
         }
-        self.notify_all(tx, &messages).await
+        self.notify_all(tx, &signals).await
     }
 
     /// Suspend `parent` on waitpoint `wp_id` if it still runs that attempt.
@@ -326,7 +330,14 @@ impl SqlStore {
         )
         .bind(&wp.id)
         .bind(&wp.namespace)
-        .bind(if done { "completed" } else { "waiting" })
+        .bind(
+            if done {
+                WaitpointStatus::Completed
+            } else {
+                WaitpointStatus::Waiting
+            }
+            .as_str(),
+        )
         .bind(total)
         .bind(&ev.id)
         .bind(&parent_id)
@@ -441,14 +452,14 @@ impl WaitpointStore for SqlStore {
                 format!("waitpoint '{id}' not found in namespace '{ns}'"),
             )
         })?;
-        let kind: String = row.try_get("kind")?;
-        let status: String = row.try_get("status")?;
-        if kind != "token" {
+        let kind: WaitpointKind = row.try_get::<String, _>("kind")?.parse()?;
+        let status: WaitpointStatus = row.try_get::<String, _>("status")?.parse()?;
+        if kind != WaitpointKind::Token {
             return Err(Error::FailedPrecondition(format!(
                 "waitpoint '{id}' is a {kind} waitpoint; only token waitpoints are completed from outside"
             )));
         }
-        if status != "waiting" {
+        if status != WaitpointStatus::Waiting {
             return Err(Error::FailedPrecondition(format!(
                 "waitpoint '{id}' is already {status}"
             )));
@@ -461,7 +472,7 @@ impl WaitpointStore for SqlStore {
         self.finish(
             &mut tx,
             id,
-            "completed",
+            WaitpointStatus::Completed,
             &row.try_get::<String, _>("parent_run_id")?,
             now,
         )
@@ -487,11 +498,11 @@ impl WaitpointStore for SqlStore {
         let mut finished = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = r.try_get("id")?;
-            let kind: String = r.try_get("kind")?;
-            let status = if kind == "time" {
-                "completed"
+            let kind: WaitpointKind = r.try_get::<String, _>("kind")?.parse()?;
+            let status = if kind == WaitpointKind::Time {
+                WaitpointStatus::Completed
             } else {
-                "timed_out"
+                WaitpointStatus::TimedOut
             };
             self.finish(
                 &mut tx,
