@@ -2,15 +2,14 @@
 
 use crate::{Args, Backend};
 use fanout_engine::config::{Config, StoreConfig};
-use fanout_engine::{Backends, Listeners};
+use fanout_engine::{Listeners, Running};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// An engine for one scenario: in-process unless `--server`.
 pub struct Bench {
     pub url: String,
-    cancel: CancellationToken,
-    join: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The in-process engine (`None` with `--server`).
+    running: Option<Running>,
     _dir: Option<tempfile::TempDir>,
     /// Postgres `(url, schema)` made for this run, dropped at `stop`.
     schema: Option<(String, String)>,
@@ -21,8 +20,7 @@ impl Bench {
         if let Some(url) = &args.server {
             return Ok(Bench {
                 url: url.clone(),
-                cancel: CancellationToken::new(),
-                join: None,
+                running: None,
                 _dir: None,
                 schema: None,
             });
@@ -50,19 +48,10 @@ impl Bench {
         }
         tweak(&mut config);
         let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
-        let url = format!("http://{}", listeners.grpc.local_addr()?);
-        let backends = Backends::connect(&config)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let join = tokio::spawn(async move {
-            fanout_engine::run_with(listeners, config, backends, c.cancelled_owned()).await
-        });
+        let running = fanout_engine::spawn(config, listeners).await?;
         Ok(Bench {
-            url,
-            cancel,
-            join: Some(join),
+            url: format!("http://{}", running.grpc_addr()),
+            running: Some(running),
             _dir: Some(dir),
             schema: made,
         })
@@ -73,9 +62,12 @@ impl Bench {
     }
 
     pub async fn stop(self) {
-        self.cancel.cancel();
-        if let Some(j) = self.join {
-            let _ = tokio::time::timeout(Duration::from_secs(30), j).await;
+        if let Some(r) = self.running {
+            match tokio::time::timeout(Duration::from_secs(30), r.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("engine stopped with an error: {e}"),
+                Err(_) => eprintln!("engine did not stop within 30 s"),
+            }
         }
         // Each run starts on empty tables; leftovers would only pile up.
         if let Some((url, schema)) = self.schema {

@@ -1,14 +1,13 @@
 //! Commands that run the engine in this process: `dev`, `serve`, `migrate`.
 //!
-//! `serve` layers its settings: defaults → `--config FILE` (TOML) →
-//! `FANOUT_*` environment → flags, then `--dump-config` prints the result.
+//! `serve` loads the engine's one `Config` (`fanout_engine::config::load`):
+//! defaults → `--config FILE` (TOML) → `FANOUT_*` environment → flags, and
+//! `--dump-config` prints the config that would run.
 
 use anyhow::{Context, Result};
 use clap::Args;
-use fanout_engine::config::{ArchiveConfig, Config, LimiterConfig, OnUnavailable, StoreConfig};
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
+use fanout_engine::config::{self, ArchiveConfig, Config, LimiterConfig, StoreConfig};
+use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -55,178 +54,71 @@ pub struct ServeArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// The effective settings of `serve`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeSettings {
-    pub database_url: Option<String>,
-    pub postgres_schema: String,
-    /// Connections per pool; the engine keeps two (publishes and reads;
-    /// claims and completions), so up to twice this many.
-    pub postgres_max_connections: u32,
-    pub redis_url: Option<String>,
-    pub redis_on_unavailable: OnUnavailable,
-    pub clickhouse_url: Option<String>,
-    pub clickhouse_database: String,
-    pub clickhouse_user: Option<String>,
-    pub clickhouse_password: Option<String>,
-    pub grpc_addr: String,
-    pub http_addr: String,
-    /// Used for the local archive when no ClickHouse is configured.
-    pub data_dir: PathBuf,
-    pub max_payload_bytes: usize,
-    pub default_lease_ms: u64,
-    pub idempotency_window_ms: u64,
-    /// Bounds on client input and connections (`[limits]` in the file).
-    #[serde(default)]
-    pub limits: fanout_engine::limits::Limits,
-}
-
-impl Default for ServeSettings {
-    fn default() -> Self {
-        let d = Config::default();
-        ServeSettings {
-            database_url: None,
-            postgres_schema: "fanout".into(),
-            postgres_max_connections: 16,
-            redis_url: None,
-            redis_on_unavailable: OnUnavailable::Allow,
-            clickhouse_url: None,
-            clickhouse_database: "fanout".into(),
-            clickhouse_user: None,
-            clickhouse_password: None,
-            grpc_addr: "127.0.0.1:7070".into(),
-            http_addr: "127.0.0.1:7071".into(),
-            data_dir: ".fanout".into(),
-            max_payload_bytes: d.max_payload_bytes,
-            default_lease_ms: d.default_lease_ms,
-            idempotency_window_ms: d.idempotency_window_ms,
-            limits: d.limits,
-        }
+/// `serve`'s backends, said once at start: what is embedded and why.
+fn explain(config: &Config) -> Result<()> {
+    if matches!(config.store, StoreConfig::Sqlite { .. }) {
+        anyhow::bail!(
+            "serve needs a PostgreSQL URL: --database-url, FANOUT_DATABASE_URL, database_url or [store] in --config \
+             (for the embedded engine run `fanout dev`)"
+        );
     }
-}
-
-const ENV_KEYS: &[&str] = &[
-    "database_url",
-    "postgres_schema",
-    "postgres_max_connections",
-    "redis_url",
-    "redis_on_unavailable",
-    "clickhouse_url",
-    "clickhouse_database",
-    "clickhouse_user",
-    "clickhouse_password",
-    "grpc_addr",
-    "http_addr",
-    "data_dir",
-    "max_payload_bytes",
-    "default_lease_ms",
-    "idempotency_window_ms",
-];
-
-impl ServeSettings {
-    /// Defaults → file → env → flags.
-    pub fn load(args: &ServeArgs) -> Result<Self> {
-        let mut fig = Figment::from(Serialized::defaults(ServeSettings::default()));
-        if let Some(path) = &args.config {
-            if !path.exists() {
-                anyhow::bail!("config file {} does not exist", path.display());
-            }
-            fig = fig.merge(Toml::file(path));
-        }
-        fig = fig
-            .merge(Env::prefixed("FANOUT_").only(ENV_KEYS))
-            .merge(Serialized::defaults(args));
-        fig.extract()
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))
+    if let ArchiveConfig::Local { path } = &config.archive {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        tracing::warn!(
+            path = %shown.display(),
+            "no clickhouse_url: archiving to a local file (set data_dir or --data-dir to move it)"
+        );
+        println!("archive: {} (local; no clickhouse_url)", shown.display());
     }
-
-    /// The engine configuration these settings describe.
-    pub fn engine_config(&self) -> Result<Config> {
-        let url = self.database_url.clone().context(
-            "serve needs a PostgreSQL URL: --database-url, FANOUT_DATABASE_URL or database_url in --config \
-             (for the embedded engine run `fanout dev`)",
-        )?;
-        let config = Config {
-            store: StoreConfig::Postgres {
-                url,
-                schema: self.postgres_schema.clone(),
-                max_connections: self.postgres_max_connections,
-            },
-            archive: match &self.clickhouse_url {
-                Some(url) => ArchiveConfig::Clickhouse {
-                    url: url.clone(),
-                    database: self.clickhouse_database.clone(),
-                    user: self.clickhouse_user.clone(),
-                    password: self.clickhouse_password.clone(),
-                },
-                None => {
-                    let path = self.data_dir.join("archive.db");
-                    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
-                    tracing::warn!(
-                        path = %shown.display(),
-                        "no clickhouse_url: archiving to a local file (set data_dir or --data-dir to move it)"
-                    );
-                    println!("archive: {} (local; no clickhouse_url)", shown.display());
-                    ArchiveConfig::Local { path }
-                }
-            },
-            limiter: match &self.redis_url {
-                Some(url) => LimiterConfig::Redis {
-                    url: url.clone(),
-                    on_unavailable: self.redis_on_unavailable,
-                },
-                None => {
-                    tracing::warn!("no redis_url: rate limits are counted per engine process");
-                    LimiterConfig::Memory
-                }
-            },
-            max_payload_bytes: self.max_payload_bytes,
-            default_lease_ms: self.default_lease_ms,
-            idempotency_window_ms: self.idempotency_window_ms,
-            limits: self.limits.clone(),
-            ..Config::default()
-        };
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        Ok(config)
+    if config.limiter == LimiterConfig::Memory {
+        tracing::warn!("no redis_url: rate limits are counted per engine process");
     }
+    Ok(())
 }
 
 async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode> {
     let listeners = fanout_engine::Listeners::bind(grpc, http)
         .await
         .with_context(|| format!("cannot listen on {grpc} / {http}"))?;
-    let grpc_addr = listeners.grpc.local_addr()?;
-    let http_addr = listeners.http.local_addr()?;
-    let backends = fanout_engine::Backends::connect(&config)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let running = fanout_engine::spawn(config, listeners).await?;
     println!("fanout engine ready");
-    println!("  gRPC: http://{grpc_addr}");
-    println!("  HTTP: http://{http_addr}  (GET /healthz)");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    fanout_engine::run_with(listeners, config, backends, shutdown).await?;
+    println!("  gRPC: http://{}", running.grpc_addr());
+    println!("  HTTP: http://{}  (GET /healthz)", running.http_addr());
+    tokio::select! {
+        _ = terminate() => {}
+        _ = running.stopped() => {}
+    }
+    running.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn dev(a: DevArgs) -> Result<ExitCode> {
-    let config = Config::embedded(&a.data_dir);
+    // The knobs load as for `serve` (file-less); the backends are embedded.
+    let flags = serde_json::json!({
+        "data_dir": a.data_dir, "grpc_addr": a.grpc_addr, "http_addr": a.http_addr,
+    });
+    let mut config =
+        config::load(None, flags).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let embedded = Config::embedded(&a.data_dir);
+    config.store = embedded.store;
+    config.archive = embedded.archive;
+    config.limiter = embedded.limiter;
     println!("data dir: {}", a.data_dir.display());
-    serve_config(config, &a.grpc_addr, &a.http_addr).await
+    let (grpc, http) = (config.grpc_addr.clone(), config.http_addr.clone());
+    serve_config(config, &grpc, &http).await
 }
 
 pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
-    let settings = ServeSettings::load(&a)?;
+    let flags = serde_json::to_value(&a)?;
+    let config = config::load(a.config.as_deref(), flags)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     if a.dump_config {
-        print!("{}", toml::to_string_pretty(&settings)?);
+        print!("{}", toml::to_string_pretty(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let config = settings.engine_config()?;
-    serve_config(config, &settings.grpc_addr, &settings.http_addr).await
+    explain(&config)?;
+    let (grpc, http) = (config.grpc_addr.clone(), config.http_addr.clone());
+    serve_config(config, &grpc, &http).await
 }
 
 #[derive(Args)]
@@ -256,4 +148,20 @@ pub async fn migrate(a: MigrateArgs) -> Result<ExitCode> {
     s.close().await;
     println!("migrations applied");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM (what `kill`, systemd and Kubernetes send).
+async fn terminate() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -75,18 +75,45 @@ fn serve_layers_config_and_names_unreachable_backends() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("database_url = \"postgres://from-file/db\""),
+    let dumped: fanout_engine::Config = toml::from_str(&text).expect("the dump is a config");
+    assert_eq!(
+        dumped.store,
+        fanout_engine::config::StoreConfig::Postgres {
+            url: "postgres://from-file/db".into(),
+            schema: "fanout".into(),
+            max_connections: 16,
+        },
         "file layer: {text}"
     );
     assert!(
-        text.contains("redis_url = \"redis://from-env:6379\""),
+        matches!(&dumped.limiter, fanout_engine::config::LimiterConfig::Redis { url, .. } if url == "redis://from-env:6379"),
         "env layer: {text}"
     );
-    assert!(
-        text.contains("grpc_addr = \"127.0.0.1:8888\""),
-        "flags win: {text}"
-    );
+    assert_eq!(dumped.grpc_addr, "127.0.0.1:8888", "flags win: {text}");
+    // The dump is the config that runs: loaded again, it is the same.
+    let again = dir.path().join("dumped.toml");
+    std::fs::write(&again, text.as_bytes()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args([
+            "serve",
+            "--config",
+            again.to_str().unwrap(),
+            "--dump-config",
+        ])
+        .env_remove("FANOUT_REDIS_URL")
+        .env_remove("FANOUT_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+    // A nested key from the environment (`__` nests).
+    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["serve", "--dump-config"])
+        .env("FANOUT_LIMITS__MAX_TAGS", "7")
+        .output()
+        .unwrap();
+    let dumped: fanout_engine::Config =
+        toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("a config");
+    assert_eq!(dumped.limits.max_tags, 7);
 
     let (code, _, err) = fanout(&[
         "serve",
@@ -148,5 +175,6 @@ fn serve_takes_a_data_dir() {
     let (code, out, err) = fanout(&["serve", "--dump-config", "--data-dir", "/srv/fanout"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("data_dir = \"/srv/fanout\""), "{out}");
+    assert!(out.contains("path = \"/srv/fanout/archive.db\""), "{out}");
     assert!(out.contains("[limits]"), "{out}");
 }

@@ -58,6 +58,8 @@ struct Inner {
     registry: Registry,
     limiter: Arc<dyn RateLimiter>,
     wakeup: Wakeup,
+    /// Retry wake-ups and waitpoint expiries (one task fires them).
+    deadlines: crate::deadlines::Deadlines,
     archive_wakeup: Wakeup,
     /// Signalled by the archiver after each shipped batch.
     archive_shipped: Wakeup,
@@ -139,6 +141,7 @@ impl Engine {
                 store,
                 limiter,
                 wakeup: Wakeup::default(),
+                deadlines: Default::default(),
                 archive_wakeup: Wakeup::default(),
                 archive_shipped: Wakeup::default(),
                 replay_wakeup: Wakeup::default(),
@@ -195,6 +198,11 @@ impl Engine {
     }
 
     /// Wakes worker sessions.
+    /// The timers of this engine (run by `server::spawn`).
+    pub fn deadlines(&self) -> &crate::deadlines::Deadlines {
+        &self.inner.deadlines
+    }
+
     pub fn wakeup(&self) -> &Wakeup {
         &self.inner.wakeup
     }
@@ -543,7 +551,9 @@ impl Engine {
     /// Schedule what a state change implies (a retry's wake-up).
     pub fn after_effect(&self, effect: CompletionEffect, target: Target) {
         if let CompletionEffect::Retrying { at_ms } = effect {
-            self.inner.wakeup.at(at_ms, target);
+            self.inner
+                .deadlines
+                .at(at_ms, crate::deadlines::Due::Wake(target));
         }
     }
 

@@ -280,7 +280,7 @@ impl IntoResponse for Error {
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    limits: &Limits,
+    limits: Limits,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};

@@ -486,14 +486,8 @@ impl Engine {
 
     /// Run the expiry at `at_ms` (the reaper is the safety net).
     fn expire_at(&self, at_ms: i64) {
-        let engine = self.clone();
-        let delay = (at_ms - now_ms()).max(0) as u64;
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            if let Err(e) = engine.expire_waitpoints().await {
-                tracing::warn!(error = %e, "waitpoint expiry failed");
-            }
-        });
+        self.deadlines()
+            .at(at_ms, crate::deadlines::Due::ExpireWaitpoints);
     }
 }
 

@@ -6,14 +6,13 @@
 //! workers of other namespaces or tasks cost nothing per publish. Rare,
 //! unaddressed events (a reaped lease, a resumed parent, a lost
 //! notification connection) wake everyone ([`Wakeup::now`]). Retries
-//! schedule a wake-up at their due time ([`Wakeup::at`]). Other replicas'
+//! schedule a wake-up at their due time (`deadlines`). Other replicas'
 //! publishes arrive through Postgres `LISTEN/NOTIFY` (see `notify`). The
 //! archiver and replay runners use the plain, unaddressed signal
 //! ([`Wakeup::notified`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Shared wake-up signal. Cheap to clone.
@@ -98,19 +97,6 @@ impl Wakeup {
                 });
             }
         }
-    }
-
-    /// Wake `target` at `at_ms` (epoch ms).
-    pub fn at(&self, at_ms: i64, target: Target) {
-        let delay = at_ms - crate::model::now_ms();
-        if delay <= 0 {
-            return self.wake(&target);
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
-            me.wake(&target);
-        });
     }
 
     /// The unaddressed signal to wait on. Call `enable()` on the pinned

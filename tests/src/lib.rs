@@ -7,10 +7,8 @@
 //! skips nothing); each Postgres test gets a schema of its own.
 
 use fanout_engine::config::{Config, StoreConfig};
-use fanout_engine::{Backends, Listeners};
+use fanout_engine::{Listeners, Running};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// One store backend under test.
 pub struct Backend {
@@ -59,13 +57,150 @@ pub fn backends() -> Vec<Backend> {
     out
 }
 
+/// One backend by name: `sqlite` (always here) or `postgres` (needs
+/// `FANOUT_TEST_POSTGRES_URL`; without it the test fails saying so, which
+/// only happens when ignored tests are asked for).
+pub async fn backend(name: &str) -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(Config::embedded(dir.path()));
+    if name == "postgres" {
+        let url = std::env::var("FANOUT_TEST_POSTGRES_URL")
+            .expect("FANOUT_TEST_POSTGRES_URL is not set: this test needs PostgreSQL");
+        config.store = StoreConfig::Postgres {
+            url,
+            schema: unique_schema(),
+            max_connections: 8,
+        };
+    }
+    Backend {
+        name: if name == "postgres" {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+        config,
+        dir,
+    }
+}
+
+/// One store by backend name, connected and migrated.
+pub async fn store(
+    name: &str,
+) -> (
+    &'static str,
+    std::sync::Arc<dyn fanout_engine::storage::Store>,
+    tempfile::TempDir,
+) {
+    let b = backend(name).await;
+    let store = fanout_engine::storage::sql::SqlStore::connect(&b.config.store)
+        .await
+        .unwrap_or_else(|e| panic!("{} store configured but unusable: {e}", b.name));
+    (b.name, std::sync::Arc::new(store), b.dir)
+}
+
+/// One archive by name: `local` (always) or `clickhouse` (needs
+/// `FANOUT_TEST_CLICKHOUSE_URL`).
+pub async fn archive(
+    name: &str,
+) -> (
+    &'static str,
+    std::sync::Arc<dyn fanout_engine::archive::Archive>,
+    tempfile::TempDir,
+) {
+    use fanout_engine::archive::{clickhouse::ClickhouseArchive, local::LocalArchive};
+    let dir = tempfile::tempdir().expect("tempdir");
+    if name == "clickhouse" {
+        let url = std::env::var("FANOUT_TEST_CLICKHOUSE_URL")
+            .expect("FANOUT_TEST_CLICKHOUSE_URL is not set: this test needs ClickHouse");
+        let ch = ClickhouseArchive::connect(&url, &unique_schema(), None, None)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("FANOUT_TEST_CLICKHOUSE_URL={url} is set but unusable: {e}")
+            });
+        return ("clickhouse", std::sync::Arc::new(ch), dir);
+    }
+    let local = LocalArchive::open(&dir.path().join("archive.db"))
+        .await
+        .expect("local archive");
+    ("local", std::sync::Arc::new(local), dir)
+}
+
+/// One test per case per backend, as quickwit's `metastore_test_suite!`:
+/// each case becomes a module with one test for the embedded backend and
+/// one for the service backend, so `cargo test sqlite` / `cargo test
+/// postgres` select a backend and a failure names it. Service variants are
+/// `#[ignore]`d: `cargo test` on a fresh machine reports them as ignored,
+/// and `.ci/run` runs them with `--include-ignored` and the services' URLs.
+///
+/// ```ignore
+/// fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
+///     /// Doc of the case.
+///     async fn case(b) { /* b: Backend */ }
+/// }
+/// ```
+#[macro_export]
+macro_rules! per_backend {
+    ($src:path: $first:ident $(, $other:ident)*; $($cases:tt)*) => {
+        $crate::per_backend!(@case $src; [$first $($other)*]; $($cases)*);
+    };
+    (@case $src:path; [$($v:ident)*];) => {};
+    (@case $src:path; [$first:ident $($other:ident)*];
+     $(#[$m:meta])* async fn $name:ident($b:pat) $body:block $($rest:tt)*) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn $first() {
+                let $b = $src(stringify!($first)).await;
+                $body
+            }
+
+            $(
+                #[tokio::test]
+                #[ignore = "needs its service: --include-ignored with FANOUT_TEST_*_URL set (.ci/run)"]
+                async fn $other() {
+                    let $b = $src(stringify!($other)).await;
+                    $body
+                }
+            )*
+        }
+        $crate::per_backend!(@case $src; [$first $($other)*]; $($rest)*);
+    };
+    // `multi_thread async fn …`: the case needs a multi-threaded runtime.
+    (@case $src:path; [$first:ident $($other:ident)*];
+     $(#[$m:meta])* multi_thread async fn $name:ident($b:pat) $body:block $($rest:tt)*) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $first() {
+                let $b = $src(stringify!($first)).await;
+                $body
+            }
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs its service: --include-ignored with FANOUT_TEST_*_URL set (.ci/run)"]
+                async fn $other() {
+                    let $b = $src(stringify!($other)).await;
+                    $body
+                }
+            )*
+        }
+        $crate::per_backend!(@case $src; [$first $($other)*]; $($rest)*);
+    };
+}
+
 /// An engine running in this process.
 pub struct TestEngine {
     pub grpc_url: String,
     pub http_url: String,
     pub config: Config,
-    cancel: CancellationToken,
-    join: JoinHandle<anyhow::Result<()>>,
+    running: Running,
 }
 
 impl TestEngine {
@@ -77,21 +212,14 @@ impl TestEngine {
     /// Start on given addresses (a restart on the ports clients know).
     pub async fn start_at(config: Config, grpc: &str, http: &str) -> Self {
         let listeners = Listeners::bind(grpc, http).await.expect("bind");
-        let grpc_url = format!("http://{}", listeners.grpc.local_addr().expect("addr"));
-        let http_url = format!("http://{}", listeners.http.local_addr().expect("addr"));
-        let backends = Backends::connect(&config).await.expect("backends");
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let cfg = config.clone();
-        let join = tokio::spawn(async move {
-            fanout_engine::run_with(listeners, cfg, backends, c.cancelled_owned()).await
-        });
+        let running = fanout_engine::spawn(config.clone(), listeners)
+            .await
+            .expect("engine start");
         TestEngine {
-            grpc_url,
-            http_url,
+            grpc_url: format!("http://{}", running.grpc_addr()),
+            http_url: format!("http://{}", running.http_addr()),
             config,
-            cancel,
-            join,
+            running,
         }
     }
 
@@ -104,10 +232,8 @@ impl TestEngine {
 
     /// Graceful stop; returns when the engine has shut down.
     pub async fn stop(self) {
-        self.cancel.cancel();
-        let r = tokio::time::timeout(Duration::from_secs(20), self.join).await;
+        let r = tokio::time::timeout(Duration::from_secs(20), self.running.shutdown()).await;
         r.expect("engine did not stop within 20s")
-            .expect("engine task")
             .expect("engine run");
     }
 }
@@ -140,62 +266,6 @@ pub async fn runs_with_status(client: &fanout::Client, status: &str) -> Vec<fano
         })
         .await
         .expect("list runs")
-}
-
-/// Archives under test: local always, ClickHouse with `FANOUT_TEST_CLICKHOUSE_URL`
-/// (each call gets a database of its own).
-pub async fn archives() -> Vec<(
-    &'static str,
-    std::sync::Arc<dyn fanout_engine::archive::Archive>,
-    tempfile::TempDir,
-)> {
-    use fanout_engine::archive::{clickhouse::ClickhouseArchive, local::LocalArchive};
-    let mut out: Vec<(
-        &'static str,
-        std::sync::Arc<dyn fanout_engine::archive::Archive>,
-        tempfile::TempDir,
-    )> = Vec::new();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let local = LocalArchive::open(&dir.path().join("archive.db"))
-        .await
-        .expect("local archive");
-    out.push(("local", std::sync::Arc::new(local), dir));
-    if let Ok(url) = std::env::var("FANOUT_TEST_CLICKHOUSE_URL") {
-        let db = unique_schema();
-        let ch = ClickhouseArchive::connect(&url, &db, None, None)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("FANOUT_TEST_CLICKHOUSE_URL={url} is set but unusable: {e}")
-            });
-        out.push((
-            "clickhouse",
-            std::sync::Arc::new(ch),
-            tempfile::tempdir().expect("tempdir"),
-        ));
-    }
-    out
-}
-
-/// Stores under test: SQLite always, Postgres with `FANOUT_TEST_POSTGRES_URL`
-/// (fresh schema per call).
-pub async fn stores() -> Vec<(
-    &'static str,
-    std::sync::Arc<dyn fanout_engine::storage::Store>,
-    tempfile::TempDir,
-)> {
-    use fanout_engine::storage::sql::SqlStore;
-    let mut out = Vec::new();
-    for b in backends() {
-        let store = SqlStore::connect(&b.config.store)
-            .await
-            .unwrap_or_else(|e| panic!("{} store configured but unusable: {e}", b.name));
-        out.push((
-            b.name,
-            std::sync::Arc::new(store) as std::sync::Arc<dyn fanout_engine::storage::Store>,
-            b.dir,
-        ));
-    }
-    out
 }
 
 /// A minimal HTTP/1.1 request (Connection: close) for testing the HTTP API

@@ -213,13 +213,10 @@ async fn replay_covers_events_not_yet_archived() {
     let listeners = fanout_engine::Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
         .await
         .unwrap();
-    let grpc = format!("http://{}", listeners.grpc.local_addr().unwrap());
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let c = cancel.clone();
-    let config = b.config.clone();
-    let engine = tokio::spawn(async move {
-        fanout_engine::run_with(listeners, config, backends_, c.cancelled_owned()).await
-    });
+    let engine = fanout_engine::spawn_with(b.config.clone(), listeners, backends_)
+        .await
+        .unwrap();
+    let grpc = format!("http://{}", engine.grpc_addr());
     let mut events = pb::event_service_client::EventServiceClient::connect(grpc.clone())
         .await
         .unwrap();
@@ -287,8 +284,7 @@ async fn replay_covers_events_not_yet_archived() {
     .await;
     assert_eq!(done.events_replayed, 2, "{done:?}");
     let _ = &mut replay;
-    cancel.cancel();
-    engine.await.unwrap().unwrap();
+    engine.shutdown().await.unwrap();
 }
 
 /// A worker speaking the raw protocol: registers `task` on `job.created`
@@ -617,64 +613,63 @@ async fn a_restarted_instance_requeues_its_leases_at_once() {
     first.stop().await;
 }
 
-/// A lost wake-up stalled a caller for the 5 s safety poll (one call of 500
-/// in an unloaded Postgres scatter run). Under concurrency no call may wait
-/// that long: every answer must come from a completion notice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_publish_and_wait_waits_for_the_safety_poll() {
+fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
+    /// A lost wake-up stalled a caller for the 5 s safety poll (one call of 500
+    /// in an unloaded Postgres scatter run). Under concurrency no call may wait
+    /// that long: every answer must come from a completion notice.
+    multi_thread async fn no_publish_and_wait_waits_for_the_safety_poll(b) {
     use fanout::{Event, Task, TaskError, Worker};
-    for b in backends() {
-        let engine = TestEngine::start(b.config.clone()).await;
-        let client = engine.client().await;
-        let ev = Event::<Value>::new("job.created");
-        let mut worker = Worker::new(client.clone()).concurrency(64);
-        for t in ["a", "b", "c"] {
-            worker = worker.task(Task::new(t, &ev, |_: Value, _| async {
-                Ok::<_, TaskError>(1)
-            }));
-        }
-        let worker = worker.start().await.unwrap();
-        let calls = Arc::new(tokio::sync::Semaphore::new(32));
-        let mut handles = Vec::new();
-        for n in 0..400 {
-            let client = client.clone();
-            let calls = calls.clone();
-            handles.push(tokio::spawn(async move {
-                let _slot = calls.acquire().await.unwrap();
-                let started = std::time::Instant::now();
-                let r = client
-                    .publish_and_wait_json(
-                        "job.created",
-                        &json!({ "n": n }),
-                        Default::default(),
-                        None,
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(r.results.len(), 3);
-                started.elapsed()
-            }));
-        }
-        let mut took = Vec::new();
-        for h in handles {
-            took.push(h.await.unwrap());
-        }
-        took.sort();
-        println!(
-            "[{}] publish_and_wait x400 at 32: p50 {:?}, p99 {:?}, max {:?}",
-            b.name,
-            took[took.len() / 2],
-            took[took.len() * 99 / 100],
-            took[took.len() - 1]
-        );
-        assert!(
-            took[took.len() - 1] < Duration::from_secs(4),
-            "[{}] a call waited {:?}: a completion notice was missed",
-            b.name,
-            took[took.len() - 1]
-        );
-        worker.shutdown().await.unwrap();
-        engine.stop().await;
+    let engine = TestEngine::start(b.config.clone()).await;
+    let client = engine.client().await;
+    let ev = Event::<Value>::new("job.created");
+    let mut worker = Worker::new(client.clone()).concurrency(64);
+    for t in ["a", "b", "c"] {
+        worker = worker.task(Task::new(t, &ev, |_: Value, _| async {
+            Ok::<_, TaskError>(1)
+        }));
+    }
+    let worker = worker.start().await.unwrap();
+    let calls = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut handles = Vec::new();
+    for n in 0..400 {
+        let client = client.clone();
+        let calls = calls.clone();
+        handles.push(tokio::spawn(async move {
+            let _slot = calls.acquire().await.unwrap();
+            let started = std::time::Instant::now();
+            let r = client
+                .publish_and_wait_json(
+                    "job.created",
+                    &json!({ "n": n }),
+                    Default::default(),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.results.len(), 3);
+            started.elapsed()
+        }));
+    }
+    let mut took = Vec::new();
+    for h in handles {
+        took.push(h.await.unwrap());
+    }
+    took.sort();
+    println!(
+        "[{}] publish_and_wait x400 at 32: p50 {:?}, p99 {:?}, max {:?}",
+        b.name,
+        took[took.len() / 2],
+        took[took.len() * 99 / 100],
+        took[took.len() - 1]
+    );
+    assert!(
+        took[took.len() - 1] < Duration::from_secs(4),
+        "[{}] a call waited {:?}: a completion notice was missed",
+        b.name,
+        took[took.len() - 1]
+    );
+    worker.shutdown().await.unwrap();
+    engine.stop().await;
     }
 }
 

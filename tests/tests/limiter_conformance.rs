@@ -7,66 +7,66 @@ use fanout_engine::ratelimit::{Decision, RateLimiter, memory::MemoryLimiter, red
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn limiters() -> Vec<(&'static str, Arc<dyn RateLimiter>)> {
-    let mut out: Vec<(&'static str, Arc<dyn RateLimiter>)> =
-        vec![("memory", Arc::new(MemoryLimiter::default()))];
-    if let Ok(url) = std::env::var("FANOUT_TEST_REDIS_URL") {
-        let prefix = format!("fanout-test:{}:", uuid::Uuid::now_v7().simple());
-        let r = RedisLimiter::connect(&url, OnUnavailable::Deny, &prefix)
-            .await
-            .unwrap_or_else(|e| panic!("FANOUT_TEST_REDIS_URL={url} is set but unusable: {e}"));
-        out.push(("redis", Arc::new(r)));
+/// One limiter by name: `memory` (always) or `redis` (needs
+/// `FANOUT_TEST_REDIS_URL`), under a fresh key prefix.
+async fn limiter(name: &str) -> (&'static str, Arc<dyn RateLimiter>) {
+    if name != "redis" {
+        return ("memory", Arc::new(MemoryLimiter::default()));
     }
-    out
+    let url = std::env::var("FANOUT_TEST_REDIS_URL")
+        .expect("FANOUT_TEST_REDIS_URL is not set: this test needs Redis");
+    let prefix = format!("fanout-test:{}:", uuid::Uuid::now_v7().simple());
+    let r = RedisLimiter::connect(&url, OnUnavailable::Deny, &prefix)
+        .await
+        .unwrap_or_else(|e| panic!("FANOUT_TEST_REDIS_URL={url} is set but unusable: {e}"));
+    ("redis", Arc::new(r))
 }
 
-#[tokio::test]
-async fn sliding_window_allows_the_limit_then_says_when() {
-    for (name, l) in limiters().await {
-        let w = Duration::from_millis(400);
-        for i in 0..5 {
-            assert_eq!(
-                l.check("k", 5, w).await.unwrap(),
-                Decision::Allow,
-                "[{name}] hit {i}"
-            );
-        }
-        match l.check("k", 5, w).await.unwrap() {
-            Decision::Deny { retry_after } => assert!(
-                retry_after <= w && retry_after > Duration::ZERO,
-                "[{name}] {retry_after:?}"
-            ),
-            Decision::Allow => panic!("[{name}] sixth hit allowed"),
-        }
-        // Keys are independent.
-        assert_eq!(l.check("other", 5, w).await.unwrap(), Decision::Allow);
-        // The window slides: after it passes, hits are allowed again.
-        tokio::time::sleep(w + Duration::from_millis(50)).await;
+fanout_tests::per_backend! { limiter: memory, redis;
+    async fn sliding_window_allows_the_limit_then_says_when((name, l)) {
+    let w = Duration::from_millis(400);
+    for i in 0..5 {
         assert_eq!(
             l.check("k", 5, w).await.unwrap(),
             Decision::Allow,
-            "[{name}] window slid"
+            "[{name}] hit {i}"
         );
+    }
+    match l.check("k", 5, w).await.unwrap() {
+        Decision::Deny { retry_after } => assert!(
+            retry_after <= w && retry_after > Duration::ZERO,
+            "[{name}] {retry_after:?}"
+        ),
+        Decision::Allow => panic!("[{name}] sixth hit allowed"),
+    }
+    // Keys are independent.
+    assert_eq!(l.check("other", 5, w).await.unwrap(), Decision::Allow);
+    // The window slides: after it passes, hits are allowed again.
+    tokio::time::sleep(w + Duration::from_millis(50)).await;
+    assert_eq!(
+        l.check("k", 5, w).await.unwrap(),
+        Decision::Allow,
+        "[{name}] window slid"
+    );
     }
 }
 
-#[tokio::test]
-async fn concurrent_checks_never_exceed_the_limit() {
-    for (name, l) in limiters().await {
-        let mut handles = Vec::new();
-        for _ in 0..200 {
-            let l = l.clone();
-            handles.push(tokio::spawn(async move {
-                l.check("burst", 50, Duration::from_secs(30)).await.unwrap()
-            }));
+fanout_tests::per_backend! { limiter: memory, redis;
+    async fn concurrent_checks_never_exceed_the_limit((name, l)) {
+    let mut handles = Vec::new();
+    for _ in 0..200 {
+        let l = l.clone();
+        handles.push(tokio::spawn(async move {
+            l.check("burst", 50, Duration::from_secs(30)).await.unwrap()
+        }));
+    }
+    let mut allowed = 0;
+    for h in handles {
+        if h.await.unwrap() == Decision::Allow {
+            allowed += 1;
         }
-        let mut allowed = 0;
-        for h in handles {
-            if h.await.unwrap() == Decision::Allow {
-                allowed += 1;
-            }
-        }
-        assert_eq!(allowed, 50, "[{name}]");
+    }
+    assert_eq!(allowed, 50, "[{name}]");
     }
 }
 

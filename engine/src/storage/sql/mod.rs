@@ -56,6 +56,8 @@ pub struct SqlStore {
     events: tokio::sync::broadcast::Sender<StoreEvent>,
     /// SQLite: makes publishes durable after their commit.
     wal: Option<std::sync::Arc<sqlite::walsync::WalSync>>,
+    /// SQLite: the checkpoint loop, stopped and joined on close.
+    checkpointer: std::sync::Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// SQLite: the data directory's lock (`dirlock`), released on close.
     dir_lock: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
@@ -120,6 +122,11 @@ impl SqlStore {
 
     /// Close all connections.
     pub async fn close(&self) {
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        if let Some(task) = checkpointer {
+            task.abort();
+            let _ = task.await;
+        }
         self.writer.close().await;
         self.reader.close().await;
         self.relaxed.close().await;

@@ -56,6 +56,7 @@ pub(super) async fn open(url: &str, schema: &str, max_connections: u32) -> Resul
         events: tokio::sync::broadcast::channel(4096).0,
         wal: None,
         dir_lock: Default::default(),
+        checkpointer: Default::default(),
     };
     store.migrate().await?;
     Ok(store)

@@ -23,8 +23,9 @@ pub(super) const EVERY: Duration = Duration::from_millis(250);
 /// here (3 runs each), so the larger file was kept.
 pub(super) const BACKSTOP_PAGES: u32 = 10_000;
 
-/// Checkpoint until the pool is closed.
-pub(super) fn spawn(pool: AnyPool) {
+/// Checkpoint until the pool is closed (or the task is aborted by
+/// `SqlStore::close`).
+pub(super) fn spawn(pool: AnyPool) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(EVERY).await;
@@ -46,5 +47,5 @@ pub(super) fn spawn(pool: AnyPool) {
                 }
             }
         }
-    });
+    })
 }

@@ -50,9 +50,13 @@ pub(super) async fn open(path: &Path) -> Result<SqlStore> {
         events: tokio::sync::broadcast::channel(4096).0,
         wal: Some(std::sync::Arc::new(walsync::WalSync::new(path))),
         dir_lock: std::sync::Arc::new(std::sync::Mutex::new(Some(dir_lock))),
+        checkpointer: Default::default(),
     };
     store.migrate().await?;
     store.requeue_orphans().await?;
-    checkpoint::spawn(store.reader.clone());
+    let checkpointer = checkpoint::spawn(store.reader.clone());
+    if let Ok(mut slot) = store.checkpointer.lock() {
+        *slot = Some(checkpointer);
+    }
     Ok(store)
 }

@@ -1,7 +1,12 @@
 //! Engine configuration: which backends, and the knobs with their defaults.
 //!
-//! The CLI layers defaults → TOML file → `FANOUT_*` env → flags with figment
-//! and hands the result here; `validate` runs once before anything starts.
+//! One `Config` for the engine and the CLI: [`load`] layers defaults → TOML
+//! file → `FANOUT_*` env → flags; `validate` reports every problem, and
+//! `server::spawn` runs it before anything starts.
+
+mod load;
+
+pub use load::{SHORTHANDS, from_layers, load};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -10,6 +15,14 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Where `fanout serve` / `fanout dev` listen for gRPC (`spawn` takes
+    /// bound listeners instead, so tests can bind port 0).
+    pub grpc_addr: String,
+    /// Where they listen for HTTP.
+    pub http_addr: String,
+    /// Directory of the embedded files (SQLite database, local archive)
+    /// when their paths are not set.
+    pub data_dir: PathBuf,
     /// Where events, runs and subscriptions live.
     pub store: StoreConfig,
     /// Where every published event is archived for `events log` and replay.
@@ -62,6 +75,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            grpc_addr: "127.0.0.1:7070".into(),
+            http_addr: "127.0.0.1:7071".into(),
+            data_dir: PathBuf::from(".fanout"),
             store: StoreConfig::Sqlite {
                 path: PathBuf::from(".fanout/fanout.db"),
             },
@@ -109,6 +125,10 @@ fn default_pg_schema() -> String {
     "fanout".into()
 }
 
+fn default_ch_database() -> String {
+    "fanout".into()
+}
+
 fn default_pg_connections() -> u32 {
     16
 }
@@ -122,6 +142,7 @@ pub enum ArchiveConfig {
     /// ClickHouse over HTTP (`http://host:8123`), database created if missing.
     Clickhouse {
         url: String,
+        #[serde(default = "default_ch_database")]
         database: String,
         user: Option<String>,
         password: Option<String>,
@@ -138,6 +159,7 @@ pub enum LimiterConfig {
     Redis {
         url: String,
         /// What to do when Redis cannot be reached.
+        #[serde(default)]
         on_unavailable: OnUnavailable,
     },
 }
@@ -158,6 +180,7 @@ impl Config {
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         let dir = data_dir.into();
         Config {
+            data_dir: dir.clone(),
             store: StoreConfig::Sqlite {
                 path: dir.join("fanout.db"),
             },
@@ -168,40 +191,37 @@ impl Config {
         }
     }
 
-    /// Check the values once, with messages naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check every value, with messages naming the setting: all the
+    /// problems at once, not the first.
+    pub fn validate(&self) -> Result<(), Problems> {
+        let mut p = Vec::new();
         if self.max_payload_bytes == 0 {
-            return Err("max_payload_bytes must be greater than 0".into());
+            p.push("max_payload_bytes must be greater than 0".to_string());
         }
         if self.default_lease_ms < 100 {
-            return Err("default_lease_ms must be at least 100".into());
+            p.push("default_lease_ms must be at least 100".into());
         }
-        if self.publish_batch_max == 0
-            || self.publish_concurrency == 0
-            || self.complete_concurrency == 0
-        {
-            return Err(
-                "publish_batch_max, publish_concurrency and complete_concurrency must be at least 1"
-                    .into(),
-            );
-        }
-        if self.archive_batch == 0 {
-            return Err("archive_batch must be at least 1".into());
+        for (name, v) in [
+            ("publish_batch_max", self.publish_batch_max),
+            ("publish_concurrency", self.publish_concurrency),
+            ("complete_concurrency", self.complete_concurrency),
+            ("archive_batch", self.archive_batch),
+        ] {
+            if v == 0 {
+                p.push(format!("{name} must be at least 1"));
+            }
         }
         if self.instance_id.len() > 100 || self.instance_id.contains(['/', '\n']) {
-            return Err(format!(
+            p.push(format!(
                 "instance_id '{}' is invalid: at most 100 characters, no '/'",
-                self.instance_id
+                crate::error::clip(&self.instance_id, 120)
             ));
         }
-        let problems = self.limits.problems();
-        if !problems.is_empty() {
-            return Err(problems.join("; "));
-        }
+        p.extend(self.limits.problems());
         if let StoreConfig::Postgres { url, .. } = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            return Err(format!(
+            p.push(format!(
                 "store.url must start with postgres:// (got '{}')",
                 crate::error::redact_url(url)
             ));
@@ -209,7 +229,7 @@ impl Config {
         if let ArchiveConfig::Clickhouse { url, .. } = &self.archive
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err(format!(
+            p.push(format!(
                 "archive.url must be an http:// URL of ClickHouse's HTTP port (got '{}')",
                 crate::error::redact_url(url)
             ));
@@ -217,11 +237,27 @@ impl Config {
         if let LimiterConfig::Redis { url, .. } = &self.limiter
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return Err(format!(
+            p.push(format!(
                 "limiter.url must start with redis:// (got '{}')",
                 crate::error::redact_url(url)
             ));
         }
-        Ok(())
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Problems(p))
+        }
     }
 }
+
+/// Every problem [`Config::validate`] found, each naming its setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<String>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("; "))
+    }
+}
+
+impl std::error::Error for Problems {}
