@@ -234,140 +234,140 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
     /// huge token data and worker names were accepted (and a key over ~8 KB or
     /// with a NUL failed a whole Postgres batch).
     async fn every_field_has_a_limit(b) {
-    let engine = TestEngine::start(b.config.clone()).await;
-    define(&engine, "order.created", json!({})).await;
-    let mut events =
-        pb::event_service_client::EventServiceClient::connect(engine.grpc_url.clone())
-            .await
-            .unwrap();
-    let cases = [
-        (
-            "ordering_key",
-            pb::PublishRequest {
-                ordering_key: "k".repeat(600),
-                ..Default::default()
-            },
-        ),
-        (
-            "idempotency_key",
-            pb::PublishRequest {
-                idempotency_key: "a\0b".into(),
-                ..Default::default()
-            },
-        ),
-        (
-            "tags",
-            pb::PublishRequest {
-                tags: vec!["t".into(); 65],
-                ..Default::default()
-            },
-        ),
-        (
-            "tags[0]",
-            pb::PublishRequest {
-                tags: vec!["x".repeat(201)],
-                ..Default::default()
-            },
-        ),
-    ];
-    for (field, mut r) in cases {
-        r.event = "order.created".into();
-        r.payload_json = "{}".into();
-        let e = events.publish(req("default", r)).await.unwrap_err();
-        assert_eq!(
-            e.code(),
-            tonic::Code::InvalidArgument,
-            "[{}] {field}",
-            b.name
-        );
-        assert!(e.message().contains(field), "[{}] {}", b.name, e.message());
-    }
-    // A good publish beside them still goes through.
-    events
-        .publish(req(
-            "default",
-            pb::PublishRequest {
-                event: "order.created".into(),
-                payload_json: "{}".into(),
-                ordering_key: "k".repeat(500),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
-
-    let mut wp =
-        pb::waitpoint_service_client::WaitpointServiceClient::connect(engine.grpc_url.clone())
-            .await
-            .unwrap();
-    let token = wp
-        .create_token(req("default", pb::CreateTokenRequest::default()))
-        .await
-        .unwrap()
-        .into_inner();
-    let big = format!("\"{}\"", "d".repeat(engine.config.max_payload_bytes + 1));
-    let e = wp
-        .complete_token(req(
-            "default",
-            pb::CompleteTokenRequest {
-                id: token.id.clone(),
-                data_json: big,
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument, "[{}] {e:?}", b.name);
-    for timeout_ms in [u64::MAX, 1 << 63] {
-        let e = wp
-            .create_token(req(
+        let engine = TestEngine::start(b.config.clone()).await;
+        define(&engine, "order.created", json!({})).await;
+        let mut events =
+            pb::event_service_client::EventServiceClient::connect(engine.grpc_url.clone())
+                .await
+                .unwrap();
+        let cases = [
+            (
+                "ordering_key",
+                pb::PublishRequest {
+                    ordering_key: "k".repeat(600),
+                    ..Default::default()
+                },
+            ),
+            (
+                "idempotency_key",
+                pb::PublishRequest {
+                    idempotency_key: "a\0b".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "tags",
+                pb::PublishRequest {
+                    tags: vec!["t".into(); 65],
+                    ..Default::default()
+                },
+            ),
+            (
+                "tags[0]",
+                pb::PublishRequest {
+                    tags: vec!["x".repeat(201)],
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (field, mut r) in cases {
+            r.event = "order.created".into();
+            r.payload_json = "{}".into();
+            let e = events.publish(req("default", r)).await.unwrap_err();
+            assert_eq!(
+                e.code(),
+                tonic::Code::InvalidArgument,
+                "[{}] {field}",
+                b.name
+            );
+            assert!(e.message().contains(field), "[{}] {}", b.name, e.message());
+        }
+        // A good publish beside them still goes through.
+        events
+            .publish(req(
                 "default",
-                pb::CreateTokenRequest {
-                    timeout_ms,
+                pb::PublishRequest {
+                    event: "order.created".into(),
+                    payload_json: "{}".into(),
+                    ordering_key: "k".repeat(500),
                     ..Default::default()
                 },
             ))
             .await
-            .unwrap_err();
-        assert_eq!(
-            e.code(),
-            tonic::Code::InvalidArgument,
-            "[{}] {timeout_ms}",
-            b.name
-        );
-    }
+            .unwrap();
 
-    // A worker name with a newline (a forged log line) or of megabytes.
-    for name in ["good\nERROR forged".to_string(), "n".repeat(3_000_000)] {
-        let mut workers =
-            pb::worker_service_client::WorkerServiceClient::connect(engine.grpc_url.clone())
+        let mut wp =
+            pb::waitpoint_service_client::WaitpointServiceClient::connect(engine.grpc_url.clone())
                 .await
-                .unwrap()
-                .max_encoding_message_size(usize::MAX);
-        let first = pb::WorkerMessage {
-            msg: Some(pb::worker_message::Msg::Register(pb::Register {
-                worker_name: name,
-                concurrency: 1,
-                tasks: vec![pb::TaskRegistration {
-                    id: "t".into(),
-                    event: "order.created".into(),
-                    ..Default::default()
-                }],
-            })),
-        };
-        let e = workers
-            .session(req("default", tokio_stream::iter(vec![first])))
+                .unwrap();
+        let token = wp
+            .create_token(req("default", pb::CreateTokenRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        let big = format!("\"{}\"", "d".repeat(engine.config.max_payload_bytes + 1));
+        let e = wp
+            .complete_token(req(
+                "default",
+                pb::CompleteTokenRequest {
+                    id: token.id.clone(),
+                    data_json: big,
+                },
+            ))
             .await
             .unwrap_err();
-        assert!(
-            matches!(
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "[{}] {e:?}", b.name);
+        for timeout_ms in [u64::MAX, 1 << 63] {
+            let e = wp
+                .create_token(req(
+                    "default",
+                    pb::CreateTokenRequest {
+                        timeout_ms,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap_err();
+            assert_eq!(
                 e.code(),
-                tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted
-            ),
-            "[{}] {e:?}",
-            b.name
-        );
-    }
-    engine.stop().await;
+                tonic::Code::InvalidArgument,
+                "[{}] {timeout_ms}",
+                b.name
+            );
+        }
+
+        // A worker name with a newline (a forged log line) or of megabytes.
+        for name in ["good\nERROR forged".to_string(), "n".repeat(3_000_000)] {
+            let mut workers =
+                pb::worker_service_client::WorkerServiceClient::connect(engine.grpc_url.clone())
+                    .await
+                    .unwrap()
+                    .max_encoding_message_size(usize::MAX);
+            let first = pb::WorkerMessage {
+                msg: Some(pb::worker_message::Msg::Register(pb::Register {
+                    worker_name: name,
+                    concurrency: 1,
+                    tasks: vec![pb::TaskRegistration {
+                        id: "t".into(),
+                        event: "order.created".into(),
+                        ..Default::default()
+                    }],
+                })),
+            };
+            let e = workers
+                .session(req("default", tokio_stream::iter(vec![first])))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    e.code(),
+                    tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted
+                ),
+                "[{}] {e:?}",
+                b.name
+            );
+        }
+        engine.stop().await;
     }
 }
 
@@ -376,136 +376,136 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
     /// `CreateToken(parent = R)` suspended it; `PublishAndWait(parent)` wrote a
     /// journal row before checking the parent.
     async fn runs_cannot_be_reached_from_another_namespace_or_worker(b) {
-    let engine = TestEngine::start(b.config.clone()).await;
-    let client = engine.client().await;
-    let ev = Event::<serde_json::Value>::new("pay.requested");
-    let gate = Arc::new(Semaphore::new(0));
-    let g = gate.clone();
-    let task = Task::new("charge", &ev, move |_: serde_json::Value, ctx| {
-        let g = g.clone();
-        async move {
-            g.acquire()
-                .await
-                .map_err(|e| TaskError::retryable(e.to_string()))?
-                .forget();
-            let v: String = ctx
-                .step("charge-card", || async { Ok("mine".to_string()) })
-                .await?;
-            Ok::<_, TaskError>(v)
-        }
-    });
-    let worker = Worker::new(client.clone())
-        .task(task)
-        .start()
-        .await
-        .unwrap();
-    client
-        .publish_json("pay.requested", &json!({}), Default::default())
-        .await
-        .unwrap();
-    let run = eventually(BOUND, "the run is running", || {
-        let client = client.clone();
-        async move {
-            fanout_tests::runs_with_status(&client, "running")
-                .await
-                .into_iter()
-                .next()
-        }
-    })
-    .await;
-    let mut wp =
-        pb::waitpoint_service_client::WaitpointServiceClient::connect(engine.grpc_url.clone())
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let ev = Event::<serde_json::Value>::new("pay.requested");
+        let gate = Arc::new(Semaphore::new(0));
+        let g = gate.clone();
+        let task = Task::new("charge", &ev, move |_: serde_json::Value, ctx| {
+            let g = g.clone();
+            async move {
+                g.acquire()
+                    .await
+                    .map_err(|e| TaskError::retryable(e.to_string()))?
+                    .forget();
+                let v: String = ctx
+                    .step("charge-card", || async { Ok("mine".to_string()) })
+                    .await?;
+                Ok::<_, TaskError>(v)
+            }
+        });
+        let worker = Worker::new(client.clone())
+            .task(task)
+            .start()
             .await
             .unwrap();
-    let step = |ns: &str, worker_id: &str| {
-        req(
-            ns,
-            pb::RecordStepRequest {
-                run_id: run.id.clone(),
-                attempt: run.attempts,
-                key: "step:charge-card".into(),
-                value_json: "\"forged\"".into(),
-                worker_id: worker_id.into(),
-            },
-        )
-    };
-    // Another namespace, even with the right worker id.
-    let e = wp
-        .record_step(step("evil", &run.worker_id))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.code(),
-        tonic::Code::FailedPrecondition,
-        "[{}] {e:?}",
-        b.name
-    );
-    // The right namespace without the lease.
-    let e = wp
-        .record_step(step("default", "someone-else"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.code(),
-        tonic::Code::FailedPrecondition,
-        "[{}] {e:?}",
-        b.name
-    );
-    let e = wp.record_step(step("default", "")).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument, "[{}] {e:?}", b.name);
-    let parent = |ns_attempt: u32, worker_id: &str| pb::ParentRun {
-        run_id: run.id.clone(),
-        attempt: ns_attempt,
-        step_key: "step:charge-card".into(),
-        worker_id: worker_id.into(),
-    };
-    let e = wp
-        .create_token(req(
-            "evil",
-            pb::CreateTokenRequest {
-                parent: Some(parent(run.attempts, &run.worker_id)),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.code(),
-        tonic::Code::FailedPrecondition,
-        "[{}] {e:?}",
-        b.name
-    );
-    let r = wp
-        .publish_and_wait(req(
-            "default",
-            pb::PublishAndWaitRequest {
-                publish: Some(pb::PublishRequest {
-                    event: "pay.requested".into(),
-                    payload_json: "{}".into(),
+        client
+            .publish_json("pay.requested", &json!({}), Default::default())
+            .await
+            .unwrap();
+        let run = eventually(BOUND, "the run is running", || {
+            let client = client.clone();
+            async move {
+                fanout_tests::runs_with_status(&client, "running")
+                    .await
+                    .into_iter()
+                    .next()
+            }
+        })
+        .await;
+        let mut wp =
+            pb::waitpoint_service_client::WaitpointServiceClient::connect(engine.grpc_url.clone())
+                .await
+                .unwrap();
+        let step = |ns: &str, worker_id: &str| {
+            req(
+                ns,
+                pb::RecordStepRequest {
+                    run_id: run.id.clone(),
+                    attempt: run.attempts,
+                    key: "step:charge-card".into(),
+                    value_json: "\"forged\"".into(),
+                    worker_id: worker_id.into(),
+                },
+            )
+        };
+        // Another namespace, even with the right worker id.
+        let e = wp
+            .record_step(step("evil", &run.worker_id))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            tonic::Code::FailedPrecondition,
+            "[{}] {e:?}",
+            b.name
+        );
+        // The right namespace without the lease.
+        let e = wp
+            .record_step(step("default", "someone-else"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            tonic::Code::FailedPrecondition,
+            "[{}] {e:?}",
+            b.name
+        );
+        let e = wp.record_step(step("default", "")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "[{}] {e:?}", b.name);
+        let parent = |ns_attempt: u32, worker_id: &str| pb::ParentRun {
+            run_id: run.id.clone(),
+            attempt: ns_attempt,
+            step_key: "step:charge-card".into(),
+            worker_id: worker_id.into(),
+        };
+        let e = wp
+            .create_token(req(
+                "evil",
+                pb::CreateTokenRequest {
+                    parent: Some(parent(run.attempts, &run.worker_id)),
                     ..Default::default()
-                }),
-                parent: Some(parent(99, "someone-else")),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!r.suspended, "[{}] a foreign parent was suspended", b.name);
-    // The run is untouched: its own step records its own value.
-    gate.add_permits(2);
-    let done = eventually(BOUND, "the run completes", || {
-        let client = client.clone();
-        let id = run.id.clone();
-        async move {
-            let d = client.get_run(&id).await.ok()?;
-            (d.run.as_ref()?.status == "completed").then_some(d)
-        }
-    })
-    .await;
-    assert_eq!(done.run.unwrap().output_json, "\"mine\"", "[{}]", b.name);
-    worker.shutdown().await.unwrap();
-    engine.stop().await;
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            tonic::Code::FailedPrecondition,
+            "[{}] {e:?}",
+            b.name
+        );
+        let r = wp
+            .publish_and_wait(req(
+                "default",
+                pb::PublishAndWaitRequest {
+                    publish: Some(pb::PublishRequest {
+                        event: "pay.requested".into(),
+                        payload_json: "{}".into(),
+                        ..Default::default()
+                    }),
+                    parent: Some(parent(99, "someone-else")),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!r.suspended, "[{}] a foreign parent was suspended", b.name);
+        // The run is untouched: its own step records its own value.
+        gate.add_permits(2);
+        let done = eventually(BOUND, "the run completes", || {
+            let client = client.clone();
+            let id = run.id.clone();
+            async move {
+                let d = client.get_run(&id).await.ok()?;
+                (d.run.as_ref()?.status == "completed").then_some(d)
+            }
+        })
+        .await;
+        assert_eq!(done.run.unwrap().output_json, "\"mine\"", "[{}]", b.name);
+        worker.shutdown().await.unwrap();
+        engine.stop().await;
     }
 }
 

@@ -618,58 +618,58 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
     /// in an unloaded Postgres scatter run). Under concurrency no call may wait
     /// that long: every answer must come from a completion notice.
     multi_thread async fn no_publish_and_wait_waits_for_the_safety_poll(b) {
-    use fanout::{Event, Task, TaskError, Worker};
-    let engine = TestEngine::start(b.config.clone()).await;
-    let client = engine.client().await;
-    let ev = Event::<Value>::new("job.created");
-    let mut worker = Worker::new(client.clone()).concurrency(64);
-    for t in ["a", "b", "c"] {
-        worker = worker.task(Task::new(t, &ev, |_: Value, _| async {
-            Ok::<_, TaskError>(1)
-        }));
-    }
-    let worker = worker.start().await.unwrap();
-    let calls = Arc::new(tokio::sync::Semaphore::new(32));
-    let mut handles = Vec::new();
-    for n in 0..400 {
-        let client = client.clone();
-        let calls = calls.clone();
-        handles.push(tokio::spawn(async move {
-            let _slot = calls.acquire().await.unwrap();
-            let started = std::time::Instant::now();
-            let r = client
-                .publish_and_wait_json(
-                    "job.created",
-                    &json!({ "n": n }),
-                    Default::default(),
-                    None,
-                )
-                .await
-                .unwrap();
-            assert_eq!(r.results.len(), 3);
-            started.elapsed()
-        }));
-    }
-    let mut took = Vec::new();
-    for h in handles {
-        took.push(h.await.unwrap());
-    }
-    took.sort();
-    println!(
-        "[{}] publish_and_wait x400 at 32: p50 {:?}, p99 {:?}, max {:?}",
-        b.name,
-        took[took.len() / 2],
-        took[took.len() * 99 / 100],
-        took[took.len() - 1]
-    );
-    assert!(
-        took[took.len() - 1] < Duration::from_secs(4),
-        "[{}] a call waited {:?}: a completion notice was missed",
-        b.name,
-        took[took.len() - 1]
-    );
-    worker.shutdown().await.unwrap();
-    engine.stop().await;
+        use fanout::{Event, Task, TaskError, Worker};
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let ev = Event::<Value>::new("job.created");
+        let mut worker = Worker::new(client.clone()).concurrency(64);
+        for t in ["a", "b", "c"] {
+            worker = worker.task(Task::new(t, &ev, |_: Value, _| async {
+                Ok::<_, TaskError>(1)
+            }));
+        }
+        let worker = worker.start().await.unwrap();
+        let calls = Arc::new(tokio::sync::Semaphore::new(32));
+        let mut handles = Vec::new();
+        for n in 0..400 {
+            let client = client.clone();
+            let calls = calls.clone();
+            handles.push(tokio::spawn(async move {
+                let _slot = calls.acquire().await.unwrap();
+                let started = std::time::Instant::now();
+                let r = client
+                    .publish_and_wait_json(
+                        "job.created",
+                        &json!({ "n": n }),
+                        Default::default(),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(r.results.len(), 3);
+                started.elapsed()
+            }));
+        }
+        let mut took = Vec::new();
+        for h in handles {
+            took.push(h.await.unwrap());
+        }
+        took.sort();
+        println!(
+            "[{}] publish_and_wait x400 at 32: p50 {:?}, p99 {:?}, max {:?}",
+            b.name,
+            took[took.len() / 2],
+            took[took.len() * 99 / 100],
+            took[took.len() - 1]
+        );
+        assert!(
+            took[took.len() - 1] < Duration::from_secs(4),
+            "[{}] a call waited {:?}: a completion notice was missed",
+            b.name,
+            took[took.len() - 1]
+        );
+        worker.shutdown().await.unwrap();
+        engine.stop().await;
     }
 }
 

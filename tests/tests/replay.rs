@@ -98,185 +98,185 @@ async fn replay_runs(c: &Client, task: &str) -> Vec<pb::Run> {
 
 fanout_tests::per_backend! { setup: sqlite_local, postgres_local, sqlite_clickhouse, postgres_clickhouse;
     async fn replay_resends_a_range_through_todays_subscriptions((name, b)) {
-    let engine = TestEngine::start(b.config.clone()).await;
-    let client = engine.client().await;
-    let ev = Event::<Order>::new("order.created");
-    let ok = |_: Order, _| async { Ok::<_, TaskError>(()) };
-    let worker = Worker::new(client.clone())
-        .task(Task::new("ship", &ev, ok))
-        .task(Task::new("bill", &ev, ok))
-        .task(Task::new("g1", &ev, ok).consumer_group("grp"))
-        .task(Task::new("g2", &ev, ok).consumer_group("grp"))
-        .start()
-        .await
-        .unwrap();
-    let from = now_ms() - 1;
-    let mut first_choice = HashMap::new();
-    for n in 0..30u32 {
-        let region = if n % 3 == 0 { "eu" } else { "us" };
-        let p = ev
-            .publish(
-                &client,
-                &Order {
-                    n,
-                    region: region.into(),
-                },
-            )
-            .ordering_key(format!("k{}", n % 4))
-            .tags(["t"])
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let ev = Event::<Order>::new("order.created");
+        let ok = |_: Order, _| async { Ok::<_, TaskError>(()) };
+        let worker = Worker::new(client.clone())
+            .task(Task::new("ship", &ev, ok))
+            .task(Task::new("bill", &ev, ok))
+            .task(Task::new("g1", &ev, ok).consumer_group("grp"))
+            .task(Task::new("g2", &ev, ok).consumer_group("grp"))
+            .start()
             .await
             .unwrap();
-        let g = p.runs.iter().find(|r| r.consumer_group == "grp").unwrap();
-        first_choice.insert(p.event_id.clone(), g.task_id.clone());
-    }
-    eventually(WAIT, "archived", || async {
-        (archived_count(&client, "order.created", from).await == 30).then_some(())
-    })
-    .await;
-    let to = now_ms() + 1;
-    let base = pb::StartReplayRequest {
-        event: "order.*".into(),
-        from_ms: from,
-        to_ms: to,
-        ..Default::default()
-    };
+        let from = now_ms() - 1;
+        let mut first_choice = HashMap::new();
+        for n in 0..30u32 {
+            let region = if n % 3 == 0 { "eu" } else { "us" };
+            let p = ev
+                .publish(
+                    &client,
+                    &Order {
+                        n,
+                        region: region.into(),
+                    },
+                )
+                .ordering_key(format!("k{}", n % 4))
+                .tags(["t"])
+                .await
+                .unwrap();
+            let g = p.runs.iter().find(|r| r.consumer_group == "grp").unwrap();
+            first_choice.insert(p.event_id.clone(), g.task_id.clone());
+        }
+        eventually(WAIT, "archived", || async {
+            (archived_count(&client, "order.created", from).await == 30).then_some(())
+        })
+        .await;
+        let to = now_ms() + 1;
+        let base = pb::StartReplayRequest {
+            event: "order.*".into(),
+            from_ms: from,
+            to_ms: to,
+            ..Default::default()
+        };
 
-    // Dry run: counts, creates nothing.
-    let dry = finished(
-        &client,
-        &start(
+        // Dry run: counts, creates nothing.
+        let dry = finished(
             &client,
-            pb::StartReplayRequest {
-                dry_run: true,
-                ..base.clone()
-            },
+            &start(
+                &client,
+                pb::StartReplayRequest {
+                    dry_run: true,
+                    ..base.clone()
+                },
+            )
+            .await
+            .id,
         )
-        .await
-        .id,
-    )
-    .await;
-    assert_eq!(
-        (dry.events_replayed, dry.runs_created),
-        (30, 90),
-        "[{name}] {dry:?}"
-    );
-    let by_task: HashMap<String, u64> = serde_json::from_str(&dry.by_task_json).unwrap();
-    assert_eq!(
-        (
-            by_task["ship"],
-            by_task["bill"],
-            by_task["g1"] + by_task["g2"]
-        ),
-        (30, 30, 30)
-    );
-    assert!(replay_runs(&client, "ship").await.is_empty());
-
-    // --task and --filter narrow it.
-    let j = start(
-        &client,
-        pb::StartReplayRequest {
-            tasks: vec!["ship".into(), "g1".into(), "g2".into()],
-            filter_json: r#"{"region":["eu"]}"#.into(),
-            ..base.clone()
-        },
-    )
-    .await;
-    let j = finished(&client, &j.id).await;
-    assert_eq!(
-        (j.status.as_str(), j.events_replayed, j.runs_created),
-        ("completed", 10, 20),
-        "[{name}] {j:?}"
-    );
-    let shipped = replay_runs(&client, "ship").await;
-    assert_eq!(shipped.len(), 10);
-    assert!(
-        replay_runs(&client, "bill").await.is_empty(),
-        "only the named tasks"
-    );
-    assert!(
-        shipped.iter().all(|r| !r.ordering_key.is_empty()),
-        "ordering keys kept"
-    );
-    let grouped: Vec<pb::Run> = [
-        replay_runs(&client, "g1").await,
-        replay_runs(&client, "g2").await,
-    ]
-    .concat();
-    assert_eq!(grouped.len(), 10);
-    for r in &grouped {
+        .await;
         assert_eq!(
-            first_choice[&r.replay_of], r.task,
-            "[{name}] same consumer-group member as the first time"
+            (dry.events_replayed, dry.runs_created),
+            (30, 90),
+            "[{name}] {dry:?}"
         );
-    }
-    let detail = client.get_run(&shipped[0].id).await.unwrap();
-    assert!(detail.payload_json.contains("\"eu\""));
+        let by_task: HashMap<String, u64> = serde_json::from_str(&dry.by_task_json).unwrap();
+        assert_eq!(
+            (
+                by_task["ship"],
+                by_task["bill"],
+                by_task["g1"] + by_task["g2"]
+            ),
+            (30, 30, 30)
+        );
+        assert!(replay_runs(&client, "ship").await.is_empty());
 
-    // Again: deliberate, creates runs again — unless skipping.
-    let j = finished(
-        &client,
-        &start(
+        // --task and --filter narrow it.
+        let j = start(
             &client,
             pb::StartReplayRequest {
-                tasks: vec!["ship".into()],
+                tasks: vec!["ship".into(), "g1".into(), "g2".into()],
+                filter_json: r#"{"region":["eu"]}"#.into(),
                 ..base.clone()
             },
         )
-        .await
-        .id,
-    )
-    .await;
-    assert_eq!(j.runs_created, 30);
-    assert_eq!(replay_runs(&client, "ship").await.len(), 40);
-    let j = finished(
-        &client,
-        &start(
-            &client,
-            pb::StartReplayRequest {
-                tasks: vec!["ship".into()],
-                skip_already_replayed: true,
-                ..base.clone()
-            },
-        )
-        .await
-        .id,
-    )
-    .await;
-    assert_eq!(
-        j.runs_created, 0,
-        "[{name}] every pair was replayed already"
-    );
-    eventually(WAIT, "replayed runs complete", || async {
-        let runs = replay_runs(&client, "ship").await;
-        runs.iter().all(|r| r.status == "completed").then_some(())
-    })
-    .await;
-    // Replayed copies are not archived again.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(archived_count(&client, "order.created", from).await, 30);
+        .await;
+        let j = finished(&client, &j.id).await;
+        assert_eq!(
+            (j.status.as_str(), j.events_replayed, j.runs_created),
+            ("completed", 10, 20),
+            "[{name}] {j:?}"
+        );
+        let shipped = replay_runs(&client, "ship").await;
+        assert_eq!(shipped.len(), 10);
+        assert!(
+            replay_runs(&client, "bill").await.is_empty(),
+            "only the named tasks"
+        );
+        assert!(
+            shipped.iter().all(|r| !r.ordering_key.is_empty()),
+            "ordering keys kept"
+        );
+        let grouped: Vec<pb::Run> = [
+            replay_runs(&client, "g1").await,
+            replay_runs(&client, "g2").await,
+        ]
+        .concat();
+        assert_eq!(grouped.len(), 10);
+        for r in &grouped {
+            assert_eq!(
+                first_choice[&r.replay_of], r.task,
+                "[{name}] same consumer-group member as the first time"
+            );
+        }
+        let detail = client.get_run(&shipped[0].id).await.unwrap();
+        assert!(detail.payload_json.contains("\"eu\""));
 
-    // Bad requests name the problem.
-    let err = client
-        .replay()
-        .start_replay(client.with_ns(pb::StartReplayRequest {
-            tasks: vec!["ghost".into()],
-            ..base.clone()
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound);
-    let err = client
-        .replay()
-        .start_replay(client.with_ns(pb::StartReplayRequest {
-            from_ms: to,
-            to_ms: from,
-            ..base.clone()
-        }))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    worker.shutdown().await.unwrap();
-    engine.stop().await;
+        // Again: deliberate, creates runs again — unless skipping.
+        let j = finished(
+            &client,
+            &start(
+                &client,
+                pb::StartReplayRequest {
+                    tasks: vec!["ship".into()],
+                    ..base.clone()
+                },
+            )
+            .await
+            .id,
+        )
+        .await;
+        assert_eq!(j.runs_created, 30);
+        assert_eq!(replay_runs(&client, "ship").await.len(), 40);
+        let j = finished(
+            &client,
+            &start(
+                &client,
+                pb::StartReplayRequest {
+                    tasks: vec!["ship".into()],
+                    skip_already_replayed: true,
+                    ..base.clone()
+                },
+            )
+            .await
+            .id,
+        )
+        .await;
+        assert_eq!(
+            j.runs_created, 0,
+            "[{name}] every pair was replayed already"
+        );
+        eventually(WAIT, "replayed runs complete", || async {
+            let runs = replay_runs(&client, "ship").await;
+            runs.iter().all(|r| r.status == "completed").then_some(())
+        })
+        .await;
+        // Replayed copies are not archived again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(archived_count(&client, "order.created", from).await, 30);
+
+        // Bad requests name the problem.
+        let err = client
+            .replay()
+            .start_replay(client.with_ns(pb::StartReplayRequest {
+                tasks: vec!["ghost".into()],
+                ..base.clone()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        let err = client
+            .replay()
+            .start_replay(client.with_ns(pb::StartReplayRequest {
+                from_ms: to,
+                to_ms: from,
+                ..base.clone()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        worker.shutdown().await.unwrap();
+        engine.stop().await;
     }
 }
 
@@ -284,101 +284,101 @@ fanout_tests::per_backend! { setup: sqlite_local, postgres_local, sqlite_clickho
     /// A throttled replay survives an engine restart (resumes at its cursor, no
     /// duplicates) and can be cancelled.
     async fn replay_is_a_durable_job_with_rate_resume_and_cancel((name, b)) {
-    let engine = TestEngine::start(b.config.clone()).await;
-    let client = engine.client().await;
-    let ev = Event::<Order>::new("audit.entry");
-    Worker::new(client.clone())
-        .task(Task::new("audit", &ev, |_: Order, _| async {
-            Ok::<_, TaskError>(())
-        }))
-        .start()
-        .await
-        .unwrap()
-        .shutdown()
-        .await
-        .unwrap();
-    let from = now_ms() - 1;
-    for n in 0..1200u32 {
-        client
-            .publish_json(
-                "audit.entry",
-                &serde_json::json!({"n": n, "region": "eu"}),
-                Default::default(),
-            )
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let ev = Event::<Order>::new("audit.entry");
+        Worker::new(client.clone())
+            .task(Task::new("audit", &ev, |_: Order, _| async {
+                Ok::<_, TaskError>(())
+            }))
+            .start()
+            .await
+            .unwrap()
+            .shutdown()
             .await
             .unwrap();
-    }
-    eventually(WAIT, "archived", || async {
-        (archived_count(&client, "audit.entry", from).await == 1200).then_some(())
-    })
-    .await;
-    let base = pb::StartReplayRequest {
-        event: "audit.entry".into(),
-        from_ms: from,
-        to_ms: now_ms() + 1,
-        ..Default::default()
-    };
-    // 500-event pages at 400/s: the first page lands, then the job sleeps.
-    let j = start(
-        &client,
-        pb::StartReplayRequest {
-            rate_per_sec: 400.0,
-            ..base.clone()
-        },
-    )
-    .await;
-    assert_eq!(j.events_total, 1200);
-    eventually(WAIT, "first page", || async {
-        (replay_runs(&client, "audit").await.len() >= 500).then_some(())
-    })
-    .await;
-    engine.stop().await;
+        let from = now_ms() - 1;
+        for n in 0..1200u32 {
+            client
+                .publish_json(
+                    "audit.entry",
+                    &serde_json::json!({"n": n, "region": "eu"}),
+                    Default::default(),
+                )
+                .await
+                .unwrap();
+        }
+        eventually(WAIT, "archived", || async {
+            (archived_count(&client, "audit.entry", from).await == 1200).then_some(())
+        })
+        .await;
+        let base = pb::StartReplayRequest {
+            event: "audit.entry".into(),
+            from_ms: from,
+            to_ms: now_ms() + 1,
+            ..Default::default()
+        };
+        // 500-event pages at 400/s: the first page lands, then the job sleeps.
+        let j = start(
+            &client,
+            pb::StartReplayRequest {
+                rate_per_sec: 400.0,
+                ..base.clone()
+            },
+        )
+        .await;
+        assert_eq!(j.events_total, 1200);
+        eventually(WAIT, "first page", || async {
+            (replay_runs(&client, "audit").await.len() >= 500).then_some(())
+        })
+        .await;
+        engine.stop().await;
 
-    let engine = TestEngine::start(b.config.clone()).await;
-    let client = engine.client().await;
-    let done = finished(&client, &j.id).await;
-    assert_eq!(
-        (done.status.as_str(), done.runs_created),
-        ("completed", 1200),
-        "[{name}]"
-    );
-    let runs = replay_runs(&client, "audit").await;
-    assert_eq!(
-        runs.len(),
-        1200,
-        "[{name}] resumed at the cursor: nothing twice, nothing lost"
-    );
-    let mut originals: Vec<&str> = runs.iter().map(|r| r.replay_of.as_str()).collect();
-    originals.sort_unstable();
-    originals.dedup();
-    assert_eq!(originals.len(), 1200);
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let done = finished(&client, &j.id).await;
+        assert_eq!(
+            (done.status.as_str(), done.runs_created),
+            ("completed", 1200),
+            "[{name}]"
+        );
+        let runs = replay_runs(&client, "audit").await;
+        assert_eq!(
+            runs.len(),
+            1200,
+            "[{name}] resumed at the cursor: nothing twice, nothing lost"
+        );
+        let mut originals: Vec<&str> = runs.iter().map(|r| r.replay_of.as_str()).collect();
+        originals.sort_unstable();
+        originals.dedup();
+        assert_eq!(originals.len(), 1200);
 
-    let slow = start(
-        &client,
-        pb::StartReplayRequest {
-            rate_per_sec: 50.0,
-            ..base.clone()
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let c = client
-        .replay()
-        .cancel_replay(client.with_ns(pb::GetReplayRequest {
-            id: slow.id.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(c.status, "cancelled");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = finished(&client, &slow.id).await;
-    assert_eq!(after.status, "cancelled");
-    assert!(
-        after.runs_created < 1200,
-        "[{name}] stopped early: {}",
-        after.runs_created
-    );
-    engine.stop().await;
+        let slow = start(
+            &client,
+            pb::StartReplayRequest {
+                rate_per_sec: 50.0,
+                ..base.clone()
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = client
+            .replay()
+            .cancel_replay(client.with_ns(pb::GetReplayRequest {
+                id: slow.id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(c.status, "cancelled");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = finished(&client, &slow.id).await;
+        assert_eq!(after.status, "cancelled");
+        assert!(
+            after.runs_created < 1200,
+            "[{name}] stopped early: {}",
+            after.runs_created
+        );
+        engine.stop().await;
     }
 }

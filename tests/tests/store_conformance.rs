@@ -44,48 +44,48 @@ const DAY: i64 = 86_400_000;
 
 fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
     async fn publish_batch_commits_events_runs_and_outbox((name, store, _d)) {
-    let evs: Vec<_> = (0..3)
-        .map(|_| new_event("default", "order.created", &["a", "b"], ""))
-        .collect();
-    let out = store.publish(&evs, DAY).await.unwrap();
-    assert_eq!(out.len(), 3);
-    assert!(out.iter().all(|p| p.runs.len() == 2 && !p.deduplicated));
-    let runs = store
-        .list_runs(
-            "default",
-            &RunQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(runs.len(), 6, "[{name}]");
-    assert!(
-        runs.iter()
-            .all(|r| r.status == RunStatus::Queued && r.attempts == 0)
-    );
-    let outbox = store.outbox(100).await.unwrap();
-    assert_eq!(outbox.len(), 3);
-    assert_eq!(outbox[0].fan_out_count, 2);
-    assert_eq!(outbox[0].tags, vec!["x".to_string()]);
-    store
-        .mark_archived(&[outbox[0].event_id.clone()])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.outbox(100).await.unwrap().len(),
-        2,
-        "[{name}] shipped rows leave the outbox"
-    );
-    // Other namespaces see nothing.
-    assert!(
-        store
-            .list_runs("other", &RunQuery::default())
+        let evs: Vec<_> = (0..3)
+            .map(|_| new_event("default", "order.created", &["a", "b"], ""))
+            .collect();
+        let out = store.publish(&evs, DAY).await.unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|p| p.runs.len() == 2 && !p.deduplicated));
+        let runs = store
+            .list_runs(
+                "default",
+                &RunQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
             .await
-            .unwrap()
-            .is_empty()
-    );
+            .unwrap();
+        assert_eq!(runs.len(), 6, "[{name}]");
+        assert!(
+            runs.iter()
+                .all(|r| r.status == RunStatus::Queued && r.attempts == 0)
+        );
+        let outbox = store.outbox(100).await.unwrap();
+        assert_eq!(outbox.len(), 3);
+        assert_eq!(outbox[0].fan_out_count, 2);
+        assert_eq!(outbox[0].tags, vec!["x".to_string()]);
+        store
+            .mark_archived(&[outbox[0].event_id.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.outbox(100).await.unwrap().len(),
+            2,
+            "[{name}] shipped rows leave the outbox"
+        );
+        // Other namespaces see nothing.
+        assert!(
+            store
+                .list_runs("other", &RunQuery::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -93,70 +93,70 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
     /// Postgres publishes small keyless batches as one statement and the rest
     /// in a chunked transaction; both store the same rows.
     async fn every_publish_path_stores_events_runs_and_outbox_alike((name, store, _d)) {
-    let tasks: Vec<String> = (0..450).map(|i| format!("t{i}")).collect();
-    let wide: Vec<&str> = tasks.iter().map(String::as_str).collect();
-    let batches = [
-        // One statement on Postgres: an event without subscribers too.
-        vec![
-            new_event("default", "e.none", &[], ""),
-            new_event("default", "e.two", &["a", "b"], ""),
-        ],
-        // More runs than one chunk: the transaction.
-        vec![new_event("default", "e.wide", &wide, "")],
-        // An idempotency key: the transaction.
-        vec![new_event("default", "e.keyed", &["a"], "k")],
-        // Publish-and-wait without a parent: one statement on Postgres.
-        vec![waiting(new_event("default", "e.wait", &["a", "b"], ""))],
-        // One on no runs, finished on the spot: the transaction.
-        vec![waiting(new_event("default", "e.wait0", &[], ""))],
-    ];
-    let mut runs = 0;
-    for batch in &batches {
-        let out = store.publish(batch, DAY).await.unwrap();
-        for (p, ev) in out.iter().zip(batch) {
-            assert_eq!(p.event_id, ev.id, "[{name}]");
-            assert_eq!(p.runs.len(), ev.runs.len(), "[{name}]");
-            runs += ev.runs.len();
+        let tasks: Vec<String> = (0..450).map(|i| format!("t{i}")).collect();
+        let wide: Vec<&str> = tasks.iter().map(String::as_str).collect();
+        let batches = [
+            // One statement on Postgres: an event without subscribers too.
+            vec![
+                new_event("default", "e.none", &[], ""),
+                new_event("default", "e.two", &["a", "b"], ""),
+            ],
+            // More runs than one chunk: the transaction.
+            vec![new_event("default", "e.wide", &wide, "")],
+            // An idempotency key: the transaction.
+            vec![new_event("default", "e.keyed", &["a"], "k")],
+            // Publish-and-wait without a parent: one statement on Postgres.
+            vec![waiting(new_event("default", "e.wait", &["a", "b"], ""))],
+            // One on no runs, finished on the spot: the transaction.
+            vec![waiting(new_event("default", "e.wait0", &[], ""))],
+        ];
+        let mut runs = 0;
+        for batch in &batches {
+            let out = store.publish(batch, DAY).await.unwrap();
+            for (p, ev) in out.iter().zip(batch) {
+                assert_eq!(p.event_id, ev.id, "[{name}]");
+                assert_eq!(p.runs.len(), ev.runs.len(), "[{name}]");
+                runs += ev.runs.len();
+            }
         }
-    }
-    let stored = store
-        .list_runs(
-            "default",
-            &RunQuery {
-                limit: 1_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(stored.len(), runs, "[{name}] every run stored");
-    assert_eq!(
-        store.outbox(100).await.unwrap().len(),
-        6,
-        "[{name}] every event is in the outbox"
-    );
-    for (ev, pending, status) in [
-        (&batches[3][0], 2, "waiting"),
-        (&batches[4][0], 0, "completed"),
-    ] {
-        let wp_id = &ev.waitpoint.as_ref().unwrap().id;
-        let (wp, children) = store
-            .get_waitpoint("default", wp_id)
+        let stored = store
+            .list_runs(
+                "default",
+                &RunQuery {
+                    limit: 1_000,
+                    ..Default::default()
+                },
+            )
             .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("[{name}] waitpoint {wp_id} stored"));
+            .unwrap();
+        assert_eq!(stored.len(), runs, "[{name}] every run stored");
         assert_eq!(
-            (
-                wp.pending,
-                wp.total,
-                wp.status.as_str(),
-                wp.event_id.as_str()
-            ),
-            (pending, pending, status, ev.id.as_str()),
-            "[{name}]"
+            store.outbox(100).await.unwrap().len(),
+            6,
+            "[{name}] every event is in the outbox"
         );
-        assert_eq!(children.len(), ev.runs.len(), "[{name}] children");
-    }
+        for (ev, pending, status) in [
+            (&batches[3][0], 2, "waiting"),
+            (&batches[4][0], 0, "completed"),
+        ] {
+            let wp_id = &ev.waitpoint.as_ref().unwrap().id;
+            let (wp, children) = store
+                .get_waitpoint("default", wp_id)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("[{name}] waitpoint {wp_id} stored"));
+            assert_eq!(
+                (
+                    wp.pending,
+                    wp.total,
+                    wp.status.as_str(),
+                    wp.event_id.as_str()
+                ),
+                (pending, pending, status, ev.id.as_str()),
+                "[{name}]"
+            );
+            assert_eq!(children.len(), ev.runs.len(), "[{name}] children");
+        }
     }
 }
 
@@ -173,338 +173,338 @@ fn waiting(mut ev: NewEvent) -> NewEvent {
 
 fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
     async fn idempotency_keys_dedupe_within_the_window_only((name, store, _d)) {
-    let first = store
-        .publish(&[new_event("default", "e.x", &["a"], "k1")], DAY)
-        .await
-        .unwrap()
-        .remove(0);
-    // Same key twice inside one batch, and again in a later batch.
-    let batch = vec![
-        new_event("default", "e.x", &["a"], "k1"),
-        new_event("default", "e.x", &["a"], "k2"),
-        new_event("default", "e.x", &["a"], "k2"),
-    ];
-    let out = store.publish(&batch, DAY).await.unwrap();
-    assert!(
-        out[0].deduplicated && out[0].event_id == first.event_id && out[0].runs == first.runs,
-        "[{name}]"
-    );
-    assert!(!out[1].deduplicated);
-    assert!(out[2].deduplicated && out[2].event_id == out[1].event_id);
-    // Same key for another event name is a different key.
-    let other = store
-        .publish(&[new_event("default", "e.y", &["a"], "k1")], DAY)
-        .await
-        .unwrap()
-        .remove(0);
-    assert!(!other.deduplicated);
-    // An expired key may be reused.
-    let short = store
-        .publish(&[new_event("default", "e.z", &["a"], "k9")], -1)
-        .await
-        .unwrap()
-        .remove(0);
-    let again = store
-        .publish(&[new_event("default", "e.z", &["a"], "k9")], -1)
-        .await
-        .unwrap()
-        .remove(0);
-    assert!(
-        !short.deduplicated && !again.deduplicated && short.event_id != again.event_id,
-        "[{name}]"
-    );
-    let runs = store
-        .list_runs(
-            "default",
-            &RunQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        runs.len(),
-        5,
-        "[{name}] deduplicated publishes created no runs"
-    );
+        let first = store
+            .publish(&[new_event("default", "e.x", &["a"], "k1")], DAY)
+            .await
+            .unwrap()
+            .remove(0);
+        // Same key twice inside one batch, and again in a later batch.
+        let batch = vec![
+            new_event("default", "e.x", &["a"], "k1"),
+            new_event("default", "e.x", &["a"], "k2"),
+            new_event("default", "e.x", &["a"], "k2"),
+        ];
+        let out = store.publish(&batch, DAY).await.unwrap();
+        assert!(
+            out[0].deduplicated && out[0].event_id == first.event_id && out[0].runs == first.runs,
+            "[{name}]"
+        );
+        assert!(!out[1].deduplicated);
+        assert!(out[2].deduplicated && out[2].event_id == out[1].event_id);
+        // Same key for another event name is a different key.
+        let other = store
+            .publish(&[new_event("default", "e.y", &["a"], "k1")], DAY)
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(!other.deduplicated);
+        // An expired key may be reused.
+        let short = store
+            .publish(&[new_event("default", "e.z", &["a"], "k9")], -1)
+            .await
+            .unwrap()
+            .remove(0);
+        let again = store
+            .publish(&[new_event("default", "e.z", &["a"], "k9")], -1)
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(
+            !short.deduplicated && !again.deduplicated && short.event_id != again.event_id,
+            "[{name}]"
+        );
+        let runs = store
+            .list_runs(
+                "default",
+                &RunQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            runs.len(),
+            5,
+            "[{name}] deduplicated publishes created no runs"
+        );
     }
 }
 
 fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
     async fn concurrent_claims_never_hand_out_a_run_twice((name, store, _d)) {
-    let evs: Vec<_> = (0..100)
-        .map(|_| new_event("default", "e.x", &["a", "b"], ""))
-        .collect();
-    store.publish(&evs, DAY).await.unwrap();
-    let tasks = vec!["a".to_string(), "b".to_string()];
-    let mut handles = Vec::new();
-    for w in 0..4 {
-        let store = store.clone();
-        let tasks = tasks.clone();
-        handles.push(tokio::spawn(async move {
-            let mut got = Vec::new();
-            loop {
-                let c = store
-                    .claim("default", &tasks, &format!("w{w}"), 7, now_ms())
-                    .await
-                    .unwrap();
-                if c.is_empty() {
-                    break;
+        let evs: Vec<_> = (0..100)
+            .map(|_| new_event("default", "e.x", &["a", "b"], ""))
+            .collect();
+        store.publish(&evs, DAY).await.unwrap();
+        let tasks = vec!["a".to_string(), "b".to_string()];
+        let mut handles = Vec::new();
+        for w in 0..4 {
+            let store = store.clone();
+            let tasks = tasks.clone();
+            handles.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let c = store
+                        .claim("default", &tasks, &format!("w{w}"), 7, now_ms())
+                        .await
+                        .unwrap();
+                    if c.is_empty() {
+                        break;
+                    }
+                    assert!(c.len() <= 7);
+                    got.extend(c.into_iter().map(|r| r.run_id));
                 }
-                assert!(c.len() <= 7);
-                got.extend(c.into_iter().map(|r| r.run_id));
-            }
-            got
-        }));
-    }
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.await.unwrap());
-    }
-    let unique: HashSet<_> = all.iter().collect();
-    assert_eq!(all.len(), 200, "[{name}] every run claimed");
-    assert_eq!(unique.len(), 200, "[{name}] none twice");
-    // Claims carry the payload and tags.
-    let runs = store
-        .list_runs(
-            "default",
-            &RunQuery {
-                limit: 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(runs[0].status, RunStatus::Running);
-    assert_eq!(runs[0].attempts, 1);
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        let unique: HashSet<_> = all.iter().collect();
+        assert_eq!(all.len(), 200, "[{name}] every run claimed");
+        assert_eq!(unique.len(), 200, "[{name}] none twice");
+        // Claims carry the payload and tags.
+        let runs = store
+            .list_runs(
+                "default",
+                &RunQuery {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(runs[0].status, RunStatus::Running);
+        assert_eq!(runs[0].attempts, 1);
     }
 }
 
 fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
     async fn failures_retry_after_backoff_then_die_and_stale_reports_are_ignored((name, store, _d)) {
-    store
-        .publish(&[new_event("default", "e.x", &["a"], "")], DAY)
-        .await
-        .unwrap();
-    let tasks = vec!["a".to_string()];
-    let t0 = now_ms();
-    let c = store
-        .claim("default", &tasks, "w1", 10, t0)
-        .await
-        .unwrap()
-        .remove(0);
-    assert_eq!(
-        (c.attempt, c.payload_json.as_str(), c.tags.clone()),
-        (1, r#"{"a":1}"#, vec!["x".to_string()])
-    );
-    let fail = |attempt, worker: &str, fatal| Completion {
-        run_id: c.run_id.clone(),
-        attempt,
-        worker_id: worker.into(),
-        outcome: Outcome::Failed {
-            message: format!("fail {attempt}"),
-            fatal,
-        },
-    };
-    // A report from a worker that does not hold the run changes nothing.
-    assert_eq!(
         store
-            .complete(&[fail(1, "intruder", false)], t0)
+            .publish(&[new_event("default", "e.x", &["a"], "")], DAY)
             .await
-            .unwrap(),
-        vec![CompletionEffect::Stale]
-    );
-    let eff = store.complete(&[fail(1, "w1", false)], t0).await.unwrap();
-    let CompletionEffect::Retrying { at_ms } = eff[0] else {
-        panic!("[{name}] {eff:?}")
-    };
-    assert!(
-        at_ms >= t0 + 500 && at_ms <= t0 + 1_000,
-        "[{name}] backoff with jitter in [base/2, base]: {}",
-        at_ms - t0
-    );
-    assert!(
-        store
-            .claim("default", &tasks, "w1", 10, at_ms - 1)
+            .unwrap();
+        let tasks = vec!["a".to_string()];
+        let t0 = now_ms();
+        let c = store
+            .claim("default", &tasks, "w1", 10, t0)
             .await
             .unwrap()
-            .is_empty(),
-        "[{name}] not before due"
-    );
-    assert_eq!(
-        store.next_due("default", &tasks).await.unwrap(),
-        Some(at_ms)
-    );
-    let c2 = store
-        .claim("default", &tasks, "w2", 10, at_ms)
-        .await
-        .unwrap()
-        .remove(0);
-    assert_eq!(c2.attempt, 2);
-    // The lease expires (no heartbeat): a failed attempt, retried.
-    let reaped = store.reap_expired(at_ms + 1_001).await.unwrap();
-    assert!(
-        matches!(reaped[..], [CompletionEffect::Retrying { .. }]),
-        "[{name}] {reaped:?}"
-    );
-    // The late report for attempt 2 is stale.
-    assert_eq!(
-        store
-            .complete(&[fail(2, "w2", false)], at_ms + 1_002)
+            .remove(0);
+        assert_eq!(
+            (c.attempt, c.payload_json.as_str(), c.tags.clone()),
+            (1, r#"{"a":1}"#, vec!["x".to_string()])
+        );
+        let fail = |attempt, worker: &str, fatal| Completion {
+            run_id: c.run_id.clone(),
+            attempt,
+            worker_id: worker.into(),
+            outcome: Outcome::Failed {
+                message: format!("fail {attempt}"),
+                fatal,
+            },
+        };
+        // A report from a worker that does not hold the run changes nothing.
+        assert_eq!(
+            store
+                .complete(&[fail(1, "intruder", false)], t0)
+                .await
+                .unwrap(),
+            vec![CompletionEffect::Stale]
+        );
+        let eff = store.complete(&[fail(1, "w1", false)], t0).await.unwrap();
+        let CompletionEffect::Retrying { at_ms } = eff[0] else {
+            panic!("[{name}] {eff:?}")
+        };
+        assert!(
+            at_ms >= t0 + 500 && at_ms <= t0 + 1_000,
+            "[{name}] backoff with jitter in [base/2, base]: {}",
+            at_ms - t0
+        );
+        assert!(
+            store
+                .claim("default", &tasks, "w1", 10, at_ms - 1)
+                .await
+                .unwrap()
+                .is_empty(),
+            "[{name}] not before due"
+        );
+        assert_eq!(
+            store.next_due("default", &tasks).await.unwrap(),
+            Some(at_ms)
+        );
+        let c2 = store
+            .claim("default", &tasks, "w2", 10, at_ms)
             .await
-            .unwrap(),
-        vec![CompletionEffect::Stale]
-    );
-    let c3 = store
-        .claim("default", &tasks, "w3", 10, at_ms + 10_000)
-        .await
-        .unwrap()
-        .remove(0);
-    assert_eq!(c3.attempt, 3);
-    let eff = store
-        .complete(&[fail(3, "w3", false)], at_ms + 10_001)
-        .await
-        .unwrap();
-    assert_eq!(
-        eff,
-        vec![CompletionEffect::Dead],
-        "[{name}] attempts exhausted"
-    );
-    let d = store.get_run("default", &c.run_id).await.unwrap().unwrap();
-    let (run, attempts, payload) = (d.run, d.attempts, d.payload_json);
-    assert_eq!(run.status, RunStatus::Dead);
-    assert_eq!(run.last_error, "fail 3");
-    assert_eq!(attempts.len(), 3);
-    assert!(attempts[1].error.contains("lease expired"), "{attempts:?}");
-    assert_eq!(payload, r#"{"a":1}"#);
+            .unwrap()
+            .remove(0);
+        assert_eq!(c2.attempt, 2);
+        // The lease expires (no heartbeat): a failed attempt, retried.
+        let reaped = store.reap_expired(at_ms + 1_001).await.unwrap();
+        assert!(
+            matches!(reaped[..], [CompletionEffect::Retrying { .. }]),
+            "[{name}] {reaped:?}"
+        );
+        // The late report for attempt 2 is stale.
+        assert_eq!(
+            store
+                .complete(&[fail(2, "w2", false)], at_ms + 1_002)
+                .await
+                .unwrap(),
+            vec![CompletionEffect::Stale]
+        );
+        let c3 = store
+            .claim("default", &tasks, "w3", 10, at_ms + 10_000)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(c3.attempt, 3);
+        let eff = store
+            .complete(&[fail(3, "w3", false)], at_ms + 10_001)
+            .await
+            .unwrap();
+        assert_eq!(
+            eff,
+            vec![CompletionEffect::Dead],
+            "[{name}] attempts exhausted"
+        );
+        let d = store.get_run("default", &c.run_id).await.unwrap().unwrap();
+        let (run, attempts, payload) = (d.run, d.attempts, d.payload_json);
+        assert_eq!(run.status, RunStatus::Dead);
+        assert_eq!(run.last_error, "fail 3");
+        assert_eq!(attempts.len(), 3);
+        assert!(attempts[1].error.contains("lease expired"), "{attempts:?}");
+        assert_eq!(payload, r#"{"a":1}"#);
     }
 }
 
 fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
     async fn heartbeats_extend_leases_and_successes_complete_in_batches((name, store, _d)) {
-    let evs: Vec<_> = (0..5)
-        .map(|_| new_event("default", "e.x", &["a"], ""))
-        .collect();
-    store.publish(&evs, DAY).await.unwrap();
-    let tasks = vec!["a".to_string()];
-    let t0 = now_ms();
-    let claimed = store.claim("default", &tasks, "w1", 10, t0).await.unwrap();
-    assert_eq!(claimed.len(), 5);
-    let ids: Vec<String> = claimed.iter().map(|c| c.run_id.clone()).collect();
-    assert_eq!(store.heartbeat("w1", &ids, t0 + 900).await.unwrap(), 5);
-    assert_eq!(
-        store.heartbeat("w2", &ids, t0 + 900).await.unwrap(),
-        0,
-        "[{name}] only the holder extends"
-    );
-    assert!(
-        store.reap_expired(t0 + 1_500).await.unwrap().is_empty(),
-        "[{name}] extended to t0+1900"
-    );
-    let done: Vec<Completion> = claimed
-        .iter()
-        .map(|c| Completion {
-            run_id: c.run_id.clone(),
-            attempt: 1,
-            worker_id: "w1".into(),
-            outcome: Outcome::Ok(format!("{{\"id\":\"{}\"}}", c.run_id)),
-        })
-        .collect();
-    let eff = store.complete(&done, t0 + 1_600).await.unwrap();
-    assert!(
-        eff.iter().all(|e| *e == CompletionEffect::Completed),
-        "[{name}] {eff:?}"
-    );
-    // Completing again is stale, not a second completion.
-    assert!(
-        store
-            .complete(&done, t0 + 1_700)
-            .await
-            .unwrap()
+        let evs: Vec<_> = (0..5)
+            .map(|_| new_event("default", "e.x", &["a"], ""))
+            .collect();
+        store.publish(&evs, DAY).await.unwrap();
+        let tasks = vec!["a".to_string()];
+        let t0 = now_ms();
+        let claimed = store.claim("default", &tasks, "w1", 10, t0).await.unwrap();
+        assert_eq!(claimed.len(), 5);
+        let ids: Vec<String> = claimed.iter().map(|c| c.run_id.clone()).collect();
+        assert_eq!(store.heartbeat("w1", &ids, t0 + 900).await.unwrap(), 5);
+        assert_eq!(
+            store.heartbeat("w2", &ids, t0 + 900).await.unwrap(),
+            0,
+            "[{name}] only the holder extends"
+        );
+        assert!(
+            store.reap_expired(t0 + 1_500).await.unwrap().is_empty(),
+            "[{name}] extended to t0+1900"
+        );
+        let done: Vec<Completion> = claimed
             .iter()
-            .all(|e| *e == CompletionEffect::Stale)
-    );
-    let d = store.get_run("default", &ids[0]).await.unwrap().unwrap();
-    let (run, attempts) = (d.run, d.attempts);
-    assert_eq!(run.status, RunStatus::Completed);
-    assert_eq!(run.output_json, format!("{{\"id\":\"{}\"}}", ids[0]));
-    assert_eq!(attempts.len(), 1);
-    assert!(attempts[0].ok);
+            .map(|c| Completion {
+                run_id: c.run_id.clone(),
+                attempt: 1,
+                worker_id: "w1".into(),
+                outcome: Outcome::Ok(format!("{{\"id\":\"{}\"}}", c.run_id)),
+            })
+            .collect();
+        let eff = store.complete(&done, t0 + 1_600).await.unwrap();
+        assert!(
+            eff.iter().all(|e| *e == CompletionEffect::Completed),
+            "[{name}] {eff:?}"
+        );
+        // Completing again is stale, not a second completion.
+        assert!(
+            store
+                .complete(&done, t0 + 1_700)
+                .await
+                .unwrap()
+                .iter()
+                .all(|e| *e == CompletionEffect::Stale)
+        );
+        let d = store.get_run("default", &ids[0]).await.unwrap().unwrap();
+        let (run, attempts) = (d.run, d.attempts);
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(run.output_json, format!("{{\"id\":\"{}\"}}", ids[0]));
+        assert_eq!(attempts.len(), 1);
+        assert!(attempts[0].ok);
     }
 }
 
 fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
     async fn definitions_version_and_subscriptions_upsert((name, store, _d)) {
-    let (d1, c1) = store
-        .define_event("ns", "e.x", "{}", "{}", "", &EventOptions::default())
-        .await
-        .unwrap();
-    let (d1b, c1b) = store
-        .define_event("ns", "e.x", "{ }", "{}", "", &EventOptions::default())
-        .await
-        .unwrap();
-    let (d2, c2) = store
-        .define_event(
-            "ns",
-            "e.x",
-            r#"{"type":"object"}"#,
-            r#"{"type":"object"}"#,
-            "",
-            &EventOptions {
-                dlq: false,
-                rate_limit: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (d1.version, c1, d1b.version, c1b, d2.version, c2),
-        (1, true, 1, false, 2, true),
-        "[{name}]"
-    );
-    assert_eq!(
-        store
-            .get_event("ns", "e.x", None)
+        let (d1, c1) = store
+            .define_event("ns", "e.x", "{}", "{}", "", &EventOptions::default())
             .await
-            .unwrap()
-            .unwrap()
-            .version,
-        2
-    );
-    assert_eq!(
-        store
-            .get_event("ns", "e.x", Some(1))
+            .unwrap();
+        let (d1b, c1b) = store
+            .define_event("ns", "e.x", "{ }", "{}", "", &EventOptions::default())
             .await
-            .unwrap()
-            .unwrap()
-            .schema_json,
-        "{}"
-    );
-    assert_eq!(store.list_events("ns").await.unwrap().len(), 1);
-    let sub = Subscription {
-        namespace: "ns".into(),
-        task_id: "t".into(),
-        event: "e.x".into(),
-        filter_json: String::new(),
-        consumer_group: String::new(),
-        retry: RetryPolicy::default(),
-        lease_ms: 5_000,
-        updated_at_ms: now_ms(),
-    };
-    store
-        .upsert_subscriptions(std::slice::from_ref(&sub))
-        .await
-        .unwrap();
-    store
-        .upsert_subscriptions(&[Subscription {
-            lease_ms: 9_000,
-            ..sub
-        }])
-        .await
-        .unwrap();
-    let subs = store.list_subscriptions(Some("ns")).await.unwrap();
-    assert_eq!(subs.len(), 1);
-    assert_eq!(subs[0].lease_ms, 9_000, "[{name}] upsert replaces");
+            .unwrap();
+        let (d2, c2) = store
+            .define_event(
+                "ns",
+                "e.x",
+                r#"{"type":"object"}"#,
+                r#"{"type":"object"}"#,
+                "",
+                &EventOptions {
+                    dlq: false,
+                    rate_limit: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (d1.version, c1, d1b.version, c1b, d2.version, c2),
+            (1, true, 1, false, 2, true),
+            "[{name}]"
+        );
+        assert_eq!(
+            store
+                .get_event("ns", "e.x", None)
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            2
+        );
+        assert_eq!(
+            store
+                .get_event("ns", "e.x", Some(1))
+                .await
+                .unwrap()
+                .unwrap()
+                .schema_json,
+            "{}"
+        );
+        assert_eq!(store.list_events("ns").await.unwrap().len(), 1);
+        let sub = Subscription {
+            namespace: "ns".into(),
+            task_id: "t".into(),
+            event: "e.x".into(),
+            filter_json: String::new(),
+            consumer_group: String::new(),
+            retry: RetryPolicy::default(),
+            lease_ms: 5_000,
+            updated_at_ms: now_ms(),
+        };
+        store
+            .upsert_subscriptions(std::slice::from_ref(&sub))
+            .await
+            .unwrap();
+        store
+            .upsert_subscriptions(&[Subscription {
+                lease_ms: 9_000,
+                ..sub
+            }])
+            .await
+            .unwrap();
+        let subs = store.list_subscriptions(Some("ns")).await.unwrap();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].lease_ms, 9_000, "[{name}] upsert replaces");
     }
 }
