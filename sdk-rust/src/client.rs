@@ -14,13 +14,16 @@ pub struct PublishOptions {
     pub idempotency_key: Option<String>,
     /// Runs with the same key execute one at a time, in publish order.
     pub ordering_key: Option<String>,
+    /// Labels stored with the event (searchable in the archive).
     pub tags: Vec<String>,
 }
 
 /// What a publish created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
+    /// The event's id (time ordered).
     pub event_id: String,
+    /// The schema version the payload was validated against.
     pub event_version: u32,
     /// `(run id, task id)` for each run created.
     pub runs: Vec<RunRef>,
@@ -31,7 +34,9 @@ pub struct Published {
 /// A run created by a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRef {
+    /// The run's id.
     pub run_id: String,
+    /// The subscribed task the run is for.
     pub task_id: String,
     /// The consumer group the run was chosen for ("" when ungrouped).
     pub consumer_group: String,
@@ -45,6 +50,7 @@ pub struct EventOptions {
     /// At most `limit` publishes per `window`, optionally per value of a
     /// top-level payload field.
     pub rate_limit: Option<(u32, std::time::Duration, Option<String>)>,
+    /// What the event means, shown in `events list`.
     pub description: String,
 }
 
@@ -124,10 +130,12 @@ impl Client {
         Ok(self)
     }
 
+    /// The namespace calls are made in.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
 
+    /// The engine address this client talks to.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -88,6 +88,7 @@ impl<T: EventPayload> Event<T> {
         &self.options
     }
 
+    /// The event's name, e.g. `order.created`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -156,14 +157,17 @@ pub struct Publish<'a> {
 }
 
 impl Publish<'_> {
+    /// Publish at most once per key within the engine's idempotency window.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.opts.idempotency_key = Some(key.into());
         self
     }
+    /// Runs with the same ordering key run one at a time, in publish order.
     pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
         self.opts.ordering_key = Some(key.into());
         self
     }
+    /// Labels stored with the event.
     pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.opts.tags = tags.into_iter().map(Into::into).collect();
         self

@@ -13,7 +13,9 @@ use std::time::Duration;
 /// a permanent refusal): the run goes dead at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskError {
+    /// What went wrong, stored as the attempt's error.
     pub message: String,
+    /// Fatal: the run goes dead at once instead of retrying.
     pub fatal: bool,
     /// Set by `ctx.publish_and_wait` / `ctx.sleep` when the run was parked
     /// on this waitpoint: not a failure. Return it with `?`.
@@ -75,7 +77,9 @@ pub struct Retry {
     /// First backoff (default 1 s), multiplied by `multiplier` (default 2)
     /// after each failure, capped at `max_backoff` (default 60 s).
     pub initial_backoff: Duration,
+    /// The longest wait between attempts.
     pub max_backoff: Duration,
+    /// Each wait is this many times the previous one (before jitter).
     pub multiplier: f64,
 }
 
@@ -111,14 +115,21 @@ impl Retry {
 /// module docs for the determinism rules).
 #[derive(Debug, Clone)]
 pub struct TaskContext {
+    /// The run being executed.
     pub run_id: String,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The task this run belongs to.
     pub task_id: String,
+    /// The event's name.
     pub event: String,
+    /// The event's id.
     pub event_id: String,
+    /// The event's ordering key, if it had one.
     pub ordering_key: Option<String>,
+    /// The event's tags.
     pub tags: Vec<String>,
+    /// When the event was published (epoch ms).
     pub published_at_ms: i64,
     pub(crate) client: crate::Client,
     /// The worker session holding this run's lease (sent with calls made
@@ -252,6 +263,7 @@ impl Task {
         }
     }
 
+    /// The task's id (its subscription name).
     pub fn id(&self) -> &str {
         &self.id
     }

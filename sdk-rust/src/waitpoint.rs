@@ -42,8 +42,11 @@ use std::time::Duration;
 /// One subscriber's final outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskOutcome {
+    /// Whether the run completed (`false`: it died).
     pub ok: bool,
+    /// The run's output (`Null` if it died).
     pub output: serde_json::Value,
+    /// The last error of a dead run.
     pub error: Option<String>,
 }
 
@@ -53,26 +56,35 @@ pub type Results = BTreeMap<String, TaskOutcome>;
 /// What a publish-and-wait returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitResult {
+    /// The published event's id.
     pub event_id: String,
+    /// The waitpoint that gathered the runs' results.
     pub waitpoint_id: String,
     /// `Completed` or `TimedOut`.
     pub status: WaitpointStatus,
+    /// One outcome per subscribed task.
     pub results: Results,
 }
 
 /// A waitpoint's state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitpointState {
+    /// The waitpoint's id.
     pub id: String,
+    /// `runs`, `time` or `token`.
     pub kind: String,
+    /// Where it stands.
     pub status: WaitpointStatus,
+    /// For `runs` waitpoints: the event whose runs it waits for.
     pub event_id: String,
+    /// For `runs` waitpoints: one outcome per task so far.
     pub results: Results,
     /// Token data (JSON), `Null` otherwise.
     pub data: serde_json::Value,
 }
 
 impl WaitpointState {
+    /// Completed or timed out: it will not change any more.
     pub fn is_final(&self) -> bool {
         self.status != WaitpointStatus::Waiting
     }
@@ -161,7 +173,7 @@ impl Client {
     /// when notified). Safe to call again after a disconnect.
     ///
     /// A lost connection (the engine restarting, a replica going away) is
-    /// retried with backoff for up to [`RECONNECT_FOR`] since the last
+    /// retried with backoff for up to 60 s (`RECONNECT_FOR`) since the last
     /// answer: the waitpoint is durable, so waiting again loses nothing.
     pub async fn wait(&self, id: &str) -> Result<WaitpointState> {
         let mut reconnect = Reconnect::new();
@@ -326,10 +338,12 @@ pub struct PublishAndWait<'a> {
 }
 
 impl PublishAndWait<'_> {
+    /// Give up waiting after `t` (the runs keep going).
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
         self
     }
+    /// Runs with the same ordering key run one at a time, in publish order.
     pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
         self.opts.ordering_key = Some(key.into());
         self
@@ -340,6 +354,7 @@ impl PublishAndWait<'_> {
         self.opts.idempotency_key = Some(key.into());
         self
     }
+    /// Labels stored with the event.
     pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.opts.tags = tags.into_iter().map(Into::into).collect();
         self

@@ -58,6 +58,7 @@ impl WorkerHandle {
 }
 
 impl Worker {
+    /// A worker with no tasks yet; add them with [`Worker::task`].
     pub fn new(client: Client) -> Self {
         Worker {
             client,
