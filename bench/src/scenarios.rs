@@ -324,8 +324,8 @@ pub async fn width(args: &Args) -> anyhow::Result<Value> {
     // The matcher alone: 1,000 compiled filters against one payload, the
     // work a publish does for 1,000 filtered subscriptions.
     let pattern = json!({"amount": [{"$gte": 1000}], "currency": ["USD", "EUR"], "customer": {"tier": [{"prefix": "gold"}]}});
-    let filters: Vec<fanout_engine::filter::Filter> = (0..1000)
-        .map(|_| fanout_engine::filter::Filter::compile(&pattern))
+    let filters: Vec<fanout_engine::routing::filter::Filter> = (0..1000)
+        .map(|_| fanout_engine::routing::filter::Filter::compile(&pattern))
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let payload = json!({"amount": 1500, "currency": "EUR", "customer": {"tier": "gold-plus", "id": "c-1"}, "items": [1, 2, 3]});

@@ -9,7 +9,7 @@
 //!    row, its archive outbox entry, its idempotency key and one run per
 //!    subscriber. A crash before `COMMIT`: nothing stored.
 //! 3. `COMMIT` returns (on SQLite followed by a group fsync of the WAL,
-//!    `storage/sql/walsync.rs`), then the caller gets the event id and run
+//!    `storage/sql/sqlite/walsync.rs`), then the caller gets the event id and run
 //!    ids. A crash between the two: everything is stored and will run (a
 //!    power cut before SQLite's sync may lose it — unacknowledged); the
 //!    caller did not hear "ok" and retries, and the idempotency key (if
@@ -21,15 +21,15 @@ use crate::batch::Batcher;
 use crate::config::Config;
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
-use crate::filter::Filter;
+use crate::routing::filter::Filter;
 use crate::limits::{self, MAX_TAG_BYTES};
 use crate::model::*;
 use crate::ratelimit::{Decision, RateLimiter};
-use crate::registry::{LiveEvent, Registry};
+use crate::routing::registry::{LiveEvent, Registry};
 use crate::routing;
-use crate::schema::{self, CompiledSchema};
+use crate::routing::schema::{self, CompiledSchema};
 use crate::storage::Store;
-use crate::wakeup::{Target, Wakeup};
+use crate::dispatch::wakeup::{Target, Wakeup};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     wakeup: Wakeup,
     /// Retry wake-ups and waitpoint expiries (one task fires them).
-    deadlines: crate::deadlines::Deadlines,
+    deadlines: crate::dispatch::deadlines::Deadlines,
     archive_wakeup: Wakeup,
     /// Signalled by the archiver after each shipped batch.
     archive_shipped: Wakeup,
@@ -199,7 +199,7 @@ impl Engine {
 
     /// Wakes worker sessions.
     /// The timers of this engine (run by `server::spawn`).
-    pub fn deadlines(&self) -> &crate::deadlines::Deadlines {
+    pub fn deadlines(&self) -> &crate::dispatch::deadlines::Deadlines {
         &self.inner.deadlines
     }
 
@@ -553,7 +553,7 @@ impl Engine {
         if let CompletionEffect::Retrying { at_ms } = effect {
             self.inner
                 .deadlines
-                .at(at_ms, crate::deadlines::Due::Wake(target));
+                .at(at_ms, crate::dispatch::deadlines::Due::Wake(target));
         }
     }
 
@@ -583,8 +583,8 @@ impl Engine {
                     s.task_id
                 )));
             }
-            if crate::pattern::is_pattern(&s.event) {
-                crate::pattern::check(&format!("tasks[{i}].event"), &s.event)?;
+            if crate::routing::pattern::is_pattern(&s.event) {
+                crate::routing::pattern::check(&format!("tasks[{i}].event"), &s.event)?;
             } else if let Err(Error::NotFound { .. }) = {
                 schema::check_event_name(&s.event)
                     .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;

@@ -1,42 +1,42 @@
 //! The Fanout engine: durable fan-out of typed events to subscribed tasks.
 //!
-//! Start it with [`run`]: it takes already-bound listeners (so tests and
-//! benchmarks bind port 0), a [`Config`], and a shutdown future. The map of
-//! the crate is in `ARCHITECTURE.md`; in short:
+//! Start it with [`spawn`]: it validates a [`Config`], connects the
+//! backends, and serves on already-bound listeners (so tests and benchmarks
+//! bind port 0); [`Running::shutdown`] stops it and joins every task. The
+//! map of the crate is in `ARCHITECTURE.md`; in short:
 //!
+//! - [`server`]: `spawn` and `Running`, the one entry point;
 //! - [`engine`]: define / publish / complete, the core the APIs call;
-//! - [`storage`]: the durable store trait and its SQL implementation;
-//! - [`dispatch`] + [`wakeup`]: pushing runs to worker streams, leases;
+//! - [`routing`]: which subscribers an event reaches: registry cache,
+//!   JSON Schema, content filters, event-name patterns;
+//! - [`dispatch`]: worker sessions, leases, wake-ups, the deadline queue;
+//! - [`waitpoint`]: publish-and-wait, sleeps, tokens, the waiter hub;
+//! - [`replay`]: replay jobs and their runner;
+//! - [`storage`]: per-table store traits and their SQL implementation;
 //! - [`archive`]: the event archive and the outbox shipper;
 //! - [`ratelimit`]: sliding-window limiters;
-//! - [`grpc`], [`http`]: the network faces.
+//! - [`signal`]: the cross-replica signal vocabulary and its listener;
+//! - [`api`]: the gRPC and HTTP faces;
+//! - [`config`], [`error`], [`limits`], [`model`], [`health`]: shared
+//!   vocabulary.
 
+pub mod api;
 pub mod archive;
 pub mod batch;
 pub mod config;
-pub mod deadlines;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
-pub mod filter;
-pub mod grpc;
 pub mod health;
-pub mod http;
 pub mod limits;
 pub mod model;
-pub mod notify;
-pub mod pattern;
 pub mod ratelimit;
-pub mod registry;
 pub mod replay;
 pub mod routing;
-pub mod schema;
+pub mod server;
 pub mod signal;
 pub mod storage;
 pub mod waitpoint;
-pub mod wakeup;
-
-pub mod server;
 
 pub use config::Config;
 pub use engine::Engine;

@@ -15,9 +15,9 @@ use crate::archive::{Archive, ArchiveQuery};
 use crate::engine::Engine;
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
-use crate::filter::Filter;
+use crate::routing::filter::Filter;
 use crate::model::*;
-use crate::pattern::{is_pattern, matches as name_matches};
+use crate::routing::pattern::{is_pattern, matches as name_matches};
 use crate::routing;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ fn archive_query(ns: &str, pattern: &str, from: i64, to: i64) -> ArchiveQuery {
 impl Engine {
     /// Validate and store a replay job; a runner picks it up at once.
     pub async fn start_replay(&self, ns: &str, req: ReplayRequest) -> Result<ReplayJob> {
-        crate::pattern::check("event", &req.event_pattern)?;
+        crate::routing::pattern::check("event", &req.event_pattern)?;
         if req.from_ms >= req.to_ms {
             return Err(Error::InvalidArgument(format!(
                 "from ({}) must be before to ({})",
@@ -190,7 +190,7 @@ impl Engine {
         after: Option<(u64, String)>,
         limit: usize,
     ) -> Result<Vec<ArchivedEvent>> {
-        crate::pattern::check("event", pattern)?;
+        crate::routing::pattern::check("event", pattern)?;
         let mut q = archive_query(ns, pattern, from, to);
         q.after = after;
         q.limit = limit.clamp(1, 10_000);

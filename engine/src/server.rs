@@ -6,12 +6,14 @@
 
 use crate::archive::{self, Archive};
 use crate::config::{self, ArchiveConfig, Config, LimiterConfig};
-use crate::deadlines::Due;
+use crate::dispatch::deadlines::Due;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::ratelimit::{self, RateLimiter};
 use crate::storage::{self, Store};
-use crate::{dispatch, grpc, http, model, notify, replay, waitpoint};
+use crate::api::{grpc, http};
+use crate::signal::listen as notify;
+use crate::{dispatch, model, replay, waitpoint};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;

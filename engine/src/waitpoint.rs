@@ -292,7 +292,7 @@ impl Engine {
     ) -> Result<String> {
         self.check_parent(Some(step))?;
         self.check_json_size("value_json", value_json)?;
-        crate::schema::parse_json("value_json", value_json)?;
+        crate::routing::schema::parse_json("value_json", value_json)?;
         self.store()
             .record_step(ns, step, value_json, now_ms())
             .await
@@ -388,7 +388,7 @@ impl Engine {
         let data = if data_json.trim().is_empty() {
             "null".to_string()
         } else {
-            crate::schema::parse_payload("data_json", data_json)?;
+            crate::routing::schema::parse_payload("data_json", data_json)?;
             // As sent, like a payload: big numbers keep their digits.
             data_json.trim().to_string()
         };
@@ -487,7 +487,7 @@ impl Engine {
     /// Run the expiry at `at_ms` (the reaper is the safety net).
     fn expire_at(&self, at_ms: i64) {
         self.deadlines()
-            .at(at_ms, crate::deadlines::Due::ExpireWaitpoints);
+            .at(at_ms, crate::dispatch::deadlines::Due::ExpireWaitpoints);
     }
 }
 

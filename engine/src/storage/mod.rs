@@ -47,7 +47,7 @@ pub trait Store:
     + 'static
 {
     /// Post-commit events of this process's writes (waitpoints finished,
-    /// runs resumed). Other replicas hear of them through `notify`.
+    /// runs resumed). Other replicas hear of them through `signal::listen`.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
 
     /// Close connections (engine shutdown), so an engine restarted in the

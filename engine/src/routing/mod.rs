@@ -8,9 +8,14 @@
 //! members come and go); without one, a hash of the event id, which spreads
 //! events evenly and gives a replay the same choice as the original.
 
-use crate::filter::Filter;
+pub mod filter;
+pub mod pattern;
+pub mod registry;
+pub mod schema;
+
+use crate::routing::filter::Filter;
 use crate::model::Subscription;
-use crate::pattern::matches as name_matches;
+use crate::routing::pattern::matches as name_matches;
 use serde_json::Value;
 use std::collections::BTreeMap;
 

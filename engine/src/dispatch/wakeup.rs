@@ -7,7 +7,7 @@
 //! unaddressed events (a reaped lease, a resumed parent, a lost
 //! notification connection) wake everyone ([`Wakeup::now`]). Retries
 //! schedule a wake-up at their due time (`deadlines`). Other replicas'
-//! publishes arrive through Postgres `LISTEN/NOTIFY` (see `notify`). The
+//! publishes arrive through Postgres `LISTEN/NOTIFY` (see `signal::listen`). The
 //! archiver and replay runners use the plain, unaddressed signal
 //! ([`Wakeup::notified`]).
 

@@ -120,7 +120,7 @@ fn namespace(headers: &HeaderMap) -> Result<String, Error> {
             let ns = v.to_str().map_err(|_| {
                 Error::InvalidArgument("header x-fanout-namespace must be ASCII".into())
             })?;
-            crate::schema::check_identifier("namespace", ns)?;
+            crate::routing::schema::check_identifier("namespace", ns)?;
             Ok(ns.into())
         }
     }

@@ -73,7 +73,7 @@ fn handle(engine: &Engine, payload: &str) {
         Ok(Signal::Runs(ns)) => engine.wakeup().namespace(&ns),
         Ok(Signal::Due(at)) => engine
             .deadlines()
-            .at(at, crate::deadlines::Due::Wake(crate::wakeup::Target::All)),
+            .at(at, crate::dispatch::deadlines::Due::Wake(crate::dispatch::wakeup::Target::All)),
         Ok(Signal::Events(ns)) => engine.registry().invalidate_events(Some(&ns)),
         Ok(Signal::Subscriptions(ns)) => engine.registry().invalidate_subscriptions(Some(&ns)),
         Ok(Signal::WaitpointFinished(id)) => engine.hub().finished_somewhere(&id),

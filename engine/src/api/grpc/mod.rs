@@ -30,7 +30,7 @@ pub fn namespace<T>(req: &tonic::Request<T>) -> Result<String> {
             ))
         })?,
     };
-    crate::schema::check_identifier("namespace", ns)?;
+    crate::routing::schema::check_identifier("namespace", ns)?;
     Ok(ns.to_string())
 }
 

@@ -20,13 +20,13 @@ pub fn is_pattern(pattern: &str) -> bool {
 /// segments, `*` or `#`.
 pub fn check(field: &str, pattern: &str) -> Result<()> {
     if !is_pattern(pattern) {
-        return crate::schema::check_event_name(pattern)
+        return crate::routing::schema::check_event_name(pattern)
             .map_err(|e| Error::InvalidArgument(format!("{field}: {e}")));
     }
     let ok = pattern.len() <= MAX_PATTERN_BYTES
         && pattern
             .split('.')
-            .all(|seg| seg == "*" || seg == "#" || crate::schema::check_event_name(seg).is_ok());
+            .all(|seg| seg == "*" || seg == "#" || crate::routing::schema::check_event_name(seg).is_ok());
     if ok {
         Ok(())
     } else {

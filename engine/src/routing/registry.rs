@@ -3,17 +3,17 @@
 //!
 //! The store is the source of truth. Entries load on first use and are
 //! dropped when this engine changes them, or when another replica announces
-//! a change (Postgres `NOTIFY`, see `notify`). A load never re-inserts what
+//! a change (Postgres `NOTIFY`, see `signal::listen`). A load never re-inserts what
 //! an invalidation removed while it read (a generation check), and no entry
 //! is trusted for more than 10 s, so a missed notification cannot keep a
 //! stale list.
 
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
-use crate::filter::Filter;
+use crate::routing::filter::Filter;
 use crate::model::EventDef;
 use crate::routing::LiveSub;
-use crate::schema::{self, CompiledSchema};
+use crate::routing::schema::{self, CompiledSchema};
 use crate::storage::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,6 @@
+//! The network faces: thin translations of gRPC and HTTP requests onto the
+//! [`Engine`](crate::Engine), errors through the one code table
+//! ([`Error::codes`](crate::Error::codes)).
+
+pub mod grpc;
+pub mod http;
