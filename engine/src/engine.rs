@@ -19,17 +19,17 @@
 
 use crate::batch::Batcher;
 use crate::config::Config;
+use crate::dispatch::wakeup::{Target, Wakeup};
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
-use crate::routing::filter::Filter;
 use crate::limits::{self, MAX_TAG_BYTES};
 use crate::model::*;
 use crate::ratelimit::{Decision, RateLimiter};
-use crate::routing::registry::{LiveEvent, Registry};
 use crate::routing;
+use crate::routing::filter::Filter;
+use crate::routing::registry::{LiveEvent, Registry};
 use crate::routing::schema::{self, CompiledSchema};
 use crate::storage::Store;
-use crate::dispatch::wakeup::{Target, Wakeup};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -72,6 +72,8 @@ struct Inner {
     publishing: AtomicUsize,
     /// Permits of the blocking pool that validates expensive payloads.
     validators: Arc<tokio::sync::Semaphore>,
+    /// Prometheus metrics (`/metrics`).
+    metrics: crate::metrics::Metrics,
     /// Dependency states for `/healthz`.
     health: crate::health::Health,
     /// Cancelled when the engine shuts down: held calls (long polls) end
@@ -152,6 +154,7 @@ impl Engine {
                 publishing: AtomicUsize::new(0),
                 validators: Arc::new(tokio::sync::Semaphore::new(config_validation_concurrency)),
                 health: Default::default(),
+                metrics: Default::default(),
                 shutdown: Default::default(),
             }),
         }
@@ -368,6 +371,7 @@ impl Engine {
             publisher_run_id: input.publisher_run_id,
             runs,
         };
+        let input_event = event.name.clone();
         let in_flight = InFlight::enter(&self.inner.publishing);
         let published = self.inner.publisher.submit(event).await;
         // Counted out before the wake-up below, so a woken session sees
@@ -376,6 +380,7 @@ impl Engine {
         self.store_outcome(&published);
         let published = published?;
         if !published.deduplicated {
+            self.count_published(ns, &input_event, &published);
             if !published.runs.is_empty() {
                 self.inner
                     .wakeup
@@ -385,6 +390,61 @@ impl Engine {
         }
         tracing::debug!(event_id = %published.event_id, runs = published.runs.len(), deduplicated = published.deduplicated, "event published");
         Ok(published)
+    }
+
+    /// Count a publish and its runs.
+    pub(crate) fn count_published(&self, ns: &str, event: &str, p: &Published) {
+        let m = &self.inner.metrics;
+        m.events_published
+            .get_or_create(&m.event("events_published", ns, event))
+            .inc();
+        for (_, task, _) in &p.runs {
+            m.runs_created
+                .get_or_create(&m.run("runs_created", ns, event, task))
+                .inc();
+        }
+    }
+
+    /// Count an attempt's end: `effect` of `task`'s run.
+    pub fn count_effect(&self, ns: &str, task: &str, effect: CompletionEffect, failed: bool) {
+        let m = &self.inner.metrics;
+        let family = match effect {
+            CompletionEffect::Completed => &m.runs_completed,
+            CompletionEffect::Retrying { .. } => &m.runs_retried,
+            CompletionEffect::Dead => &m.runs_dead,
+            CompletionEffect::Stale => return,
+        };
+        let labels = m.task("runs", ns, task);
+        if failed {
+            m.runs_failed.get_or_create(&labels).inc();
+        }
+        family.get_or_create(&labels).inc();
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// `/metrics`: refresh the queue gauges if they are older than
+    /// `metrics_refresh_ms` (one store read, whatever the scrape rate),
+    /// then encode everything.
+    pub async fn metrics_text(&self) -> String {
+        let m = &self.inner.metrics;
+        let every = Duration::from_millis(self.inner.config.metrics_refresh_ms);
+        if m.stale(every).await {
+            let now = now_ms();
+            match self
+                .inner
+                .store
+                .queue_stats(now, crate::metrics::MAX_SERIES)
+                .await
+            {
+                Ok(stats) => m.set_queue(&stats, now),
+                Err(e) => tracing::warn!(error = %e, "metrics: cannot read queue gauges"),
+            }
+        }
+        m.encode()
     }
 
     /// Bounds on the publish request's own fields (the payload is checked
@@ -507,19 +567,23 @@ impl Engine {
         let window = std::time::Duration::from_millis(rl.window_ms);
         match self.inner.limiter.check(&key, rl.limit, window).await? {
             Decision::Allow => Ok(()),
-            Decision::Deny { retry_after } => Err(Error::RateLimited {
-                message: format!(
-                    "event '{event}' is over its rate limit of {} per {}ms{}",
-                    rl.limit,
-                    rl.window_ms,
-                    if rl.key_field.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" for this {}", rl.key_field)
-                    }
-                ),
-                retry_after,
-            }),
+            Decision::Deny { retry_after } => {
+                let labels = self.inner.metrics.event("rate_limited", ns, event);
+                self.inner.metrics.rate_limited.get_or_create(&labels).inc();
+                Err(Error::RateLimited {
+                    message: format!(
+                        "event '{event}' is over its rate limit of {} per {}ms{}",
+                        rl.limit,
+                        rl.window_ms,
+                        if rl.key_field.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" for this {}", rl.key_field)
+                        }
+                    ),
+                    retry_after,
+                })
+            }
         }
     }
 
@@ -560,8 +624,15 @@ impl Engine {
     /// Fail runs whose leases expired; returns how many.
     pub async fn reap(&self) -> Result<usize> {
         let effects = self.inner.store.reap_expired(now_ms()).await?;
-        for e in &effects {
-            self.after_effect(*e, Target::All);
+        for r in &effects {
+            self.count_effect(&r.namespace, &r.task_id, r.effect, true);
+            self.after_effect(
+                r.effect,
+                Target::Task {
+                    namespace: r.namespace.clone(),
+                    task: r.task_id.clone(),
+                },
+            );
         }
         if !effects.is_empty() {
             tracing::info!(runs = effects.len(), "expired leases reaped");

@@ -29,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod replay;

@@ -236,6 +236,15 @@ impl DlqState {
     }
 }
 
+/// A run whose attempt failed without a result (lease lapsed): whose it was
+/// and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reaped {
+    pub namespace: String,
+    pub task_id: String,
+    pub effect: CompletionEffect,
+}
+
 /// Which dead letters an operation applies to.
 #[derive(Debug, Clone, Default)]
 pub struct DeadLetterSelector {

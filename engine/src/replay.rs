@@ -15,10 +15,10 @@ use crate::archive::{Archive, ArchiveQuery};
 use crate::engine::Engine;
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
-use crate::routing::filter::Filter;
 use crate::model::*;
-use crate::routing::pattern::{is_pattern, matches as name_matches};
 use crate::routing;
+use crate::routing::filter::Filter;
+use crate::routing::pattern::{is_pattern, matches as name_matches};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,6 +372,19 @@ async fn process(
             return Ok(());
         }
         if !events.is_empty() {
+            let m = engine.metrics();
+            m.replay_events
+                .get_or_create(&crate::metrics::NamespaceLabels {
+                    namespace: job.namespace.clone(),
+                })
+                .inc_by(events.len() as u64);
+            for e in &events {
+                for r in &e.runs {
+                    m.runs_created
+                        .get_or_create(&m.run("runs_created", &e.namespace, &e.name, &r.task_id))
+                        .inc();
+                }
+            }
             engine.wakeup().namespace(&job.namespace);
         }
         if job.status != ReplayStatus::Running {

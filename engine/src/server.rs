@@ -4,15 +4,15 @@
 //! and returns a [`Running`] whose [`Running::shutdown`] stops them all and
 //! joins every task it started.
 
+use crate::api::{grpc, http};
 use crate::archive::{self, Archive};
 use crate::config::{self, ArchiveConfig, Config, LimiterConfig};
 use crate::dispatch::deadlines::Due;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::ratelimit::{self, RateLimiter};
-use crate::storage::{self, Store};
-use crate::api::{grpc, http};
 use crate::signal::listen as notify;
+use crate::storage::{self, Store};
 use crate::{dispatch, model, replay, waitpoint};
 use std::net::SocketAddr;
 use std::sync::Arc;

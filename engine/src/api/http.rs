@@ -34,6 +34,7 @@ pub fn router(engine: Engine) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
         .route("/livez", get(livez))
+        .route("/metrics", get(metrics))
         .route("/api/v1/events/{name}/publish", post(publish))
         .route("/api/v1/waitpoints/{id}/complete", post(complete_waitpoint))
         .fallback(not_found)
@@ -65,6 +66,18 @@ fn cors(limits: &Limits) -> tower_http::cors::CorsLayer {
 
 /// Readiness, with every dependency: 200 while the store works (the
 /// archive or the limiter may be `degraded`), 503 while store writes fail.
+/// Prometheus text exposition (version 0.0.4).
+async fn metrics(State(engine): State<Engine>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        engine.metrics_text().await,
+    )
+        .into_response()
+}
+
 async fn healthz(State(engine): State<Engine>) -> Response {
     let report = engine.health_report();
     let code = if report.ready {

@@ -70,6 +70,9 @@ pub struct Config {
     /// after a crash the same instance requeues them at once on restart;
     /// give each replica its own.
     pub instance_id: String,
+    /// `/metrics` reads the queue gauges (due runs, DLQ depth, archive
+    /// backlog) from the store at most this often, whatever the scrape rate.
+    pub metrics_refresh_ms: u64,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             claim_linger_us: 1_000,
             limits: crate::limits::Limits::default(),
             instance_id: String::new(),
+            metrics_refresh_ms: 5_000,
         }
     }
 }

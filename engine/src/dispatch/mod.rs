@@ -15,10 +15,10 @@
 pub mod deadlines;
 pub mod wakeup;
 
+use crate::dispatch::wakeup::Target;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::*;
-use crate::dispatch::wakeup::Target;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ struct InFlight {
     lease: Duration,
     /// The lease as the worker last renewed it (claim, then heartbeats).
     renewed: Instant,
+    /// When the attempt started (for `fanout_run_duration_seconds`).
+    started: Instant,
 }
 
 impl InFlight {
@@ -140,6 +142,15 @@ impl Session {
                         order.rotate_left(1);
                         full = claimed.len() == free;
                         pending = full;
+                        let metrics = self.engine.metrics();
+                        let now_wall = crate::model::now_ms();
+                        for c in &claimed {
+                            let waited = (now_wall - c.published_at_ms).max(0) as f64 / 1000.0;
+                            metrics
+                                .publish_to_start
+                                .get_or_create(&metrics.task("runs", &self.namespace, &c.task_id))
+                                .observe(waited);
+                        }
                         if let Ok(mut set) = self.in_flight.lock() {
                             let now = Instant::now();
                             set.extend(claimed.iter().map(|c| {
@@ -150,6 +161,7 @@ impl Session {
                                         keyed: !c.ordering_key.is_empty(),
                                         lease: Duration::from_millis(c.lease_ms),
                                         renewed: now,
+                                        started: now,
                                     },
                                 )
                             }));
@@ -207,15 +219,16 @@ impl Session {
         attempt: u32,
         outcome: Outcome,
     ) -> Result<CompletionEffect> {
-        let task = self
+        let run = self
             .in_flight
             .lock()
             .ok()
-            .and_then(|set| set.get(&run_id).map(|r| r.task.clone()));
-        let retry_wakes = match task {
-            Some(task) => Target::Task {
+            .and_then(|set| set.get(&run_id).map(|r| (r.task.clone(), r.started)));
+        let failed = matches!(outcome, Outcome::Failed { .. });
+        let retry_wakes = match &run {
+            Some((task, _)) => Target::Task {
                 namespace: self.namespace.clone(),
-                task,
+                task: task.clone(),
             },
             None => Target::Namespace(self.namespace.clone()),
         };
@@ -231,6 +244,16 @@ impl Session {
                 retry_wakes,
             )
             .await;
+        if let (Some((task, started)), Ok(e)) = (&run, &effect) {
+            let metrics = self.engine.metrics();
+            if *e != CompletionEffect::Stale {
+                metrics
+                    .run_duration
+                    .get_or_create(&metrics.task("runs", &self.namespace, task))
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            self.engine.count_effect(&self.namespace, task, *e, failed);
+        }
         self.release_slot(&run_id);
         effect
     }

@@ -13,8 +13,8 @@ pub mod pattern;
 pub mod registry;
 pub mod schema;
 
-use crate::routing::filter::Filter;
 use crate::model::Subscription;
+use crate::routing::filter::Filter;
 use crate::routing::pattern::matches as name_matches;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -24,9 +24,9 @@ pub fn check(field: &str, pattern: &str) -> Result<()> {
             .map_err(|e| Error::InvalidArgument(format!("{field}: {e}")));
     }
     let ok = pattern.len() <= MAX_PATTERN_BYTES
-        && pattern
-            .split('.')
-            .all(|seg| seg == "*" || seg == "#" || crate::routing::schema::check_event_name(seg).is_ok());
+        && pattern.split('.').all(|seg| {
+            seg == "*" || seg == "#" || crate::routing::schema::check_event_name(seg).is_ok()
+        });
     if ok {
         Ok(())
     } else {

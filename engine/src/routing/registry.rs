@@ -10,9 +10,9 @@
 
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
-use crate::routing::filter::Filter;
 use crate::model::EventDef;
 use crate::routing::LiveSub;
+use crate::routing::filter::Filter;
 use crate::routing::schema::{self, CompiledSchema};
 use crate::storage::Store;
 use std::collections::HashMap;

@@ -71,9 +71,10 @@ fn handle(engine: &Engine, payload: &str) {
     match payload.parse::<Signal>() {
         Ok(Signal::AnyRuns) => engine.wakeup().now(),
         Ok(Signal::Runs(ns)) => engine.wakeup().namespace(&ns),
-        Ok(Signal::Due(at)) => engine
-            .deadlines()
-            .at(at, crate::dispatch::deadlines::Due::Wake(crate::dispatch::wakeup::Target::All)),
+        Ok(Signal::Due(at)) => engine.deadlines().at(
+            at,
+            crate::dispatch::deadlines::Due::Wake(crate::dispatch::wakeup::Target::All),
+        ),
         Ok(Signal::Events(ns)) => engine.registry().invalidate_events(Some(&ns)),
         Ok(Signal::Subscriptions(ns)) => engine.registry().invalidate_subscriptions(Some(&ns)),
         Ok(Signal::WaitpointFinished(id)) => engine.hub().finished_somewhere(&id),

@@ -19,5 +19,5 @@ pub trait Completions: Send + Sync {
     async fn release_worker(&self, worker_id: &str, now_ms: i64) -> Result<u64>;
 
     /// Fail every run whose lease expired (a failed attempt: retry or dead).
-    async fn reap_expired(&self, now_ms: i64) -> Result<Vec<CompletionEffect>>;
+    async fn reap_expired(&self, now_ms: i64) -> Result<Vec<Reaped>>;
 }

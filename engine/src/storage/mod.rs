@@ -17,6 +17,7 @@ mod queue;
 mod replays;
 mod runs;
 pub mod sql;
+mod stats;
 mod waitpoints;
 
 pub use completions::Completions;
@@ -26,6 +27,7 @@ pub use publish::Publish;
 pub use queue::RunQueue;
 pub use replays::ReplayStore;
 pub use runs::RunAdmin;
+pub use stats::{QueueStats, Stats, TaskStats};
 pub use waitpoints::WaitpointStore;
 
 use crate::model::StoreEvent;
@@ -44,6 +46,7 @@ pub trait Store:
     + WaitpointStore
     + ReplayStore
     + Outbox
+    + Stats
     + 'static
 {
     /// Post-commit events of this process's writes (waitpoints finished,

@@ -147,6 +147,8 @@ impl WorkerService for WorkersApi {
         });
         // Stream → results and heartbeats.
         let max_output = self.engine.config().max_payload_bytes;
+        let connected = self.engine.metrics().workers_connected.clone();
+        connected.inc();
         tokio::spawn(async move {
             loop {
                 let msg = tokio::select! {
@@ -235,6 +237,7 @@ impl WorkerService for WorkersApi {
             cancel.cancel();
             let _ = dispatch.await;
             session.close().await;
+            connected.dec();
             tracing::info!(worker = %session.worker_id, "worker disconnected");
             // `tx` drops here: the response stream ends only now, so a
             // worker waiting for it knows its runs were released.

@@ -27,6 +27,8 @@ const RUNNING: &str = "(runs.status = 'running') IS TRUE";
 /// A running run being failed: what the retry decision needs.
 struct Failing {
     id: String,
+    namespace: String,
+    task_id: String,
     attempts: u32,
     worker_id: String,
     started_at_ms: i64,
@@ -35,11 +37,13 @@ struct Failing {
     waitpoint_id: String,
 }
 
-const FAILING_COLUMNS: &str = "id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier, waitpoint_id";
+const FAILING_COLUMNS: &str = "id, namespace, task_id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier, waitpoint_id";
 
 fn failing_from_row(r: &AnyRow) -> Result<Failing> {
     Ok(Failing {
         id: r.try_get("id")?,
+        namespace: r.try_get("namespace")?,
+        task_id: r.try_get("task_id")?,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         worker_id: r.try_get("worker_id")?,
         started_at_ms: r.try_get("started_at_ms")?,
@@ -149,7 +153,7 @@ impl Completions for SqlStore {
         Ok(effects.len() as u64)
     }
 
-    async fn reap_expired(&self, now: i64) -> Result<Vec<CompletionEffect>> {
+    async fn reap_expired(&self, now: i64) -> Result<Vec<Reaped>> {
         self.fail_running_where(
             "lease_expires_at_ms < $1 AND $2 = ''",
             "",
@@ -168,7 +172,7 @@ impl SqlStore {
         arg: &str,
         message: &str,
         now: i64,
-    ) -> Result<Vec<CompletionEffect>> {
+    ) -> Result<Vec<Reaped>> {
         let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT {FAILING_COLUMNS} FROM runs WHERE status = 'running' AND {cond} LIMIT 1000{}",
@@ -187,9 +191,14 @@ impl SqlStore {
             if effect == CompletionEffect::Dead {
                 children.add(&f.waitpoint_id);
             }
-            effects.push(effect);
+            effects.push(Reaped {
+                namespace: f.namespace,
+                task_id: f.task_id,
+                effect,
+            });
         }
-        self.notify_due(&mut tx, &effects).await?;
+        let due: Vec<CompletionEffect> = effects.iter().map(|r| r.effect).collect();
+        self.notify_due(&mut tx, &due).await?;
         let finished = self.finish_children(&mut tx, &children, now).await?;
         tx.commit().await?;
         self.announce_children(children, finished);

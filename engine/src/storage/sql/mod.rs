@@ -24,6 +24,7 @@ mod replay;
 mod rows;
 mod runs;
 mod sqlite;
+mod stats;
 mod waitpoints;
 
 pub use dialect::Dialect;
@@ -199,6 +200,7 @@ mod tests {
         ("queue.rs", include_str!("queue.rs")),
         ("replay.rs", include_str!("replay.rs")),
         ("runs.rs", include_str!("runs.rs")),
+        ("stats.rs", include_str!("stats.rs")),
         ("waitpoints.rs", include_str!("waitpoints.rs")),
         ("0001", include_str!("../../../../migrations/0001_init.sql")),
         (
