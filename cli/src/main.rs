@@ -39,6 +39,16 @@ struct Cli {
     /// Log level when no RUST_LOG is set (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+    /// Log lines as `text` (for people) or `json` (one object per line, for
+    /// log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "FANOUT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -74,16 +84,30 @@ enum Cmd {
     Waitpoint(client_cmds::WaitpointCmd),
 }
 
-fn init_logging(level: &str) {
+/// How the engine writes its log.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
             "{level},h2=warn,hyper=warn,tower=warn,sqlx=warn"
         ))
     });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // Colour only for a person at a terminal: escape codes in a file or
+        // a log shipper's input are noise.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 #[tokio::main]
@@ -91,11 +115,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Dev(a) => {
-            init_logging(&cli.log_level);
+            init_logging(&cli.log_level, cli.log_format);
             server_cmds::dev(a).await
         }
         Cmd::Serve(a) => {
-            init_logging(&cli.log_level);
+            init_logging(&cli.log_level, cli.log_format);
             server_cmds::serve(a).await
         }
         Cmd::Migrate(a) => server_cmds::migrate(a).await,

@@ -178,3 +178,40 @@ fn serve_takes_a_data_dir() {
     assert!(out.contains("path = \"/srv/fanout/archive.db\""), "{out}");
     assert!(out.contains("[limits]"), "{out}");
 }
+
+/// `--log-format json`: one JSON object per line, fields as keys, no colour
+/// codes; SIGTERM stops the engine cleanly.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["--log-format", "json", "dev", "--data-dir"])
+        .arg(dir.path())
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    assert_eq!(v["message"], "engine started", "{first}");
+    assert_eq!(v["level"], "INFO");
+    assert!(
+        v["grpc"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{first}"
+    );
+    assert!(!first.contains('\u{1b}'), "no escape codes: {first}");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let last = lines.map(|l| l.unwrap()).last().unwrap_or_default();
+    assert!(last.contains("\"engine stopped\""), "{last}");
+    assert!(child.wait().unwrap().success());
+}
