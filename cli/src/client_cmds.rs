@@ -1,28 +1,15 @@
 //! Commands that talk to a running engine over gRPC. Errors print the
 //! server's message to stderr and exit non-zero.
 
+use crate::ctx::Ctx;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use fanout::PublishOptions;
 use fanout::proto as pb;
-use fanout::{Client, PublishOptions};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
-
-/// Where client commands connect.
-pub struct Ctx {
-    pub server: String,
-    pub namespace: String,
-}
-
-impl Ctx {
-    pub async fn client(&self) -> Result<Client> {
-        Ok(Client::connect(&self.server)
-            .await?
-            .with_namespace(&self.namespace)?)
-    }
-}
 
 #[derive(Subcommand)]
 pub enum EventsCmd {

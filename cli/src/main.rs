@@ -2,6 +2,7 @@
 //! (`events`, `publish`, `runs`) over gRPC.
 
 mod client_cmds;
+mod ctx;
 mod replay_cmds;
 mod server_cmds;
 
@@ -126,7 +127,7 @@ async fn main() -> ExitCode {
         // Evaluated locally with the engine's own matcher: no server needed.
         Cmd::Filter(c) => client_cmds::filter(c),
         other => {
-            let ctx = client_cmds::Ctx {
+            let ctx = ctx::Ctx {
                 server: cli.server,
                 namespace: cli.namespace,
             };

@@ -1,6 +1,6 @@
 //! `fanout replay …` and `fanout events log`: the archive and replay jobs.
 
-use crate::client_cmds::Ctx;
+use crate::ctx::Ctx;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use fanout::proto as pb;

@@ -19,7 +19,6 @@
 
 use crate::batch::Batcher;
 use crate::config::Config;
-use crate::dispatch::wakeup::{Target, Wakeup};
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::limits::{self, MAX_TAG_BYTES};
@@ -30,6 +29,7 @@ use crate::routing::filter::Filter;
 use crate::routing::registry::{LiveEvent, Registry};
 use crate::routing::schema::{self, CompiledSchema};
 use crate::storage::Store;
+use crate::wakeup::{Target, Wakeup};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -59,13 +59,13 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     wakeup: Wakeup,
     /// Retry wake-ups and waitpoint expiries (one task fires them).
-    deadlines: crate::dispatch::deadlines::Deadlines,
+    deadlines: crate::wakeup::deadlines::Deadlines,
     archive_wakeup: Wakeup,
     /// Signalled by the archiver after each shipped batch.
     archive_shipped: Wakeup,
     replay_wakeup: Wakeup,
     archive: Arc<dyn crate::archive::Archive>,
-    hub: crate::waitpoint::WaitpointHub,
+    hub: crate::wakeup::waiters::WaitpointHub,
     publisher: Batcher<NewEvent, Published>,
     completer: Batcher<Completion, CompletionEffect>,
     /// Publishes between validation and their answer in this process.
@@ -202,7 +202,7 @@ impl Engine {
 
     /// Wakes worker sessions.
     /// The timers of this engine (run by `server::spawn`).
-    pub fn deadlines(&self) -> &crate::dispatch::deadlines::Deadlines {
+    pub fn deadlines(&self) -> &crate::wakeup::deadlines::Deadlines {
         &self.inner.deadlines
     }
 
@@ -215,7 +215,7 @@ impl Engine {
         self.inner.publishing.load(Ordering::Relaxed)
     }
     /// Wakes waiters of waitpoints.
-    pub fn hub(&self) -> &crate::waitpoint::WaitpointHub {
+    pub fn hub(&self) -> &crate::wakeup::waiters::WaitpointHub {
         &self.inner.hub
     }
     /// Wakes replay runners.
@@ -617,7 +617,7 @@ impl Engine {
         if let CompletionEffect::Retrying { at_ms } = effect {
             self.inner
                 .deadlines
-                .at(at_ms, crate::dispatch::deadlines::Due::Wake(target));
+                .at(at_ms, crate::wakeup::deadlines::Due::Wake(target));
         }
     }
 

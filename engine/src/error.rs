@@ -136,6 +136,24 @@ pub fn retry_after_secs(d: Duration) -> u64 {
     secs.max(1)
 }
 
+/// Bytes of one error message as a whole (gRPC carries it in a header, whose
+/// hard limit is 16 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary (kept text that
+/// must not be refused, such as a failure's message).
+pub fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str(" …(truncated)");
+    }
+    s
+}
+
 /// Client input echoed in a message or a log line: at most `max` bytes (cut
 /// on a character boundary, with the full length said), control characters
 /// escaped so a newline cannot forge a log line.
@@ -201,7 +219,7 @@ impl Error {
     pub fn detail(&self) -> v1::ErrorDetail {
         use v1::ErrorCode as C;
         let mut d = v1::ErrorDetail {
-            message: crate::limits::truncate(self.to_string(), crate::limits::MAX_MESSAGE_BYTES),
+            message: truncate(self.to_string(), MAX_MESSAGE_BYTES),
             ..Default::default()
         };
         let code = match self {

@@ -9,13 +9,16 @@
 //! - [`engine`]: define / publish / complete, the core the APIs call;
 //! - [`routing`]: which subscribers an event reaches: registry cache,
 //!   JSON Schema, content filters, event-name patterns;
-//! - [`dispatch`]: worker sessions, leases, wake-ups, the deadline queue;
+//! - [`dispatch`]: worker sessions and leases;
+//! - [`wakeup`]: in-process signals: idle sessions, the deadline queue,
+//!   waitpoint waiters;
 //! - [`waitpoint`]: publish-and-wait, sleeps, tokens, the waiter hub;
 //! - [`replay`]: replay jobs and their runner;
 //! - [`storage`]: per-table store traits and their SQL implementation;
 //! - [`archive`]: the event archive and the outbox shipper;
 //! - [`ratelimit`]: sliding-window limiters;
-//! - [`signal`]: the cross-replica signal vocabulary and its listener;
+//! - [`signal`]: the cross-replica signal vocabulary; [`peers`]: the
+//!   Postgres listener acting on other replicas' signals;
 //! - [`api`]: the gRPC and HTTP faces;
 //! - [`config`], [`error`], [`limits`], [`model`], [`health`]: shared
 //!   vocabulary.
@@ -31,6 +34,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod peers;
 pub mod ratelimit;
 pub mod replay;
 pub mod routing;
@@ -38,6 +42,7 @@ pub mod server;
 pub mod signal;
 pub mod storage;
 pub mod waitpoint;
+pub mod wakeup;
 
 pub use config::Config;
 pub use engine::Engine;

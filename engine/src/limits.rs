@@ -5,6 +5,7 @@
 //! are fields of [`Limits`] (config section `limits`); the rest are
 //! constants here.
 
+pub use crate::error::truncate;
 use crate::error::{Error, Result, clip};
 use serde::{Deserialize, Serialize};
 
@@ -18,9 +19,8 @@ pub const MAX_VIOLATIONS: usize = 20;
 pub const MAX_VIOLATION_BYTES: usize = 300;
 /// Bytes of client input quoted in any error message or log line.
 pub const MAX_ECHO_BYTES: usize = 120;
-/// Bytes of one error message as a whole (gRPC carries it in a header, whose
-/// hard limit is 16 KiB).
-pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+/// Bytes of one error message as a whole (see `error.rs`).
+pub use crate::error::MAX_MESSAGE_BYTES;
 /// Bytes of a tag.
 pub const MAX_TAG_BYTES: usize = 200;
 /// Bytes of a worker's name (written into a log line on every connect).
@@ -162,20 +162,6 @@ pub fn check_timeout(field: &str, ms: u64) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// `s` cut to at most `max` bytes on a character boundary (kept text that
-/// must not be refused, such as a failure's message).
-pub fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str(" …(truncated)");
-    }
-    s
 }
 
 #[cfg(test)]

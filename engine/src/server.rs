@@ -7,12 +7,12 @@
 use crate::api::{grpc, http};
 use crate::archive::{self, Archive};
 use crate::config::{self, ArchiveConfig, Config, LimiterConfig};
-use crate::dispatch::deadlines::Due;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::peers as notify;
 use crate::ratelimit::{self, RateLimiter};
-use crate::signal::listen as notify;
 use crate::storage::{self, Store};
+use crate::wakeup::deadlines::Due;
 use crate::{dispatch, model, replay, waitpoint};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -201,11 +201,20 @@ pub async fn spawn_with(
     tasks.spawn(dispatch::reaper(engine.clone(), cancel.clone()));
     tasks.spawn(waitpoint::relay(engine.clone(), cancel.clone()));
     tasks.spawn(replay::runner(engine.clone(), cancel.clone()));
-    tasks.spawn(archive::archiver::run(
-        engine.clone(),
-        backends.archive.clone(),
-        cancel.clone(),
-    ));
+    let health = engine.clone();
+    let archiver = archive::archiver::Archiver {
+        store: backends.store.clone(),
+        archive: backends.archive.clone(),
+        wake: engine.archive_wakeup().clone(),
+        shipped: engine.archive_shipped().clone(),
+        batch: engine.config().archive_batch,
+        linger: std::time::Duration::from_millis(engine.config().archive_linger_ms),
+        report: Box::new(move |r| match r {
+            Ok(()) => health.health().archive_ok(),
+            Err(e) => health.health().archive_failed(&e),
+        }),
+    };
+    tasks.spawn(archiver.run(cancel.clone()));
     if let config::StoreConfig::Postgres { url, schema, .. } = &engine.config().store {
         let channel = storage::sql::notify_channel(schema);
         tasks.spawn(notify::listen(

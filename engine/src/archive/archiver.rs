@@ -8,74 +8,85 @@
 //! backlog drains, oldest first, when it returns.
 
 use super::Archive;
-use crate::engine::Engine;
+use crate::storage::Store;
+use crate::wakeup::Wakeup;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Run until `cancel`; ships whatever is pending first when woken.
-pub async fn run(engine: Engine, archive: Arc<dyn Archive>, cancel: CancellationToken) {
-    let batch = engine.config().archive_batch;
-    let linger = Duration::from_millis(engine.config().archive_linger_ms);
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let wake = engine.archive_wakeup().clone();
-        let notified = wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let shipped = ship_once(&engine, archive.as_ref(), batch).await;
-        match &shipped {
-            Ok(_) => engine.health().archive_ok(),
-            Err(e) => engine.health().archive_failed(&e.to_string()),
-        }
-        match shipped {
-            Ok(n) if n == batch => {
-                backoff = Duration::from_millis(100);
-                continue;
-            }
-            Ok(n) => {
-                backoff = Duration::from_millis(100);
-                if n > 0 && !linger.is_zero() {
-                    // More are likely on the way: let them gather.
+/// What the shipper works with: the store's outbox, the archive, its
+/// wake-up (a publish committed) and the signal it gives after each batch
+/// (replays wait on it). It knows nothing of the engine around it.
+pub struct Archiver {
+    pub store: Arc<dyn Store>,
+    pub archive: Arc<dyn Archive>,
+    /// Signalled by publishes: something may be waiting to ship.
+    pub wake: Wakeup,
+    /// Signalled after each shipped batch.
+    pub shipped: Wakeup,
+    /// Events per batch.
+    pub batch: usize,
+    /// After a partial batch, wait this long for more.
+    pub linger: Duration,
+    /// Told each pass's outcome (`/healthz`).
+    pub report: Box<dyn Fn(Result<(), String>) + Send + Sync>,
+}
+
+impl Archiver {
+    /// Run until `cancel`; ships whatever is pending first when woken.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let shipped = self.ship_once().await;
+            (self.report)(shipped.as_ref().map(|_| ()).map_err(ToString::to_string));
+            match shipped {
+                Ok(n) if n == self.batch => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(n) => {
+                    backoff = Duration::from_millis(100);
+                    if n > 0 && !self.linger.is_zero() {
+                        // More are likely on the way: let them gather.
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.linger) => {}
+                            _ = cancel.cancelled() => return,
+                        }
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "archive shipping failed; will retry");
                     tokio::select! {
-                        _ = tokio::time::sleep(linger) => {}
+                        _ = tokio::time::sleep(backoff) => {}
                         _ = cancel.cancelled() => return,
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "archive shipping failed; will retry");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = cancel.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = cancel.cancelled() => return,
             }
         }
-        tokio::select! {
-            _ = &mut notified => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = cancel.cancelled() => return,
-        }
     }
-}
 
-/// Ship one batch; returns how many events were shipped.
-pub async fn ship_once(
-    engine: &Engine,
-    archive: &dyn Archive,
-    batch: usize,
-) -> crate::error::Result<usize> {
-    let events = engine.store().outbox(batch).await?;
-    if events.is_empty() {
-        return Ok(0);
+    /// Ship one batch; returns how many events were shipped.
+    pub async fn ship_once(&self) -> crate::error::Result<usize> {
+        let events = self.store.outbox(self.batch).await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.archive.write(&events).await?;
+        let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        self.store.mark_archived(&ids).await?;
+        self.shipped.now();
+        tracing::debug!(events = ids.len(), "archived");
+        Ok(ids.len())
     }
-    archive.write(&events).await?;
-    let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-    engine.store().mark_archived(&ids).await?;
-    engine.archive_shipped().now();
-    tracing::debug!(events = ids.len(), "archived");
-    Ok(ids.len())
 }

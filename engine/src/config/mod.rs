@@ -11,7 +11,7 @@ pub use load::{SHORTHANDS, from_layers, load};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Everything `run` needs besides its listeners.
+/// Everything `spawn` needs besides its listeners.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {

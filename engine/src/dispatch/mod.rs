@@ -12,13 +12,10 @@
 //! extended by heartbeats and expire into a failed attempt (the reaper);
 //! when the stream ends, the worker's leases are failed at once.
 
-pub mod deadlines;
-pub mod wakeup;
-
-use crate::dispatch::wakeup::Target;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::*;
+use crate::wakeup::Target;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //!
 //! The store is the source of truth. Entries load on first use and are
 //! dropped when this engine changes them, or when another replica announces
-//! a change (Postgres `NOTIFY`, see `signal::listen`). A load never re-inserts what
+//! a change (Postgres `NOTIFY`, see `peers`). A load never re-inserts what
 //! an invalidation removed while it read (a generation check), and no entry
 //! is trusted for more than 10 s, so a missed notification cannot keep a
 //! stale list.

@@ -1,9 +1,7 @@
 //! The cross-replica signal vocabulary: what one engine tells the others
-//! after a commit (over Postgres `LISTEN/NOTIFY`, see `signal::listen`). Written by
+//! after a commit (over Postgres `LISTEN/NOTIFY`, see `peers`). Written by
 //! the store inside its transactions, so only committed work is announced;
 //! one [`Display`](std::fmt::Display) / [`FromStr`] pair is the wire form.
-
-pub mod listen;
 
 use std::fmt;
 use std::str::FromStr;

@@ -50,7 +50,7 @@ pub trait Store:
     + 'static
 {
     /// Post-commit events of this process's writes (waitpoints finished,
-    /// runs resumed). Other replicas hear of them through `signal::listen`.
+    /// runs resumed). Other replicas hear of them through `peers`.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
 
     /// Close connections (engine shutdown), so an engine restarted in the

@@ -7,9 +7,12 @@
 //! unaddressed events (a reaped lease, a resumed parent, a lost
 //! notification connection) wake everyone ([`Wakeup::now`]). Retries
 //! schedule a wake-up at their due time (`deadlines`). Other replicas'
-//! publishes arrive through Postgres `LISTEN/NOTIFY` (see `signal::listen`). The
+//! publishes arrive through Postgres `LISTEN/NOTIFY` (see `peers`). The
 //! archiver and replay runners use the plain, unaddressed signal
 //! ([`Wakeup::notified`]).
+
+pub mod deadlines;
+pub mod waiters;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

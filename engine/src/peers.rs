@@ -1,4 +1,5 @@
-//! Cross-replica signals over Postgres `LISTEN/NOTIFY`.
+//! What other replicas tell this one: [`Signal`]s over Postgres
+//! `LISTEN/NOTIFY`.
 //!
 //! The store sends [`Signal`]s inside its transactions (so only committed
 //! work is announced); this loop turns them into wake-ups and cache
@@ -73,7 +74,7 @@ fn handle(engine: &Engine, payload: &str) {
         Ok(Signal::Runs(ns)) => engine.wakeup().namespace(&ns),
         Ok(Signal::Due(at)) => engine.deadlines().at(
             at,
-            crate::dispatch::deadlines::Due::Wake(crate::dispatch::wakeup::Target::All),
+            crate::wakeup::deadlines::Due::Wake(crate::wakeup::Target::All),
         ),
         Ok(Signal::Events(ns)) => engine.registry().invalidate_events(Some(&ns)),
         Ok(Signal::Subscriptions(ns)) => engine.registry().invalidate_subscriptions(Some(&ns)),

@@ -9,7 +9,7 @@
 //! expires waitpoints on its tick, so the queue may drop entries when it is
 //! full ([`MAX_ENTRIES`]) and keeps nothing across restarts.
 
-use crate::dispatch::wakeup::Target;
+use crate::wakeup::Target;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
