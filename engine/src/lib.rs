@@ -7,6 +7,7 @@
 //!
 //! - [`server`]: `spawn` and `Running`, the one entry point;
 //! - [`engine`]: define / publish / complete, the core the APIs call;
+//!   [`admin`]: the operator's reads and actions on it;
 //! - [`routing`]: which subscribers an event reaches: registry cache,
 //!   JSON Schema, content filters, event-name patterns;
 //! - [`dispatch`]: worker sessions and leases;
@@ -23,6 +24,7 @@
 //! - [`config`], [`error`], [`limits`], [`model`], [`health`]: shared
 //!   vocabulary.
 
+pub mod admin;
 pub mod api;
 pub mod archive;
 pub mod batch;

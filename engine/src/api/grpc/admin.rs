@@ -2,9 +2,8 @@
 
 use super::{convert, namespace};
 use crate::engine::Engine;
-use crate::error::EntityKind;
 use crate::error::Error;
-use crate::model::{DeadLetterSelector, RunQuery, RunStatus, now_ms};
+use crate::model::{DeadLetterSelector, RunQuery, RunStatus};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
@@ -40,7 +39,7 @@ impl AdminService for AdminApi {
             before: opt(r.before),
             limit: r.limit,
         };
-        let runs = self.engine.store().list_runs(&ns, &q).await?;
+        let runs = self.engine.list_runs(&ns, &q).await?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: convert::runs_page(runs),
         }))
@@ -52,18 +51,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RunDetail>, Status> {
         let ns = namespace(&req)?;
         let id = req.into_inner().id;
-        let d = self
-            .engine
-            .store()
-            .get_run(&ns, &id)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(
-                    EntityKind::Run,
-                    &id,
-                    format!("run '{id}' not found in namespace '{ns}'"),
-                )
-            })?;
+        let d = self.engine.get_run(&ns, &id).await?;
         // Attempts of a long-retried run are bounded like any answer.
         let mut budget = crate::limits::MAX_RESPONSE_BYTES.saturating_sub(d.payload_json.len());
         let attempts = d
@@ -91,7 +79,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
         let ns = namespace(&req)?;
-        let subs = self.engine.store().list_subscriptions(Some(&ns)).await?;
+        let subs = self.engine.list_subscriptions(&ns).await?;
         Ok(Response::new(pb::ListSubscriptionsResponse {
             subscriptions: subs.into_iter().map(convert::subscription).collect(),
         }))
@@ -110,7 +98,7 @@ impl AdminService for AdminApi {
             before: opt(r.before),
             limit: r.limit,
         };
-        let runs = self.engine.store().list_dead_letters(&ns, &q).await?;
+        let runs = self.engine.list_dead_letters(&ns, &q).await?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: convert::runs_page(runs),
         }))
@@ -122,15 +110,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
         let ns = namespace(&req)?;
         let sel = selector(req.into_inner())?;
-        let count = self
-            .engine
-            .store()
-            .retry_dead_letters(&ns, &sel, now_ms())
-            .await?;
-        if count > 0 {
-            self.engine.wakeup().namespace(&ns);
-        }
-        tracing::info!(namespace = %ns, count, "dead letters retried");
+        let count = self.engine.retry_dead_letters(&ns, &sel).await?;
         Ok(Response::new(pb::DeadLetterActionResponse { count }))
     }
 
@@ -140,11 +120,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
         let ns = namespace(&req)?;
         let sel = selector(req.into_inner())?;
-        let count = self
-            .engine
-            .store()
-            .discard_dead_letters(&ns, &sel, now_ms())
-            .await?;
+        let count = self.engine.discard_dead_letters(&ns, &sel).await?;
         Ok(Response::new(pb::DeadLetterActionResponse { count }))
     }
 }

@@ -2,8 +2,6 @@
 
 use super::{convert, namespace};
 use crate::engine::{Engine, PublishInput};
-use crate::error::Error;
-use crate::error::{Entity, EntityKind};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::event_service_server::EventService;
 use tonic::{Request, Response, Status};
@@ -38,24 +36,7 @@ impl EventService for EventsApi {
         let ns = namespace(&req)?;
         let r = req.into_inner();
         let version = (r.version != 0).then_some(r.version);
-        let def = self
-            .engine
-            .store()
-            .get_event(&ns, &r.name, version)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                entity: Entity {
-                    kind: EntityKind::Event,
-                    id: r.name.clone(),
-                    version,
-                },
-                message: match version {
-                    Some(v) => {
-                        format!("event '{}' has no version {v} in namespace '{ns}'", r.name)
-                    }
-                    None => format!("event '{}' is not defined in namespace '{ns}'", r.name),
-                },
-            })?;
+        let def = self.engine.get_event(&ns, &r.name, version).await?;
         Ok(Response::new(convert::event_def(def)))
     }
 
@@ -64,7 +45,7 @@ impl EventService for EventsApi {
         req: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let ns = namespace(&req)?;
-        let events = self.engine.store().list_events(&ns).await?;
+        let events = self.engine.list_events(&ns).await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: events.into_iter().map(convert::event_def).collect(),
         }))

@@ -1,0 +1,78 @@
+//! The operator's reads and actions: runs, dead letters, subscriptions and
+//! event definitions, as [`Engine`] methods. The gRPC admin service, the
+//! HTTP API and the dashboard all go through these, so a missing entity is
+//! the same `NotFound` (naming it) everywhere and a retry wakes the
+//! sessions the same way.
+
+use crate::engine::Engine;
+use crate::error::{Entity, EntityKind, Error, Result};
+use crate::model::*;
+
+impl Engine {
+    /// Runs of `ns` matching `q`, newest first.
+    pub async fn list_runs(&self, ns: &str, q: &RunQuery) -> Result<Vec<Run>> {
+        self.store().list_runs(ns, q).await
+    }
+
+    /// One run with its attempts and its event's payload.
+    pub async fn get_run(&self, ns: &str, id: &str) -> Result<RunDetail> {
+        self.store().get_run(ns, id).await?.ok_or_else(|| {
+            Error::not_found(
+                EntityKind::Run,
+                id,
+                format!("run '{id}' not found in namespace '{ns}'"),
+            )
+        })
+    }
+
+    /// The subscriptions of `ns`.
+    pub async fn list_subscriptions(&self, ns: &str) -> Result<Vec<Subscription>> {
+        self.store().list_subscriptions(Some(ns)).await
+    }
+
+    /// Dead letters of `ns`, newest first.
+    pub async fn list_dead_letters(&self, ns: &str, q: &RunQuery) -> Result<Vec<Run>> {
+        self.store().list_dead_letters(ns, q).await
+    }
+
+    /// Queue the selected dead letters again with a fresh attempt budget,
+    /// and wake the namespace's sessions.
+    pub async fn retry_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
+        let count = self.store().retry_dead_letters(ns, sel, now_ms()).await?;
+        if count > 0 {
+            self.wakeup().namespace(ns);
+        }
+        tracing::info!(namespace = %ns, count, "dead letters retried");
+        Ok(count)
+    }
+
+    /// Drop the selected dead letters from the DLQ (the runs stay).
+    pub async fn discard_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
+        let count = self.store().discard_dead_letters(ns, sel, now_ms()).await?;
+        tracing::info!(namespace = %ns, count, "dead letters discarded");
+        Ok(count)
+    }
+
+    /// One event definition (`None`: the latest version).
+    pub async fn get_event(&self, ns: &str, name: &str, version: Option<u32>) -> Result<EventDef> {
+        self.store()
+            .get_event(ns, name, version)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                entity: Entity {
+                    kind: EntityKind::Event,
+                    id: name.to_string(),
+                    version,
+                },
+                message: match version {
+                    Some(v) => format!("event '{name}' has no version {v} in namespace '{ns}'"),
+                    None => format!("event '{name}' is not defined in namespace '{ns}'"),
+                },
+            })
+    }
+
+    /// The latest version of every event of `ns`.
+    pub async fn list_events(&self, ns: &str) -> Result<Vec<EventDef>> {
+        self.store().list_events(ns).await
+    }
+}
