@@ -80,12 +80,13 @@ async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode
     let listeners = fanout_engine::Listeners::bind(grpc, http)
         .await
         .with_context(|| format!("cannot listen on {grpc} / {http}"))?;
+    let stop = terminate();
     let running = fanout_engine::spawn(config, listeners).await?;
     println!("fanout engine ready");
     println!("  gRPC: http://{}", running.grpc_addr());
     println!("  HTTP: http://{}  (GET /healthz)", running.http_addr());
     tokio::select! {
-        _ = terminate() => {}
+        _ = stop => {}
         _ = running.stopped() => {}
     }
     running.shutdown().await?;
@@ -150,18 +151,23 @@ pub async fn migrate(a: MigrateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C, or SIGTERM (what `kill`, systemd and Kubernetes send).
-async fn terminate() {
+/// Ctrl-C, or SIGTERM (what `kill`, systemd and Kubernetes send). The
+/// handlers are installed when this is called, not when the future is first
+/// polled: a SIGTERM right after start must stop the engine cleanly, not
+/// kill the process by the default action.
+fn terminate() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = ctrl_c => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = ctrl_c.await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
