@@ -19,6 +19,9 @@ pub const MAX_VIOLATIONS: usize = 20;
 pub const MAX_VIOLATION_BYTES: usize = 300;
 /// Bytes of client input quoted in any error message or log line.
 pub const MAX_ECHO_BYTES: usize = 120;
+/// Longest wait a handler may ask for before its run's next attempt
+/// (`TaskFailure.retry_after_ms`): one day; longer asks are cut to it.
+pub const MAX_RETRY_AFTER_MS: u64 = 24 * 60 * 60 * 1000;
 /// Bytes of one error message as a whole (see `error.rs`).
 pub use crate::error::MAX_MESSAGE_BYTES;
 /// Bytes of a tag.

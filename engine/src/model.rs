@@ -520,7 +520,13 @@ pub enum Outcome {
     /// Success with the handler's output (JSON text).
     Ok(String),
     /// Failure; `fatal` skips the remaining retries.
-    Failed { message: String, fatal: bool },
+    Failed {
+        message: String,
+        fatal: bool,
+        /// The handler asked for the next attempt no sooner than this (ms
+        /// after the failure; 0: the backoff decides alone).
+        retry_after_ms: u64,
+    },
 }
 
 /// A worker's report for one attempt.

@@ -36,6 +36,15 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// A name or key is taken (e.g. an event defined concurrently).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The call carried no valid credentials.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The credentials do not allow this call.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// Over a rate limit: retry after `retry_after`.
     #[error("rate limited (retry after {retry_after:?}): {message}")]
     RateLimited {
@@ -143,6 +152,8 @@ impl From<tonic::Status> for Error {
                     Error::Unavailable(message)
                 }
                 tonic::Code::InvalidArgument => Error::InvalidArgument(message),
+                tonic::Code::Unauthenticated => Error::Unauthenticated(message),
+                tonic::Code::PermissionDenied => Error::PermissionDenied(message),
                 code => Error::Server {
                     code,
                     message,
@@ -187,6 +198,7 @@ impl From<tonic::Status> for Error {
                 retry_after: Duration::from_millis(d.retry_after_ms.max(1)),
             },
             ErrorCode::Unavailable => Error::Unavailable(message),
+            ErrorCode::AlreadyExists => Error::AlreadyExists(message),
             code => Error::Server {
                 code: s.code(),
                 message,
@@ -199,5 +211,71 @@ impl From<tonic::Status> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Serialization(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fanout_proto::v1;
+
+    fn with_detail(code: tonic::Code, detail: v1::ErrorDetail) -> tonic::Status {
+        let mut s = tonic::Status::new(code, detail.message.clone());
+        fanout_proto::error_detail::attach(&mut s, &detail);
+        s
+    }
+
+    #[test]
+    fn variants_follow_the_detail_not_the_text() {
+        // The message says "payload" but the detail says what it is.
+        let s = with_detail(
+            tonic::Code::NotFound,
+            v1::ErrorDetail {
+                code: ErrorCode::NotFound as i32,
+                message: "payload for event 'x' is invalid".into(),
+                entity: Some(v1::EntityRef {
+                    kind: v1::EntityKind::Run as i32,
+                    id: "r1".into(),
+                    version: 0,
+                }),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            Error::from(s),
+            Error::NotFound { kind: EntityKind::Run, id, .. } if id == "r1"
+        ));
+        let s = with_detail(
+            tonic::Code::ResourceExhausted,
+            v1::ErrorDetail {
+                code: ErrorCode::RateLimited as i32,
+                retry_after_ms: 1_500,
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            Error::from(s),
+            Error::RateLimited { retry_after, .. } if retry_after == Duration::from_millis(1_500)
+        ));
+        let s = with_detail(
+            tonic::Code::AlreadyExists,
+            v1::ErrorDetail {
+                code: ErrorCode::AlreadyExists as i32,
+                ..Default::default()
+            },
+        );
+        assert!(matches!(Error::from(s), Error::AlreadyExists(_)));
+    }
+
+    #[test]
+    fn statuses_without_a_detail_did_not_come_from_the_engine() {
+        let cut = tonic::Status::unknown("transport error");
+        assert!(matches!(Error::from(cut), Error::Unavailable(_)));
+        let proxy = tonic::Status::unauthenticated("no token");
+        assert!(matches!(Error::from(proxy), Error::Unauthenticated(_)));
+        // Text alone never makes an invalid payload.
+        let text =
+            tonic::Status::invalid_argument("payload for event 'x' (schema v1) is invalid: /a: b");
+        assert!(matches!(Error::from(text), Error::InvalidArgument(_)));
     }
 }

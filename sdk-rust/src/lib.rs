@@ -36,7 +36,7 @@ mod worker;
 pub use client::{Client, EventOptions, PublishOptions, Published, RunRef};
 pub use error::{EntityKind, Error, ErrorCode, Result, Violation};
 pub use event::{Event, EventPayload, Publish};
-pub use task::{Retry, Task, TaskContext, TaskError};
+pub use task::{Retry, Task, TaskContext, TaskError, TaskResultExt};
 pub use waitpoint::{
     PublishAndWait, Results, TaskOutcome, WaitResult, WaitpointState, WaitpointStatus,
 };

@@ -374,6 +374,9 @@ fn result(
     let outcome = match outcome {
         Ok(v) => pb::run_result::Outcome::OutputJson(v.to_string()),
         Err(e) => pb::run_result::Outcome::Failure(pb::TaskFailure {
+            retry_after_ms: e
+                .retry_after
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             message: e.message,
             fatal: e.fatal,
         }),

@@ -612,3 +612,56 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         engine.stop().await;
     }
 }
+
+fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
+    /// `?` on an `anyhow` error keeps its cause chain in the attempt's error;
+    /// `.retry_after(d)` reaches the engine (the next attempt waits `d`, not
+    /// the backoff); `.fatal()` dead-letters at once.
+    async fn handler_errors_keep_their_cause_and_say_when_to_retry(b) {
+        use anyhow::Context;
+        use fanout::TaskResultExt;
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let ev = Event::<Order>::new("charge.requested");
+        let upstream = Task::new("upstream", &ev, |_: Order, _| async {
+            let call: anyhow::Result<()> = Err(anyhow::anyhow!("connection reset"));
+            call.context("calling the bank")
+                .retry_after(Duration::from_secs(30))?;
+            Ok(())
+        });
+        let declined = Task::new("declined", &ev, |_: Order, _| async {
+            let call: anyhow::Result<()> = Err(anyhow::anyhow!("card declined"));
+            call.fatal()?;
+            Ok(())
+        });
+        let worker = Worker::new(client.clone())
+            .task(upstream)
+            .task(declined)
+            .start()
+            .await
+            .unwrap();
+        let p = ev.publish(&client, &order("o-9", 9.0)).await.unwrap();
+        for r in &p.runs {
+            let run = eventually(WAIT, "first attempt failed", || async {
+                let run = run_status(&client, &r.run_id).await.run.unwrap();
+                (run.status == "retrying" || run.status == "dead").then_some(run)
+            })
+            .await;
+            if r.task_id == "upstream" {
+                assert_eq!(run.status, "retrying", "[{}] {run:?}", b.name);
+                assert_eq!(run.last_error, "calling the bank: connection reset");
+                assert_eq!(
+                    run.available_at_ms - run.updated_at_ms,
+                    30_000,
+                    "[{}] the asked-for wait, not the 1 s backoff",
+                    b.name
+                );
+            } else {
+                assert_eq!((run.status.as_str(), run.attempts), ("dead", 1), "[{}]", b.name);
+                assert_eq!(run.last_error, "card declined");
+            }
+        }
+        worker.shutdown().await.unwrap();
+        engine.stop().await;
+    }
+}

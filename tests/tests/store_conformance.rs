@@ -305,6 +305,7 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
             outcome: Outcome::Failed {
                 message: format!("fail {attempt}"),
                 fatal,
+                retry_after_ms: 0,
             },
         };
         // A report from a worker that does not hold the run changes nothing.
@@ -507,5 +508,58 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         let subs = store.list_subscriptions(Some("ns")).await.unwrap();
         assert_eq!(subs.len(), 1);
         assert_eq!(subs[0].lease_ms, 9_000, "[{name}] upsert replaces");
+    }
+}
+
+fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
+    /// A handler that asks for a later retry (an upstream's `Retry-After`)
+    /// gets it when it is longer than the backoff; the backoff still
+    /// applies when it is shorter.
+    async fn a_failure_may_ask_for_a_later_retry((name, store, _d)) {
+        store
+            .publish(
+                &[
+                    new_event("default", "e.later", &["slow"], ""),
+                    new_event("default", "e.later", &["slow"], ""),
+                ],
+                DAY,
+            )
+            .await
+            .unwrap();
+        let tasks = vec!["slow".to_string()];
+        let t0 = now_ms();
+        let claimed = store.claim("default", &tasks, "w1", 10, t0).await.unwrap();
+        assert_eq!(claimed.len(), 2, "[{name}]");
+        let fail = |c: &ClaimedRun, retry_after_ms| Completion {
+            run_id: c.run_id.clone(),
+            attempt: c.attempt,
+            worker_id: "w1".into(),
+            outcome: Outcome::Failed {
+                message: "upstream said wait".into(),
+                fatal: false,
+                retry_after_ms,
+            },
+        };
+        let eff = store
+            .complete(&[fail(&claimed[0], 60_000), fail(&claimed[1], 1)], t0)
+            .await
+            .unwrap();
+        let [CompletionEffect::Retrying { at_ms: later }, CompletionEffect::Retrying { at_ms: backoff }] =
+            eff[..]
+        else {
+            panic!("[{name}] {eff:?}")
+        };
+        assert_eq!(later, t0 + 60_000, "[{name}] the asked-for delay");
+        assert!(
+            (t0 + 500..=t0 + 1_000).contains(&backoff),
+            "[{name}] a shorter ask keeps the backoff: {}",
+            backoff - t0
+        );
+        let due = store
+            .claim("default", &tasks, "w2", 10, t0 + 59_999)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "[{name}] only the backoff one is due");
+        assert_eq!(due[0].run_id, claimed[1].run_id);
     }
 }

@@ -176,6 +176,7 @@ impl WorkerService for WorkersApi {
                                         o.len()
                                     ),
                                     fatal: true,
+                                    retry_after_ms: 0,
                                 }
                             }
                             Some(pb::run_result::Outcome::OutputJson(o)) => Outcome::Ok(o),
@@ -185,10 +186,14 @@ impl WorkerService for WorkersApi {
                                     crate::limits::MAX_ERROR_TEXT_BYTES,
                                 ),
                                 fatal: f.fatal,
+                                retry_after_ms: f
+                                    .retry_after_ms
+                                    .min(crate::limits::MAX_RETRY_AFTER_MS),
                             },
                             None => Outcome::Failed {
                                 message: "worker sent a result with no outcome".into(),
                                 fatal: false,
+                                retry_after_ms: 0,
                             },
                         };
                         let s = session.clone();

@@ -63,13 +63,17 @@ async fn fail_run(
     f: &Failing,
     message: &str,
     fatal: bool,
+    retry_after_ms: u64,
     now: i64,
 ) -> Result<CompletionEffect> {
     let exhausted = f.attempts >= f.retry.max_attempts;
     let (status, at, effect) = if fatal || exhausted {
         (RunStatus::Dead, now, CompletionEffect::Dead)
     } else {
-        let at = now + f.retry.backoff(f.attempts).as_millis() as i64;
+        // The backoff, or later when the handler asked for it.
+        let wait = (f.retry.backoff(f.attempts).as_millis() as i64)
+            .max(i64::try_from(retry_after_ms).unwrap_or(i64::MAX));
+        let at = now.saturating_add(wait);
         (
             RunStatus::Retrying,
             at,
@@ -187,7 +191,7 @@ impl SqlStore {
         let mut children = waitpoints::Children::default();
         for r in &rows {
             let f = failing_from_row(r)?;
-            let effect = fail_run(&mut tx, &f, message, false, now).await?;
+            let effect = fail_run(&mut tx, &f, message, false, 0, now).await?;
             if effect == CompletionEffect::Dead {
                 children.add(&f.waitpoint_id);
             }
@@ -290,7 +294,12 @@ impl SqlStore {
         // Failures: rarer; one decision each.
         let lock = self.dialect.for_update();
         for (i, c) in completions.iter().enumerate() {
-            let Outcome::Failed { message, fatal } = &c.outcome else {
+            let Outcome::Failed {
+                message,
+                fatal,
+                retry_after_ms,
+            } = &c.outcome
+            else {
                 continue;
             };
             let row = sqlx::query(&format!(
@@ -304,7 +313,7 @@ impl SqlStore {
             .await?;
             if let Some(r) = row {
                 let f = failing_from_row(&r)?;
-                effects[i] = fail_run(&mut tx, &f, message, *fatal, now).await?;
+                effects[i] = fail_run(&mut tx, &f, message, *fatal, *retry_after_ms, now).await?;
                 if effects[i] == CompletionEffect::Dead {
                     children.add(&f.waitpoint_id);
                 }
