@@ -136,11 +136,14 @@ impl<T: EventPayload> Event<T> {
     }
 
     /// Publish `payload`; `.await` it directly or set options first:
-    /// `event.publish(&client, &p).ordering_key("cust-1").await`.
-    pub fn publish<'a>(&'a self, client: &'a Client, payload: &T) -> Publish<'a> {
+    /// `event.publish(&client, &p).ordering_key("cust-1").await`. The
+    /// builder owns what it needs (a client clone, the validated payload),
+    /// so its future is `Send + 'static`:
+    /// `tokio::spawn(event.publish(&client, &p).into_future())`.
+    pub fn publish(&self, client: &Client, payload: &T) -> Publish {
         Publish {
-            client,
-            event: &self.name,
+            client: client.clone(),
+            event: self.name.clone(),
             payload: self.validate(payload),
             opts: PublishOptions::default(),
         }
@@ -149,14 +152,14 @@ impl<T: EventPayload> Event<T> {
 
 /// A publish being built; `.await` sends it.
 #[must_use = "a publish does nothing until awaited"]
-pub struct Publish<'a> {
-    client: &'a Client,
-    event: &'a str,
+pub struct Publish {
+    client: Client,
+    event: String,
     payload: Result<serde_json::Value>,
     opts: PublishOptions,
 }
 
-impl Publish<'_> {
+impl Publish {
     /// Publish at most once per key within the engine's idempotency window.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.opts.idempotency_key = Some(key.into());
@@ -174,15 +177,15 @@ impl Publish<'_> {
     }
 }
 
-impl<'a> IntoFuture for Publish<'a> {
+impl IntoFuture for Publish {
     type Output = Result<Published>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<Published>> + Send + 'a>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Published>> + Send + 'static>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let payload = self.payload?;
             self.client
-                .publish_json(self.event, &payload, self.opts)
+                .publish_json(&self.event, &payload, self.opts)
                 .await
         })
     }

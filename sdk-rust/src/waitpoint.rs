@@ -316,10 +316,11 @@ impl Client {
 impl<T: EventPayload> Event<T> {
     /// Publish and wait for every subscriber; `.timeout(d)` bounds the wait
     /// (unfinished runs then report `error: "timeout"` and go on).
-    pub fn publish_and_wait<'a>(&'a self, client: &'a Client, payload: &T) -> PublishAndWait<'a> {
+    /// The builder owns a client clone: its future is `Send + 'static`.
+    pub fn publish_and_wait(&self, client: &Client, payload: &T) -> PublishAndWait {
         PublishAndWait {
-            client,
-            event: self.name(),
+            client: client.clone(),
+            event: self.name().to_string(),
             payload: self.validate(payload),
             timeout: None,
             opts: PublishOptions::default(),
@@ -329,15 +330,15 @@ impl<T: EventPayload> Event<T> {
 
 /// A publish-and-wait being built; `.await` sends it and waits.
 #[must_use = "does nothing until awaited"]
-pub struct PublishAndWait<'a> {
-    client: &'a Client,
-    event: &'a str,
+pub struct PublishAndWait {
+    client: Client,
+    event: String,
     payload: Result<serde_json::Value>,
     timeout: Option<Duration>,
     opts: PublishOptions,
 }
 
-impl PublishAndWait<'_> {
+impl PublishAndWait {
     /// Give up waiting after `t` (the runs keep going).
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
@@ -361,14 +362,14 @@ impl PublishAndWait<'_> {
     }
 }
 
-impl<'a> IntoFuture for PublishAndWait<'a> {
+impl IntoFuture for PublishAndWait {
     type Output = Result<WaitResult>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<WaitResult>> + Send + 'a>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<WaitResult>> + Send + 'static>>;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let payload = self.payload?;
             self.client
-                .publish_and_wait_json(self.event, &payload, self.opts, self.timeout)
+                .publish_and_wait_json(&self.event, &payload, self.opts, self.timeout)
                 .await
         })
     }

@@ -665,3 +665,36 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         engine.stop().await;
     }
 }
+
+fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
+    /// Builders own what they need: `publish` and `publish_and_wait` futures
+    /// can be spawned (`Send + 'static`) after the event and client that
+    /// made them are gone.
+    async fn publish_builders_can_be_spawned(b) {
+        use std::future::IntoFuture;
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let ev = Event::<Order>::new("order.spawned");
+        let worker = Worker::new(client.clone())
+            .task(Task::new("echo", &ev, |o: Order, _| async move {
+                Ok::<_, TaskError>(o.amount)
+            }))
+            .start()
+            .await
+            .unwrap();
+        let (publish, wait) = {
+            let ev = ev.clone();
+            let client = client.clone();
+            (
+                tokio::spawn(ev.publish(&client, &order("o-1", 1.0)).into_future()),
+                tokio::spawn(ev.publish_and_wait(&client, &order("o-2", 2.5)).into_future()),
+            )
+        };
+        let p = publish.await.unwrap().unwrap();
+        assert_eq!(p.runs.len(), 1, "[{}]", b.name);
+        let w = wait.await.unwrap().unwrap();
+        assert_eq!(w.results["echo"].output, json!(2.5), "[{}]", b.name);
+        worker.shutdown().await.unwrap();
+        engine.stop().await;
+    }
+}
