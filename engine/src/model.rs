@@ -509,6 +509,8 @@ pub struct ClaimedRun {
     pub ordering_key: String,
     pub tags: Vec<String>,
     pub published_at_ms: i64,
+    /// The original event's id when a replay created this run.
+    pub replay_of: Option<String>,
     /// The run's journal: `(step key, value JSON)` recorded by earlier
     /// executions (memoized steps, waitpoints it suspended on).
     pub journal: Vec<(String, String)>,

@@ -231,6 +231,8 @@ pub struct TaskContext {
     pub tags: Vec<String>,
     /// When the event was published (epoch ms).
     pub published_at_ms: i64,
+    /// When a replay created this run: the original event's id.
+    pub replay_of: Option<String>,
     pub(crate) client: crate::Client,
     /// The worker session holding this run's lease (sent with calls made
     /// on the run's behalf).

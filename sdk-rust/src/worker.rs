@@ -341,6 +341,7 @@ async fn execute(
         ordering_key: (!a.ordering_key.is_empty()).then(|| a.ordering_key.clone()),
         tags: a.tags.clone(),
         published_at_ms: a.published_at_ms,
+        replay_of: (!a.replay_of.is_empty()).then(|| a.replay_of.clone()),
         client,
         worker_id: a.worker_id.clone(),
         journal: Arc::new(Mutex::new(

@@ -9,6 +9,7 @@ use fanout_engine::config::ArchiveConfig;
 use fanout_tests::{TestEngine, eventually, unique_schema};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -102,8 +103,15 @@ fanout_tests::per_backend! { setup: sqlite_local, postgres_local, sqlite_clickho
         let client = engine.client().await;
         let ev = Event::<Order>::new("order.created");
         let ok = |_: Order, _| async { Ok::<_, TaskError>(()) };
+        // What the handler is told: (event id, the replayed original).
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let ship = move |_: Order, ctx: fanout::TaskContext| {
+            s.lock().unwrap().push((ctx.event_id.clone(), ctx.replay_of.clone()));
+            async { Ok::<_, TaskError>(()) }
+        };
         let worker = Worker::new(client.clone())
-            .task(Task::new("ship", &ev, ok))
+            .task(Task::new("ship", &ev, ship))
             .task(Task::new("bill", &ev, ok))
             .task(Task::new("g1", &ev, ok).consumer_group("grp"))
             .task(Task::new("g2", &ev, ok).consumer_group("grp"))
@@ -254,6 +262,13 @@ fanout_tests::per_backend! { setup: sqlite_local, postgres_local, sqlite_clickho
         // Replayed copies are not archived again.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(archived_count(&client, "order.created", from).await, 30);
+        // Replayed runs say so, naming an original; the originals do not.
+        // (Deliveries are at least once: count distinct events.)
+        let seen: std::collections::HashSet<_> = seen.lock().unwrap().iter().cloned().collect();
+        let replays: Vec<_> = seen.iter().filter_map(|(_, of)| of.clone()).collect();
+        assert_eq!(replays.len(), 40, "[{name}]");
+        assert!(replays.iter().all(|of| first_choice.contains_key(of)), "[{name}]");
+        assert_eq!(seen.len() - replays.len(), 30, "[{name}] the originals");
 
         // Bad requests name the problem.
         let err = client

@@ -176,6 +176,7 @@ pub fn assignment(c: ClaimedRun) -> pb::RunAssignment {
             .collect(),
         // Set by the session that sends it.
         worker_id: String::new(),
+        replay_of: c.replay_of.unwrap_or_default(),
     }
 }
 
