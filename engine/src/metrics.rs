@@ -75,6 +75,9 @@ pub struct Metrics {
     pub publish_to_start: Family<TaskLabels, Histogram>,
     pub run_duration: Family<TaskLabels, Histogram>,
     pub workers_connected: Gauge,
+    /// Waits answered by the safety poll instead of a completion notice:
+    /// each is a lost wake-up (should stay 0).
+    pub waits_answered_by_safety_poll: Counter,
     dlq_depth: Family<TaskLabels, Gauge>,
     runs_due: Family<TaskLabels, Gauge>,
     oldest_due_age: Family<TaskLabels, FloatGauge>,
@@ -113,6 +116,7 @@ impl Metrics {
             publish_to_start: Family::new_with_constructor(seconds_histogram),
             run_duration: Family::new_with_constructor(seconds_histogram),
             workers_connected: Gauge::default(),
+            waits_answered_by_safety_poll: Counter::default(),
             dlq_depth: Family::default(),
             runs_due: Family::default(),
             oldest_due_age: Family::default(),
@@ -178,6 +182,11 @@ impl Metrics {
             "workers_connected",
             "Worker streams connected to this engine",
             m.workers_connected.clone(),
+        );
+        r.register(
+            "waits_answered_by_safety_poll",
+            "Waits answered by the 5 s safety poll, not a completion notice (lost wake-ups)",
+            m.waits_answered_by_safety_poll.clone(),
         );
         r.register("dlq_depth", "Dead runs in the DLQ", m.dlq_depth.clone());
         r.register(

@@ -316,6 +316,7 @@ impl Engine {
                         .safety_answers
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         + 1;
+                    self.metrics().waits_answered_by_safety_poll.inc();
                     tracing::warn!(
                         waitpoint = id,
                         safety_answers = n,

@@ -668,6 +668,14 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             b.name,
             took[took.len() - 1]
         );
+        // The engine counts what the caller would feel: no wait answered by
+        // the safety poll.
+        let (_, _, metrics) = fanout_tests::http(&engine.http_url, "GET", "/metrics", "").await;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("fanout_waits_answered_by_safety_poll_total"))
+            .expect("the safety-poll counter is exported");
+        assert!(line.ends_with(" 0"), "[{}] {line}", b.name);
         worker.shutdown().await.unwrap();
         engine.stop().await;
     }

@@ -201,7 +201,15 @@ impl Session {
                         tokio::time::sleep(linger).await;
                     }
                 }
-                _ = &mut freed => {}
+                _ = &mut freed => {
+                    // `select!` picks one ready branch at random: a wake-up
+                    // that came with the freed slot must not be dropped with
+                    // its future (`notify_waiters` keeps no permit), or the
+                    // runs it announced wait for the idle poll (5 s).
+                    if futures::FutureExt::now_or_never(notified.as_mut()).is_some() {
+                        pending = true;
+                    }
+                }
                 _ = tokio::time::sleep(sleep_for) => pending = true,
                 _ = cancel.cancelled() => return,
                 _ = out.closed() => return,
