@@ -1,0 +1,143 @@
+//! Definitions: events (versioned schemas and options) and the tasks
+//! workers register (subscriptions), validated before they are stored.
+
+use super::Engine;
+use crate::error::EntityKind;
+use crate::error::{Error, Result};
+use crate::limits::{self};
+use crate::model::*;
+use crate::routing::filter::Filter;
+use crate::routing::schema::{self, CompiledSchema};
+
+impl Engine {
+    /// Define or redefine an event; returns the definition and whether a new
+    /// version was created.
+    pub async fn define_event(
+        &self,
+        ns: &str,
+        name: &str,
+        schema_json: &str,
+        description: &str,
+        options: &EventOptions,
+    ) -> Result<(EventDef, bool)> {
+        schema::check_event_name(name)?;
+        if schema_json.len() > limits::MAX_SCHEMA_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "schema_json is {} bytes, over the limit of {} bytes",
+                schema_json.len(),
+                limits::MAX_SCHEMA_BYTES
+            )));
+        }
+        if description.len() > limits::MAX_DESCRIPTION_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "description is {} bytes, over the limit of {} bytes",
+                description.len(),
+                limits::MAX_DESCRIPTION_BYTES
+            )));
+        }
+        let value = schema::parse_json("schema_json", schema_json)?;
+        CompiledSchema::compile(&value)?;
+        if let Some(rl) = &options.rate_limit {
+            // The window log holds one entry per counted hit: bound both.
+            if !(1..=1_000_000).contains(&rl.limit) || !(1..=86_400_000).contains(&rl.window_ms) {
+                return Err(Error::InvalidArgument(format!(
+                    "rate_limit: limit must be in 1..=1000000 and window_ms in 1..=86400000 (got {}/{}ms)",
+                    rl.limit, rl.window_ms
+                )));
+            }
+            if !rl.key_field.is_empty() {
+                schema::check_identifier("rate_limit.key_field", &rl.key_field)?;
+            }
+        }
+        let (def, created) = self
+            .inner
+            .store
+            .define_event(
+                ns,
+                name,
+                schema_json,
+                &schema::canonical(&value),
+                description,
+                options,
+            )
+            .await?;
+        self.inner.registry.invalidate_events(Some(ns));
+        if created {
+            tracing::info!(
+                namespace = ns,
+                event = name,
+                version = def.version,
+                "event defined"
+            );
+        }
+        Ok((def, created))
+    }
+
+    /// Validate and durably store a worker's task subscriptions. Messages
+    /// name the offending entry (`tasks[1].event`).
+    pub async fn register_tasks(&self, ns: &str, subs: &[Subscription]) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in subs.iter().enumerate() {
+            schema::check_identifier(&format!("tasks[{i}].id"), &s.task_id)?;
+            if !seen.insert(&s.task_id) {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].id: task '{}' is registered twice by this worker",
+                    s.task_id
+                )));
+            }
+            if crate::routing::pattern::is_pattern(&s.event) {
+                crate::routing::pattern::check(&format!("tasks[{i}].event"), &s.event)?;
+            } else if let Err(Error::NotFound { .. }) = {
+                schema::check_event_name(&s.event)
+                    .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;
+                self.inner.registry.event(ns, &s.event).await
+            } {
+                return Err(Error::not_found(
+                    EntityKind::Event,
+                    &s.event,
+                    format!(
+                        "tasks[{i}]: task '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
+                        s.task_id, s.event
+                    ),
+                ));
+            }
+            if s.filter_json.len() > limits::MAX_FILTER_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].filter_json is {} bytes, over the limit of {} bytes",
+                    s.filter_json.len(),
+                    limits::MAX_FILTER_BYTES
+                )));
+            }
+            Filter::parse(&s.filter_json).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "tasks[{i}].filter_json (task '{}'): {e}",
+                    s.task_id
+                ))
+            })?;
+            if !s.consumer_group.is_empty() {
+                schema::check_identifier(&format!("tasks[{i}].consumer_group"), &s.consumer_group)?;
+            }
+            let r = &s.retry;
+            if r.max_attempts == 0 || r.max_attempts > 1000 {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].retry.max_attempts: {} is out of range 1..=1000",
+                    r.max_attempts
+                )));
+            }
+            if !(1.0..=100.0).contains(&r.multiplier) || r.initial_backoff_ms > r.max_backoff_ms {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].retry: multiplier must be in 1..=100 and initial_backoff_ms <= max_backoff_ms (got {r:?})"
+                )));
+            }
+            if s.lease_ms < 100 || s.lease_ms > 24 * 3_600_000 {
+                return Err(Error::InvalidArgument(format!(
+                    "tasks[{i}].lease_ms: {} is out of range 100..=86400000",
+                    s.lease_ms
+                )));
+            }
+        }
+        self.inner.store.upsert_subscriptions(subs).await?;
+        self.inner.registry.invalidate_subscriptions(Some(ns));
+        Ok(())
+    }
+}
