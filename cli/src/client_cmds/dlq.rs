@@ -1,0 +1,104 @@
+//! `dlq list | show | retry | discard`.
+
+use super::*;
+
+#[derive(Subcommand)]
+pub enum DlqCmd {
+    /// Dead letters, newest first.
+    List {
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter with payload, last error and every attempt.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue dead letters with a fresh attempt budget (history kept).
+    Retry(DlqSelect),
+    /// Remove dead letters from the DLQ.
+    Discard(DlqSelect),
+}
+
+#[derive(Args)]
+pub struct DlqSelect {
+    /// Run ids.
+    ids: Vec<String>,
+    /// Every dead letter (narrow with --event / --task).
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    #[arg(long, requires = "all")]
+    event: Option<String>,
+    #[arg(long, requires = "all")]
+    task: Option<String>,
+}
+
+impl DlqSelect {
+    fn selector(self) -> Result<pb::DeadLetterSelector> {
+        if !self.all && self.ids.is_empty() {
+            anyhow::bail!("name dead letters by id, or pass --all [--event E] [--task T]");
+        }
+        Ok(pb::DeadLetterSelector {
+            ids: self.ids,
+            all: self.all,
+            event: self.event.unwrap_or_default(),
+            task: self.task.unwrap_or_default(),
+        })
+    }
+}
+
+pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    match cmd {
+        DlqCmd::List {
+            event,
+            task,
+            limit,
+            json,
+        } => {
+            let runs = client
+                .list_dead_letters(pb::ListDeadLettersRequest {
+                    event: event.unwrap_or_default(),
+                    task: task.unwrap_or_default(),
+                    limit,
+                    before: String::new(),
+                })
+                .await?;
+            if json {
+                print_json(&Value::Array(runs.iter().map(run_json).collect()))?;
+            } else if runs.is_empty() {
+                println!("the dead-letter queue is empty");
+            } else {
+                println!(
+                    "{:<36}  {:<24} {:<20} {:>8}  LAST ERROR",
+                    "ID", "EVENT", "TASK", "ATTEMPTS"
+                );
+                for r in &runs {
+                    println!(
+                        "{:<36}  {:<24} {:<20} {:>8}  {}",
+                        r.id, r.event, r.task, r.attempts, r.last_error
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCmd::Show { id, json } => runs(ctx, RunsCmd::Show { id, json }).await,
+        DlqCmd::Retry(sel) => {
+            let n = client.retry_dead_letters(sel.selector()?).await?;
+            println!("retried {n} dead letter(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCmd::Discard(sel) => {
+            let n = client.discard_dead_letters(sel.selector()?).await?;
+            println!("discarded {n} dead letter(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `runs list | show`.
+
+use super::*;
+
+#[derive(Subcommand)]
+pub enum RunsCmd {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        task: Option<String>,
+        /// queued, running, retrying, completed or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run with every attempt.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
+    let client = ctx.client().await?;
+    match cmd {
+        RunsCmd::List {
+            event,
+            task,
+            status,
+            limit,
+            json,
+        } => {
+            let runs = client
+                .list_runs(pb::ListRunsRequest {
+                    event: event.unwrap_or_default(),
+                    task: task.unwrap_or_default(),
+                    status: status.unwrap_or_default(),
+                    limit,
+                    before: String::new(),
+                })
+                .await?;
+            if json {
+                print_json(&Value::Array(runs.iter().map(run_json).collect()))?;
+            } else {
+                println!(
+                    "{:<36}  {:<24} {:<20} {:<10} {:>8}  {:<16} CREATED",
+                    "ID", "EVENT", "TASK", "STATUS", "ATTEMPTS", "GROUP"
+                );
+                for r in &runs {
+                    println!(
+                        "{:<36}  {:<24} {:<20} {:<10} {:>8}  {:<16} {}",
+                        r.id,
+                        r.event,
+                        r.task,
+                        r.status,
+                        format!("{}/{}", r.attempts, r.max_attempts),
+                        if r.consumer_group.is_empty() {
+                            "-"
+                        } else {
+                            &r.consumer_group
+                        },
+                        time(r.created_at_ms)
+                    );
+                }
+            }
+        }
+        RunsCmd::Show { id, json } => {
+            let d = client.get_run(&id).await?;
+            let run = d.run.unwrap_or_default();
+            let attempts: Vec<Value> = d
+                .attempts
+                .iter()
+                .map(|a| {
+                    json!({"attempt": a.attempt, "ok": a.ok, "started_at": time(a.started_at_ms),
+                           "finished_at": time(a.finished_at_ms), "output": json_or_text(&a.output_json),
+                           "error": a.error, "worker_id": a.worker_id})
+                })
+                .collect();
+            if json {
+                let mut v = run_json(&run);
+                v["payload"] = json_or_text(&d.payload_json);
+                v["tags"] = json!(d.tags);
+                v["publisher_run_id"] = json!(d.publisher_run_id);
+                v["attempt_history"] = Value::Array(attempts);
+                print_json(&v)?;
+            } else {
+                println!("run {}  {} → {}", run.id, run.event, run.task);
+                println!(
+                    "status: {}  attempts: {}/{}",
+                    run.status, run.attempts, run.max_attempts
+                );
+                println!(
+                    "created: {}  updated: {}",
+                    time(run.created_at_ms),
+                    time(run.updated_at_ms)
+                );
+                println!("payload: {}", d.payload_json);
+                if !run.output_json.is_empty() {
+                    println!("output: {}", run.output_json);
+                }
+                if !run.last_error.is_empty() {
+                    println!("last error: {}", run.last_error);
+                }
+                for a in &d.attempts {
+                    let what = if a.ok {
+                        format!("ok {}", a.output_json)
+                    } else {
+                        format!("failed: {}", a.error)
+                    };
+                    println!(
+                        "  #{} {} .. {}  {what}",
+                        a.attempt,
+                        time(a.started_at_ms),
+                        time(a.finished_at_ms)
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
