@@ -73,6 +73,9 @@ enum Cmd {
     /// The dead-letter queue: list, show, retry, discard.
     #[command(subcommand)]
     Dlq(client_cmds::DlqCmd),
+    /// Subscriptions: list, pause, resume.
+    #[command(subcommand)]
+    Subscriptions(client_cmds::SubscriptionsCmd),
     /// Content filters.
     #[command(subcommand)]
     Filter(client_cmds::FilterCmd),
@@ -135,6 +138,7 @@ async fn main() -> ExitCode {
                 Cmd::Events(c) => client_cmds::events(&ctx, c).await,
                 Cmd::Publish(a) => client_cmds::publish(&ctx, a).await,
                 Cmd::Runs(c) => client_cmds::runs(&ctx, c).await,
+                Cmd::Subscriptions(c) => client_cmds::subscriptions(&ctx, c).await,
                 Cmd::Dlq(c) => client_cmds::dlq(&ctx, c).await,
                 Cmd::Wait(a) => client_cmds::wait(&ctx, a).await,
                 Cmd::Replay(c) => replay_cmds::replay(&ctx, c).await,

@@ -258,6 +258,28 @@ impl Client {
             .count)
     }
 
+    /// Pause a task's subscription: its runs are still created at publish,
+    /// none is claimed until [`Client::resume`]; running attempts finish.
+    pub async fn pause(&self, task_id: &str) -> Result<()> {
+        self.set_paused(task_id, true).await
+    }
+
+    /// Resume a paused subscription: its queued runs are claimed again, in
+    /// order.
+    pub async fn resume(&self, task_id: &str) -> Result<()> {
+        self.set_paused(task_id, false).await
+    }
+
+    async fn set_paused(&self, task_id: &str, paused: bool) -> Result<()> {
+        self.admin()
+            .set_subscription_paused(self.request(pb::SetSubscriptionPausedRequest {
+                task_id: task_id.to_string(),
+                paused,
+            }))
+            .await?;
+        Ok(())
+    }
+
     /// Discard dead letters; returns how many.
     pub async fn discard_dead_letters(&self, sel: pb::DeadLetterSelector) -> Result<u64> {
         Ok(self

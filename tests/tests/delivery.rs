@@ -617,3 +617,70 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         engine.stop().await;
     }
 }
+
+fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
+    /// A paused subscription keeps getting runs (nothing is lost) but none
+    /// is claimed; the other task of the same worker and event flows on;
+    /// a worker re-registering does not unpause it; resuming drains it.
+    async fn a_paused_subscription_holds_its_runs_until_resumed(b) {
+        use fanout::{Event, Task, TaskError, Worker};
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let ev = Event::<serde_json::Value>::new("order.paused");
+        let start = || {
+            Worker::new(client.clone())
+                .task(Task::new("healthy", &ev, |_: serde_json::Value, _| async {
+                    Ok::<_, TaskError>(1)
+                }))
+                .task(Task::new("poisoned", &ev, |_: serde_json::Value, _| async {
+                    Ok::<_, TaskError>(2)
+                }))
+                .start()
+        };
+        let worker = start().await.unwrap();
+        client.pause("poisoned").await.unwrap();
+        let p = ev.publish(&client, &serde_json::json!({"n": 1})).await.unwrap();
+        assert_eq!(p.runs.len(), 2, "[{}] runs are still created", b.name);
+        let status = |task: &'static str| {
+            let client = client.clone();
+            let run = p.runs.iter().find(|r| r.task_id == task).unwrap().run_id.clone();
+            async move { client.get_run(&run).await.unwrap().run.unwrap().status }
+        };
+        eventually(Duration::from_secs(20), "the healthy run completes", || async {
+            (status("healthy").await == "completed").then_some(())
+        })
+        .await;
+        // Claimed in the same statement as the healthy one, had it not been paused.
+        assert_eq!(status("poisoned").await, "queued", "[{}]", b.name);
+        let subs = client.admin().list_subscriptions(client.with_ns(pb::ListSubscriptionsRequest {})).await.unwrap().into_inner();
+        assert!(subs.subscriptions.iter().any(|s| s.task_id == "poisoned" && s.paused));
+        // Registering again (a worker restart) leaves it paused.
+        worker.shutdown().await.unwrap();
+        let worker = start().await.unwrap();
+        let p2 = ev.publish(&client, &serde_json::json!({"n": 2})).await.unwrap();
+        let healthy2 = p2.runs.iter().find(|r| r.task_id == "healthy").unwrap().run_id.clone();
+        eventually(Duration::from_secs(20), "the second healthy run completes", || async {
+            let s = client.get_run(&healthy2).await.unwrap().run.unwrap().status;
+            (s == "completed").then_some(())
+        })
+        .await;
+        assert_eq!(status("poisoned").await, "queued", "[{}] still paused", b.name);
+        // Resumed over HTTP (paused over gRPC above): the same engine call.
+        let (s, _, body) = http(&engine.http_url, "POST", "/api/v1/subscriptions/poisoned/resume", "{}").await;
+        assert_eq!(s, 200, "{body}");
+        let (s, _, body) = http(&engine.http_url, "POST", "/api/v1/subscriptions/nobody/pause", "{}").await;
+        assert_eq!(s, 404, "{body}");
+        assert!(body.contains("\"kind\":\"task\""), "{body}");
+        eventually(Duration::from_secs(20), "the held runs drain", || async {
+            let runs = runs_with_status(&client, "completed").await;
+            (runs.iter().filter(|r| r.task == "poisoned").count() == 2).then_some(())
+        })
+        .await;
+        assert!(matches!(
+            client.pause("no-such-task").await,
+            Err(fanout::Error::NotFound { kind: fanout::EntityKind::Task, .. })
+        ));
+        worker.shutdown().await.unwrap();
+        engine.stop().await;
+    }
+}

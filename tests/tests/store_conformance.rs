@@ -493,6 +493,7 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
             retry: RetryPolicy::default(),
             lease_ms: 5_000,
             updated_at_ms: now_ms(),
+            paused: false,
         };
         store
             .upsert_subscriptions(std::slice::from_ref(&sub))
@@ -501,13 +502,24 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         store
             .upsert_subscriptions(&[Subscription {
                 lease_ms: 9_000,
-                ..sub
+                ..sub.clone()
             }])
             .await
             .unwrap();
         let subs = store.list_subscriptions(Some("ns")).await.unwrap();
         assert_eq!(subs.len(), 1);
         assert_eq!(subs[0].lease_ms, 9_000, "[{name}] upsert replaces");
+        // Paused state: set by set_paused only, kept across re-registration.
+        assert!(store.set_paused("ns", "t", true).await.unwrap());
+        store
+            .upsert_subscriptions(std::slice::from_ref(&sub))
+            .await
+            .unwrap();
+        assert!(store.list_subscriptions(Some("ns")).await.unwrap()[0].paused, "[{name}]");
+        assert!(store.set_paused("ns", "t", false).await.unwrap());
+        assert!(!store.list_subscriptions(Some("ns")).await.unwrap()[0].paused);
+        assert!(!store.set_paused("ns", "nobody", true).await.unwrap());
+        assert!(!store.set_paused("other-ns", "t", true).await.unwrap());
     }
 }
 
@@ -561,5 +573,56 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
             .unwrap();
         assert_eq!(due.len(), 1, "[{name}] only the backoff one is due");
         assert_eq!(due[0].run_id, claimed[1].run_id);
+    }
+}
+
+fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
+    /// The queue gauges `/metrics` reads: due runs per task and the oldest
+    /// one's due time, waiting runs, dead letters, and the archive backlog.
+    async fn queue_stats_count_due_runs_dead_letters_and_backlog((name, store, _d)) {
+        store
+            .publish(
+                &[
+                    new_event("default", "e.s", &["a", "b"], ""),
+                    new_event("default", "e.s", &["a"], ""),
+                ],
+                DAY,
+            )
+            .await
+            .unwrap();
+        let t0 = now_ms();
+        // One run of `b` dies at once (fatal): a dead letter.
+        let c = store
+            .claim("default", &["b".to_string()], "w", 10, t0)
+            .await
+            .unwrap()
+            .remove(0);
+        store
+            .complete(
+                &[Completion {
+                    run_id: c.run_id,
+                    attempt: c.attempt,
+                    worker_id: "w".into(),
+                    outcome: Outcome::Failed {
+                        message: "no".into(),
+                        fatal: true,
+                        retry_after_ms: 0,
+                    },
+                }],
+                t0,
+            )
+            .await
+            .unwrap();
+        let s = store.queue_stats(t0 + 1, 100).await.unwrap();
+        let a = s.tasks.iter().find(|t| t.task_id == "a").expect("task a");
+        assert_eq!((a.due, a.waiting, a.dead_letters), (2, 0, 0), "[{name}] {s:?}");
+        assert!(a.oldest_due_at_ms.is_some_and(|at| at <= t0 + 1), "[{name}]");
+        let b = s.tasks.iter().find(|t| t.task_id == "b").expect("task b");
+        assert_eq!((b.due, b.dead_letters), (0, 1), "[{name}] {s:?}");
+        assert_eq!(s.outbox, 2, "[{name}] two events not yet archived");
+        assert!(s.oldest_unarchived_ms.is_some());
+        // Nothing is due before its time.
+        let early = store.queue_stats(0, 100).await.unwrap();
+        assert!(early.tasks.iter().all(|t| t.due == 0), "[{name}] {early:?}");
     }
 }

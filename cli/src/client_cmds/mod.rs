@@ -17,6 +17,7 @@ mod events;
 mod filter;
 mod publish;
 mod runs;
+mod subscriptions;
 mod waitpoint;
 
 pub use dlq::{DlqCmd, dlq};
@@ -24,6 +25,7 @@ pub use events::{EventsCmd, events};
 pub use filter::{FilterCmd, filter};
 pub use publish::{PublishArgs, publish};
 pub use runs::{RunsCmd, runs};
+pub use subscriptions::{SubscriptionsCmd, subscriptions};
 pub use waitpoint::{WaitArgs, WaitpointCmd, wait, waitpoint};
 
 fn time(ms: i64) -> String {

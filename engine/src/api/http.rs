@@ -37,6 +37,14 @@ pub fn router(engine: Engine) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/events/{name}/publish", post(publish))
         .route("/api/v1/waitpoints/{id}/complete", post(complete_waitpoint))
+        .route(
+            "/api/v1/subscriptions/{task}/pause",
+            post(pause_subscription),
+        )
+        .route(
+            "/api/v1/subscriptions/{task}/resume",
+            post(resume_subscription),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -236,6 +244,28 @@ async fn complete_waitpoint(
     Ok(Json(
         json!({"waitpointId": w.waitpoint.id, "status": w.waitpoint.status}),
     ))
+}
+
+/// Pause a task's subscription (its runs are kept, none is claimed).
+async fn pause_subscription(
+    State(engine): State<Engine>,
+    Path(task): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Error> {
+    let ns = namespace(&headers)?;
+    engine.set_paused(&ns, &task, true).await?;
+    Ok(Json(json!({"task": task, "paused": true})))
+}
+
+/// Resume a paused subscription.
+async fn resume_subscription(
+    State(engine): State<Engine>,
+    Path(task): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Error> {
+    let ns = namespace(&headers)?;
+    engine.set_paused(&ns, &task, false).await?;
+    Ok(Json(json!({"task": task, "paused": false})))
 }
 
 impl IntoResponse for Error {

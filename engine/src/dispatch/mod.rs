@@ -122,12 +122,23 @@ impl Session {
             let free = if closed { 0 } else { self.free_slots() };
             let mut full = false;
             if free > 0 && pending {
+                // Paused subscriptions keep their runs queued (the cache is
+                // invalidated on pause/resume, here and on every replica).
+                let active: std::borrow::Cow<'_, [String]> =
+                    match self.engine.registry().subscriptions(&self.namespace).await {
+                        Ok(subs) if subs.iter().any(|s| s.sub.paused) => order
+                            .iter()
+                            .filter(|t| !subs.iter().any(|s| s.sub.paused && &s.sub.task_id == *t))
+                            .cloned()
+                            .collect(),
+                        _ => std::borrow::Cow::Borrowed(&order[..]),
+                    };
                 match self
                     .engine
                     .store()
                     .claim(
                         &self.namespace,
-                        &order,
+                        &active,
                         &self.worker_id,
                         free as u32,
                         now_ms(),

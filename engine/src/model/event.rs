@@ -56,6 +56,9 @@ pub struct Subscription {
     pub retry: RetryPolicy,
     pub lease_ms: u64,
     pub updated_at_ms: i64,
+    /// Paused: runs are still created, none is claimed. Set only by
+    /// `pause` / `resume`; registering a task leaves it as it is.
+    pub paused: bool,
 }
 
 /// One run to create in a publish transaction.

@@ -109,6 +109,7 @@ mod tests {
                 retry: RetryPolicy::default(),
                 lease_ms: 1000,
                 updated_at_ms: 0,
+                paused: false,
             },
             filter: filter.map(|f| Filter::compile(&f).unwrap()),
         }

@@ -35,4 +35,7 @@ pub trait Definitions: Send + Sync {
 
     /// All subscriptions of a namespace (`None`: of every namespace).
     async fn list_subscriptions(&self, namespace: Option<&str>) -> Result<Vec<Subscription>>;
+
+    /// Pause or resume one subscription; `false` when there is none.
+    async fn set_paused(&self, namespace: &str, task_id: &str, paused: bool) -> Result<bool>;
 }

@@ -123,6 +123,16 @@ impl AdminService for AdminApi {
         let count = self.engine.discard_dead_letters(&ns, &sel).await?;
         Ok(Response::new(pb::DeadLetterActionResponse { count }))
     }
+
+    async fn set_subscription_paused(
+        &self,
+        req: Request<pb::SetSubscriptionPausedRequest>,
+    ) -> Result<Response<pb::SetSubscriptionPausedResponse>, Status> {
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        self.engine.set_paused(&ns, &r.task_id, r.paused).await?;
+        Ok(Response::new(pb::SetSubscriptionPausedResponse {}))
+    }
 }
 
 fn selector(s: pb::DeadLetterSelector) -> Result<DeadLetterSelector, Error> {

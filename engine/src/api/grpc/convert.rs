@@ -154,6 +154,7 @@ pub fn subscription(s: Subscription) -> pb::Subscription {
         retry: Some(retry_to_pb(s.retry)),
         lease_ms: s.lease_ms,
         updated_at_ms: s.updated_at_ms,
+        paused: s.paused,
     }
 }
 

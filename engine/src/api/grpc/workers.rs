@@ -43,6 +43,7 @@ fn subscription(ns: &str, default_lease: u64, t: pb::TaskRegistration) -> Subscr
             t.lease_ms
         },
         updated_at_ms: now_ms(),
+        paused: false,
     }
 }
 

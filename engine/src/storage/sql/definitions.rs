@@ -189,4 +189,28 @@ impl Definitions for SqlStore {
         };
         rows.iter().map(sub_from_row).collect()
     }
+
+    async fn set_paused(&self, namespace: &str, task_id: &str, paused: bool) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE subscriptions SET paused = $3, updated_at_ms = $4 WHERE namespace = $1 AND task_id = $2",
+        )
+        .bind(namespace)
+        .bind(task_id)
+        .bind(i64::from(paused))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            self.notify(&mut tx, Signal::Subscriptions(namespace.to_string()))
+                .await?;
+            if !paused {
+                self.notify(&mut tx, Signal::Runs(namespace.to_string()))
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
 }

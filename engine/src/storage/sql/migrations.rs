@@ -20,6 +20,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (4, "replay", "0004_replay.sql"),
     (6, "outbox", "0006_outbox.sql"),
     (7, "children by event", "0007_children_by_event.sql"),
+    (8, "paused subscriptions", "0008_paused.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -29,6 +30,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (5, "queue tuning", "postgres/0005_queue_tuning.sql"),
     (6, "outbox", "0006_outbox.sql"),
     (7, "children by event", "0007_children_by_event.sql"),
+    (8, "paused subscriptions", "0008_paused.sql"),
 );
 
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

@@ -50,6 +50,7 @@ pub(super) fn sub_from_row(r: &AnyRow) -> Result<Subscription> {
         },
         lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
         updated_at_ms: r.try_get("updated_at_ms")?,
+        paused: r.try_get::<i64, _>("paused")? != 0,
     })
 }
 
