@@ -237,51 +237,39 @@ impl Metrics {
         true
     }
 
+    /// Labels built by `make` from `(a, b, c)`, or from `_other` in each
+    /// place once `family` holds [`MAX_SERIES`] other label sets.
+    fn labels<L>(&self, family: &'static str, abc: [&str; 3], make: impl Fn([&str; 3]) -> L) -> L {
+        if self.bounded(family, abc[0], abc[1], abc[2]) {
+            make(abc)
+        } else {
+            make(["_other"; 3])
+        }
+    }
+
     /// `{namespace, event}`, bounded.
     pub fn event(&self, family: &'static str, ns: &str, event: &str) -> EventLabels {
-        if self.bounded(family, ns, event, "") {
-            EventLabels {
-                namespace: ns.into(),
-                event: event.into(),
-            }
-        } else {
-            EventLabels {
-                namespace: "_other".into(),
-                event: "_other".into(),
-            }
-        }
+        self.labels(family, [ns, event, ""], |[n, e, _]| EventLabels {
+            namespace: n.into(),
+            event: e.into(),
+        })
     }
 
     /// `{namespace, event, task}`, bounded.
     pub fn run(&self, family: &'static str, ns: &str, event: &str, task: &str) -> RunLabels {
-        if self.bounded(family, ns, event, task) {
-            RunLabels {
-                namespace: ns.into(),
-                event: event.into(),
-                task: task.into(),
-            }
-        } else {
-            RunLabels {
-                namespace: "_other".into(),
-                event: "_other".into(),
-                task: "_other".into(),
-            }
-        }
+        self.labels(family, [ns, event, task], |[n, e, t]| RunLabels {
+            namespace: n.into(),
+            event: e.into(),
+            task: t.into(),
+        })
     }
 
     /// `{namespace, task}`, bounded.
     pub fn task(&self, family: &'static str, ns: &str, task: &str) -> TaskLabels {
-        if self.bounded(family, ns, "", task) {
-            TaskLabels {
-                namespace: ns.into(),
-                task: task.into(),
-            }
-        } else {
-            TaskLabels {
-                namespace: "_other".into(),
-                task: "_other".into(),
-            }
-        }
+        self.labels(family, [ns, "", task], |[n, _, t]| TaskLabels {
+            namespace: n.into(),
+            task: t.into(),
+        })
     }
 
     /// Whether the queue gauges are older than `every` (and so due for a

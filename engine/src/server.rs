@@ -137,13 +137,12 @@ impl Running {
 /// Validate `config` (every problem at once), connect its backends, and
 /// start serving on `listeners`.
 pub async fn spawn(config: Config, listeners: Listeners) -> anyhow::Result<Running> {
-    config
-        .validate()
-        .map_err(|problems| anyhow::anyhow!("invalid configuration: {problems}"))?;
+    // Before connecting: a malformed URL is named, not dialled.
+    validate(&config)?;
     let backends = Backends::connect(&config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    spawn_with(config, listeners, backends).await
+    start(config, listeners, backends).await
 }
 
 /// [`spawn`] over backends the caller connected (tests inject their own).
@@ -152,9 +151,22 @@ pub async fn spawn_with(
     listeners: Listeners,
     backends: Backends,
 ) -> anyhow::Result<Running> {
+    validate(&config)?;
+    start(config, listeners, backends).await
+}
+
+fn validate(config: &Config) -> anyhow::Result<()> {
     config
         .validate()
-        .map_err(|problems| anyhow::anyhow!("invalid configuration: {problems}"))?;
+        .map_err(|problems| anyhow::anyhow!("invalid configuration: {problems}"))
+}
+
+/// Start every task and both servers over connected backends.
+async fn start(
+    config: Config,
+    listeners: Listeners,
+    backends: Backends,
+) -> anyhow::Result<Running> {
     let grpc_addr = listeners.grpc.local_addr()?;
     let mut config = config;
     if config.instance_id.is_empty() {

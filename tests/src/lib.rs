@@ -144,46 +144,35 @@ macro_rules! per_backend {
         $crate::per_backend!(@case $src; [$first $($other)*]; $($cases)*);
     };
     (@case $src:path; [$($v:ident)*];) => {};
-    (@case $src:path; [$first:ident $($other:ident)*];
+    (@case $src:path; $vs:tt;
      $(#[$m:meta])* async fn $name:ident($b:pat) $body:block $($rest:tt)*) => {
-        $(#[$m])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[tokio::test]
-            async fn $first() {
-                let $b = $src(stringify!($first)).await;
-                $body
-            }
-
-            $(
-                #[tokio::test]
-                #[ignore = "needs its service: --include-ignored with FANOUT_TEST_*_URL set (.ci/run)"]
-                async fn $other() {
-                    let $b = $src(stringify!($other)).await;
-                    $body
-                }
-            )*
-        }
-        $crate::per_backend!(@case $src; [$first $($other)*]; $($rest)*);
+        $crate::per_backend!(@emit [tokio::test] $src; $vs; $(#[$m])* $name($b) $body);
+        $crate::per_backend!(@case $src; $vs; $($rest)*);
     };
     // `multi_thread async fn …`: the case needs a multi-threaded runtime.
-    (@case $src:path; [$first:ident $($other:ident)*];
+    (@case $src:path; $vs:tt;
      $(#[$m:meta])* multi_thread async fn $name:ident($b:pat) $body:block $($rest:tt)*) => {
+        $crate::per_backend!(
+            @emit [tokio::test(flavor = "multi_thread", worker_threads = 2)] $src; $vs;
+            $(#[$m])* $name($b) $body
+        );
+        $crate::per_backend!(@case $src; $vs; $($rest)*);
+    };
+    (@emit [$test:meta] $src:path; [$first:ident $($other:ident)*];
+     $(#[$m:meta])* $name:ident($b:pat) $body:block) => {
         $(#[$m])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[$test]
             async fn $first() {
                 let $b = $src(stringify!($first)).await;
                 $body
             }
 
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$test]
                 #[ignore = "needs its service: --include-ignored with FANOUT_TEST_*_URL set (.ci/run)"]
                 async fn $other() {
                     let $b = $src(stringify!($other)).await;
@@ -191,7 +180,6 @@ macro_rules! per_backend {
                 }
             )*
         }
-        $crate::per_backend!(@case $src; [$first $($other)*]; $($rest)*);
     };
 }
 

@@ -39,11 +39,19 @@ pub fn router(engine: Engine) -> axum::Router {
         .route("/api/v1/waitpoints/{id}/complete", post(complete_waitpoint))
         .route(
             "/api/v1/subscriptions/{task}/pause",
-            post(pause_subscription),
+            post(
+                |State(e): State<Engine>, Path(t): Path<String>, h: HeaderMap| {
+                    set_paused(e, t, h, true)
+                },
+            ),
         )
         .route(
             "/api/v1/subscriptions/{task}/resume",
-            post(resume_subscription),
+            post(
+                |State(e): State<Engine>, Path(t): Path<String>, h: HeaderMap| {
+                    set_paused(e, t, h, false)
+                },
+            ),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -246,26 +254,17 @@ async fn complete_waitpoint(
     ))
 }
 
-/// Pause a task's subscription (its runs are kept, none is claimed).
-async fn pause_subscription(
-    State(engine): State<Engine>,
-    Path(task): Path<String>,
+/// Pause (`paused`) or resume a task's subscription; paused, its runs are
+/// kept and none is claimed.
+async fn set_paused(
+    engine: Engine,
+    task: String,
     headers: HeaderMap,
+    paused: bool,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
-    engine.set_paused(&ns, &task, true).await?;
-    Ok(Json(json!({"task": task, "paused": true})))
-}
-
-/// Resume a paused subscription.
-async fn resume_subscription(
-    State(engine): State<Engine>,
-    Path(task): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, Error> {
-    let ns = namespace(&headers)?;
-    engine.set_paused(&ns, &task, false).await?;
-    Ok(Json(json!({"task": task, "paused": false})))
+    engine.set_paused(&ns, &task, paused).await?;
+    Ok(Json(json!({"task": task, "paused": paused})))
 }
 
 impl IntoResponse for Error {
