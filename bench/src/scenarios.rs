@@ -28,13 +28,9 @@ fn backend(args: &Args) -> &'static str {
 
 /// No runs queued, running or retrying in the store.
 async fn drained(client: &Client) -> anyhow::Result<bool> {
-    for status in ["queued", "running", "retrying"] {
-        let req = fanout::proto::ListRunsRequest {
-            status: status.into(),
-            limit: 1,
-            ..Default::default()
-        };
-        if !client.list_runs(req).await?.is_empty() {
+    use fanout::RunStatus;
+    for status in [RunStatus::Queued, RunStatus::Running, RunStatus::Retrying] {
+        if !client.runs().status(status).first(1).await?.is_empty() {
             return Ok(false);
         }
     }
@@ -65,7 +61,9 @@ fn noop_worker(
     filter: Option<Value>,
     slots: u32,
 ) -> Worker {
-    let mut w = Worker::new(client.clone()).concurrency(slots);
+    let mut w = Worker::new(client.clone())
+        .define_events()
+        .concurrency(slots);
     for i in 0..s {
         let d = done.clone();
         let mut t = Task::new(format!("{prefix}-{i}"), ev, move |_: Payload, _| {
@@ -167,7 +165,9 @@ pub async fn latency(args: &Args) -> anyhow::Result<Value> {
     // Handlers report each finish here; the publisher blocks on it rather
     // than polling, so the load generator leaves both cores to the engine.
     let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let mut w = Worker::new(client.clone()).concurrency(args.worker_concurrency);
+    let mut w = Worker::new(client.clone())
+        .define_events()
+        .concurrency(args.worker_concurrency);
     for i in 0..args.subscribers {
         let (s, e, f) = (starts.clone(), ends.clone(), finished_tx.clone());
         w = w.task(Task::new(format!("lat-{i}"), &ev, move |p: Payload, _| {
@@ -354,6 +354,7 @@ pub async fn suspended(args: &Args) -> anyhow::Result<Value> {
     let child_ev = Event::<Payload>::new("bench.child");
     // The child is subscribed but no worker serves it: parents stay suspended.
     Worker::new(client.clone())
+        .define_events()
         .task(Task::new("child", &child_ev, |_: Payload, _| async {
             Ok::<_, TaskError>(())
         }))
@@ -375,6 +376,7 @@ pub async fn suspended(args: &Args) -> anyhow::Result<Value> {
         }
     });
     let worker = Worker::new(client.clone())
+        .define_events()
         .concurrency(args.worker_concurrency)
         .task(parent)
         .start()
@@ -391,20 +393,17 @@ pub async fn suspended(args: &Args) -> anyhow::Result<Value> {
     let (after, engine_after) = (rss_bytes(), engine_rss());
     // Checked after the memory reading: listing 10,000 runs allocates.
     // The engine answers at most 10,000 runs a page; page on by id.
-    let (mut waiting, mut cursor) = (0, String::new());
-    loop {
-        let req = fanout::proto::ListRunsRequest {
-            task: "parent".into(),
-            status: "waiting".into(),
-            limit: 10_000,
-            before: cursor.clone(),
-            ..Default::default()
-        };
-        let page = client.list_runs(req).await?;
-        let Some(last) = page.last() else { break };
-        cursor = last.id.clone();
-        waiting += page.len();
-    }
+    let waiting = {
+        use futures::TryStreamExt;
+        client
+            .runs()
+            .task("parent")
+            .status(fanout::RunStatus::Waiting)
+            .page_size(10_000)
+            .stream()
+            .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+            .await?
+    };
     anyhow::ensure!(
         waiting >= args.events,
         "only {waiting} of {} parents are waiting in the store",
@@ -491,8 +490,9 @@ pub async fn replay(args: &Args) -> anyhow::Result<Value> {
             after_ms: 0,
             after_id: String::new(),
         };
-        c.replay()
-            .list_archived(c.with_ns(req))
+        c.raw()
+            .replay()
+            .list_archived(c.raw().request(req))
             .await
             .map(|r| r.into_inner().events.len())
     };
@@ -508,14 +508,20 @@ pub async fn replay(args: &Args) -> anyhow::Result<Value> {
     };
     let t0 = Instant::now();
     let job = client
+        .raw()
         .replay()
-        .start_replay(client.with_ns(req))
+        .start_replay(client.raw().request(req))
         .await?
         .into_inner();
     let job = loop {
         let j = client
+            .raw()
             .replay()
-            .get_replay(client.with_ns(fanout::proto::GetReplayRequest { id: job.id.clone() }))
+            .get_replay(
+                client
+                    .raw()
+                    .request(fanout::proto::GetReplayRequest { id: job.id.clone() }),
+            )
             .await?
             .into_inner();
         if j.status != "running" {

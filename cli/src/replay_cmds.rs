@@ -105,8 +105,9 @@ async fn poll(
 ) -> Result<pb::ReplayJob> {
     loop {
         let j = client
+            .raw()
             .replay()
-            .get_replay(client.with_ns(pb::GetReplayRequest { id: id.into() }))
+            .get_replay(client.raw().request(pb::GetReplayRequest { id: id.into() }))
             .await?
             .into_inner();
         if let Some(b) = bar {
@@ -123,11 +124,11 @@ async fn poll(
 
 pub async fn replay(ctx: &Ctx, cmd: ReplayCmd) -> Result<ExitCode> {
     let client = ctx.client().await?;
-    let mut api = client.replay();
+    let mut api = client.raw().replay();
     match (cmd.sub, cmd.start) {
         (Some(ReplaySub::Status { id, json }), _) => {
             let j = api
-                .get_replay(client.with_ns(pb::GetReplayRequest { id }))
+                .get_replay(client.raw().request(pb::GetReplayRequest { id }))
                 .await?
                 .into_inner();
             if json {
@@ -152,7 +153,7 @@ pub async fn replay(ctx: &Ctx, cmd: ReplayCmd) -> Result<ExitCode> {
         }
         (Some(ReplaySub::Cancel { id }), _) => {
             let j = api
-                .cancel_replay(client.with_ns(pb::GetReplayRequest { id }))
+                .cancel_replay(client.raw().request(pb::GetReplayRequest { id }))
                 .await?
                 .into_inner();
             println!("replay {} is {}", j.id, j.status);
@@ -174,7 +175,10 @@ pub async fn replay(ctx: &Ctx, cmd: ReplayCmd) -> Result<ExitCode> {
                     .unwrap_or(0.0),
                 skip_already_replayed: a.skip_already_replayed,
             };
-            let j = api.start_replay(client.with_ns(req)).await?.into_inner();
+            let j = api
+                .start_replay(client.raw().request(req))
+                .await?
+                .into_inner();
             if a.dry_run {
                 let j = poll(&client, &j.id, None).await?;
                 let by_task = serde_json::from_str::<Value>(&j.by_task_json).unwrap_or(Value::Null);
@@ -264,8 +268,9 @@ pub async fn log(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
         after_id: String::new(),
     };
     let events = client
+        .raw()
         .replay()
-        .list_archived(client.with_ns(req))
+        .list_archived(client.raw().request(req))
         .await?
         .into_inner()
         .events;

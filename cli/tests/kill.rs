@@ -91,7 +91,7 @@ async fn connect(grpc: u16) -> Client {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(c) = Client::connect(format!("http://127.0.0.1:{grpc}")).await
-            && c.list_events().await.is_ok()
+            && c.event_definitions().await.is_ok()
         {
             return c;
         }
@@ -116,6 +116,7 @@ async fn kill_9_under_publish_load_loses_no_acknowledged_event() {
         })
     };
     Worker::new(client.clone())
+        .define_events()
         .task(task())
         .start()
         .await
@@ -178,20 +179,18 @@ async fn kill_9_under_publish_load_loses_no_acknowledged_event() {
     }
     // Every stored event's run completes once a worker is there.
     let worker = Worker::new(client.clone())
+        .define_events()
         .task(task())
         .start()
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (completed, total) = loop {
-        let all = client
-            .list_runs(fanout::proto::ListRunsRequest {
-                limit: 10_000,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let done = all.iter().filter(|r| r.status == "completed").count();
+        let all = client.runs().first(10_000).await.unwrap();
+        let done = all
+            .iter()
+            .filter(|r| r.status == fanout::RunStatus::Completed)
+            .count();
         if done == all.len() || Instant::now() > deadline {
             break (done, all.len());
         }
@@ -332,6 +331,7 @@ async fn fault_worker_process() {
     })
     .lease(Duration::from_millis(1_500));
     let _worker = Worker::new(client)
+        .define_events()
         .concurrency(4)
         .task(task)
         .start()
@@ -371,18 +371,9 @@ async fn worker_processes_killed_or_frozen_mid_run() {
         .define_event("job.created", &json!({"type": "object"}), "")
         .await
         .unwrap();
-    let runs = |status: &'static str| {
+    let runs = |status: fanout::RunStatus| {
         let client = client.clone();
-        async move {
-            client
-                .list_runs(fanout::proto::ListRunsRequest {
-                    status: status.into(),
-                    limit: 1_000,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-        }
+        async move { client.runs().status(status).first(1_000).await.unwrap() }
     };
     for (signal, label) in [("-KILL", "kill -9"), ("-STOP", "SIGSTOP")] {
         // A slow worker takes the runs and is hit mid-run.
@@ -392,13 +383,7 @@ async fn worker_processes_killed_or_frozen_mid_run() {
         // wait until the worker process has registered its task.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let subs = client
-                .admin()
-                .list_subscriptions(client.with_ns(fanout::proto::ListSubscriptionsRequest {}))
-                .await
-                .unwrap()
-                .into_inner()
-                .subscriptions;
+            let subs = client.subscriptions().await.unwrap();
             if subs.iter().any(|s| s.task_id == task) {
                 break;
             }
@@ -420,17 +405,17 @@ async fn worker_processes_killed_or_frozen_mid_run() {
                 .unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while runs("running").await.len() < published {
+        while runs(fanout::RunStatus::Running).await.len() < published {
             assert!(
                 Instant::now() < deadline,
                 "{label}: the slow worker never took the runs"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let held_by: Vec<String> = runs("running")
+        let held_by: Vec<String> = runs(fanout::RunStatus::Running)
             .await
             .into_iter()
-            .map(|r| r.worker_id)
+            .filter_map(|r| r.worker_id)
             .collect();
         assert!(
             Command::new("kill")
@@ -444,7 +429,7 @@ async fn worker_processes_killed_or_frozen_mid_run() {
         let started = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
-            let done = runs("completed").await;
+            let done = runs(fanout::RunStatus::Completed).await;
             if done.len() >= published * (if label == "kill -9" { 1 } else { 2 }) {
                 break done;
             }
@@ -456,7 +441,12 @@ async fn worker_processes_killed_or_frozen_mid_run() {
         };
         let this_round: Vec<_> = done
             .iter()
-            .filter(|r| r.output_json.contains("pid") && !held_by.contains(&r.worker_id))
+            .filter(|r| {
+                r.output
+                    .as_ref()
+                    .is_some_and(|o| o.to_string().contains("pid"))
+                    && !held_by.contains(r.worker_id.as_ref().unwrap())
+            })
             .collect();
         // Each run completed once, by the healthy worker, on a later attempt.
         assert!(
@@ -464,10 +454,10 @@ async fn worker_processes_killed_or_frozen_mid_run() {
             "{label}: {this_round:?}"
         );
         assert!(
-            runs("running")
+            runs(fanout::RunStatus::Running)
                 .await
                 .iter()
-                .all(|r| !held_by.contains(&r.worker_id)),
+                .all(|r| r.worker_id.as_ref().is_none_or(|w| !held_by.contains(w))),
             "{label}: the frozen worker still holds runs"
         );
         println!(

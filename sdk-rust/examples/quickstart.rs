@@ -2,7 +2,7 @@
 //! wait for every run, print a summary. Needs a running engine
 //! (`fanout dev`); set FANOUT_SERVER to point elsewhere.
 
-use fanout::{Client, Event, Task, TaskError, Worker};
+use fanout::{Client, Event, RunStatus, Task, Worker};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -30,23 +30,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let order_created = Event::<OrderCreated>::new("order.created");
+    // Defining is deliberate (workers check their types against it).
+    order_created.define(&client).await?;
 
     let send_receipt = Task::new(
         "send-receipt",
         &order_created,
         |o: OrderCreated, _ctx| async move {
-            Ok::<_, TaskError>(
-                json!({"receipt": format!("receipt for {} sent to {}", o.order_id, o.customer_id)}),
-            )
+            Ok(json!({"receipt": format!("receipt for {} sent to {}", o.order_id, o.customer_id)}))
         },
     );
     // A server-side filter: the engine creates a run only for big orders.
     let alert_vip = Task::new(
         "alert-vip",
         &order_created,
-        |o: OrderCreated, _ctx| async move {
-            Ok::<_, TaskError>(json!({"alerted": true, "orderId": o.order_id}))
-        },
+        |o: OrderCreated, _ctx| async move { Ok(json!({"alerted": true, "orderId": o.order_id})) },
     )
     .filter(json!({"amount": [{"$gte": 1000}]}));
     let worker = Worker::new(client.clone())
@@ -75,9 +73,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut done = Vec::new();
     for r in &runs {
         loop {
-            let detail = client.get_run(&r.run_id).await?;
-            let run = detail.run.unwrap_or_default();
-            if run.status == "completed" || run.status == "dead" {
+            let detail = client.run(&r.run_id).await?;
+            let run = detail.run;
+            if run.status.is_final() {
                 done.push(run);
                 break;
             }
@@ -91,17 +89,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let completed = done.iter().filter(|r| r.status == "completed").count();
+    let completed = done
+        .iter()
+        .filter(|r| r.status == RunStatus::Completed)
+        .count();
     let alerts = done
         .iter()
-        .filter(|r| r.task == "alert-vip" && r.output_json.contains("\"alerted\":true"))
+        .filter(|r| r.task_id == "alert-vip")
+        .filter(|r| r.output.as_ref().is_some_and(|o| o["alerted"] == true))
         .count();
     println!(
         "{completed}/{} runs completed; VIP alerts sent: {alerts}",
         done.len()
     );
     for r in &done {
-        println!("  {:<13} {:<10} {}", r.task, r.status, r.output_json);
+        let output = r.output.as_ref().map(|o| o.to_string()).unwrap_or_default();
+        println!("  {:<13} {:<10} {output}", r.task_id, r.status.as_str());
     }
     worker.shutdown().await?;
     if completed != done.len() {

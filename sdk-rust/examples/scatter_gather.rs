@@ -9,7 +9,7 @@
 //! publish-and-wait and prints the parent's output as one JSON line.
 //! Needs a running engine (`fanout dev`).
 
-use fanout::{Client, Event, Retry, Task, TaskError, Worker};
+use fanout::{Client, Event, Retry, Task, TaskError, TaskFailure, Worker};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
@@ -33,16 +33,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = connect().await?;
     let checkout_started = Event::<Checkout>::new("checkout.started");
     let order_placed = Event::<OrderPlaced>::new("order.placed");
+    // Defining an event is deliberate: workers only check their types
+    // against the defined schema.
+    checkout_started.define(&client).await?;
+    order_placed.define(&client).await?;
 
     let reserve = Task::new(
         "reserve-stock",
         &order_placed,
-        |o: OrderPlaced, _| async move { Ok::<_, TaskError>(json!({"reserved": o.order_id})) },
+        |o: OrderPlaced, _| async move { Ok(json!({"reserved": o.order_id})) },
     );
     let charge = Task::new(
         "charge-card",
         &order_placed,
-        |o: OrderPlaced, _| async move { Ok::<_, TaskError>(json!({"charged": o.amount})) },
+        |o: OrderPlaced, _| async move { Ok(json!({"charged": o.amount})) },
     );
     let legacy = Task::new(
         "notify-legacy",
@@ -70,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     },
                 )
                 .await?;
-            Ok::<_, TaskError>(results)
+            Ok(results)
         }
     })
     .retry(Retry::attempts(3));
@@ -79,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .task(reserve)
         .task(charge)
         .task(legacy)
-        .task(checkout)
+        .task(checkout.clone())
         .start()
         .await?;
     let done = checkout_started
@@ -92,14 +96,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .timeout(Duration::from_secs(60))
         .await?;
-    let parent = done
+    // Read back through the task: typed as the handler returned it.
+    let children: fanout::Results = done
         .results
-        .get("checkout")
-        .ok_or("no result from the checkout task")?;
-    if !parent.ok {
-        return Err(format!("checkout failed: {:?}", parent.error).into());
-    }
-    println!("{}", serde_json::to_string(&parent.output)?);
+        .get(&checkout)
+        .ok_or("no result from the checkout task")?
+        .map_err(|e: TaskFailure| format!("checkout failed: {e}"))?;
+    println!("{}", serde_json::to_string(&children)?);
     worker.shutdown().await?;
     Ok(())
 }

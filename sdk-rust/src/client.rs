@@ -1,9 +1,11 @@
 //! [`Client`]: one gRPC channel to the engine, with a namespace.
 
+use crate::admin::{EventDefinition, RateLimit, Subscription};
 use crate::error::{Error, Result};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::admin_service_client::AdminServiceClient;
 use fanout_proto::v1::event_service_client::EventServiceClient;
+use fanout_proto::v1::replay_service_client::ReplayServiceClient;
 use fanout_proto::v1::worker_service_client::WorkerServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -49,7 +51,7 @@ pub struct EventOptions {
     pub dlq: bool,
     /// At most `limit` publishes per `window`, optionally per value of a
     /// top-level payload field.
-    pub rate_limit: Option<(u32, std::time::Duration, Option<String>)>,
+    pub rate_limit: Option<RateLimit>,
     /// What the event means, shown in `events list`.
     pub description: String,
 }
@@ -161,20 +163,40 @@ impl Client {
         WorkerServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
     }
 
-    /// The replay API (jobs, archive reads), generated types.
-    pub fn replay(&self) -> fanout_proto::v1::replay_service_client::ReplayServiceClient<Channel> {
-        fanout_proto::v1::replay_service_client::ReplayServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(256 << 20)
+    /// The generated gRPC clients, for what the typed API does not cover
+    /// (their requests need [`RawClient::request`] to carry the namespace).
+    pub fn raw(&self) -> RawClient<'_> {
+        RawClient { client: self }
     }
 
-    /// Attach this client's namespace to a request for the generated clients.
-    pub fn with_ns<T>(&self, msg: T) -> tonic::Request<T> {
-        self.request(msg)
-    }
-
-    /// The admin API (runs, subscriptions), generated types.
-    pub fn admin(&self) -> AdminServiceClient<Channel> {
-        AdminServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    /// Store `tasks`' subscriptions without running them (a deploy step):
+    /// each typed task's event must be defined with its type's schema
+    /// ([`Error::SchemaMismatch`] otherwise). Runs are created for them from
+    /// the next publish on, and wait until a worker serves the tasks.
+    ///
+    /// ```no_run
+    /// # use fanout::{Client, Event, Task};
+    /// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)] struct Order { id: String }
+    /// # async fn demo(client: Client) -> fanout::Result<()> {
+    /// let placed = Event::<Order>::new("order.placed");
+    /// let receipt = Task::new("receipt", &placed, |o: Order, _| async move { Ok(o.id) });
+    /// let audit = Task::on_pattern("audit", "order.#", |v, _| async move { Ok(v) });
+    /// placed.define(&client).await?;
+    /// client.register(&[&receipt, &audit]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn register(&self, tasks: &[&dyn crate::task::AnyTask]) -> Result<Vec<String>> {
+        let specs: Vec<_> = tasks.iter().map(|t| t.spec().clone()).collect();
+        crate::worker::check_schemas(self, &specs, false).await?;
+        let req = pb::RegisterTasksRequest {
+            tasks: specs.iter().map(|t| t.registration()).collect(),
+        };
+        Ok(self
+            .workers()
+            .register_tasks(self.request(req))
+            .await?
+            .into_inner()
+            .task_ids)
     }
 
     /// Define an event from a JSON Schema; returns `(version, created)`.
@@ -198,23 +220,21 @@ impl Client {
         schema: &serde_json::Value,
         opts: &EventOptions,
     ) -> Result<(u32, bool)> {
-        let resp =
-            self.events()
-                .define_event(self.request(pb::DefineEventRequest {
-                    name: name.into(),
-                    schema_json: schema.to_string(),
-                    description: opts.description.clone(),
-                    disable_dlq: !opts.dlq,
-                    rate_limit: opts.rate_limit.as_ref().map(|(limit, window, key)| {
-                        pb::RateLimit {
-                            limit: *limit,
-                            window_ms: window.as_millis() as u64,
-                            key_field: key.clone().unwrap_or_default(),
-                        }
-                    }),
-                }))
-                .await?
-                .into_inner();
+        let resp = self
+            .events()
+            .define_event(self.request(pb::DefineEventRequest {
+                name: name.into(),
+                schema_json: schema.to_string(),
+                description: opts.description.clone(),
+                disable_dlq: !opts.dlq,
+                rate_limit: opts.rate_limit.as_ref().map(|r| pb::RateLimit {
+                    limit: r.limit,
+                    window_ms: u64::try_from(r.window.as_millis()).unwrap_or(u64::MAX),
+                    key_field: r.key_field.clone().unwrap_or_default(),
+                }),
+            }))
+            .await?
+            .into_inner();
         Ok((resp.event.map(|e| e.version).unwrap_or(0), resp.created))
     }
 
@@ -235,29 +255,6 @@ impl Client {
             .matches)
     }
 
-    /// Dead letters, newest first.
-    pub async fn list_dead_letters(
-        &self,
-        query: pb::ListDeadLettersRequest,
-    ) -> Result<Vec<pb::Run>> {
-        Ok(self
-            .admin()
-            .list_dead_letters(self.request(query))
-            .await?
-            .into_inner()
-            .runs)
-    }
-
-    /// Re-queue dead letters (fresh attempt budget, history kept); returns how many.
-    pub async fn retry_dead_letters(&self, sel: pb::DeadLetterSelector) -> Result<u64> {
-        Ok(self
-            .admin()
-            .retry_dead_letters(self.request(sel))
-            .await?
-            .into_inner()
-            .count)
-    }
-
     /// Pause a task's subscription: its runs are still created at publish,
     /// none is claimed until [`Client::resume`]; running attempts finish.
     pub async fn pause(&self, task_id: &str) -> Result<()> {
@@ -271,23 +268,14 @@ impl Client {
     }
 
     async fn set_paused(&self, task_id: &str, paused: bool) -> Result<()> {
-        self.admin()
+        self.raw()
+            .admin()
             .set_subscription_paused(self.request(pb::SetSubscriptionPausedRequest {
                 task_id: task_id.to_string(),
                 paused,
             }))
             .await?;
         Ok(())
-    }
-
-    /// Discard dead letters; returns how many.
-    pub async fn discard_dead_letters(&self, sel: pb::DeadLetterSelector) -> Result<u64> {
-        Ok(self
-            .admin()
-            .discard_dead_letters(self.request(sel))
-            .await?
-            .into_inner()
-            .count)
     }
 
     /// Publish a JSON payload to an event by name (untyped; see
@@ -335,44 +323,84 @@ impl Client {
         })
     }
 
-    /// Event definitions (latest version of each).
-    pub async fn list_events(&self) -> Result<Vec<pb::EventDefinition>> {
+    /// Every event's latest definition.
+    pub async fn event_definitions(&self) -> Result<Vec<EventDefinition>> {
         Ok(self
             .events()
             .list_events(self.request(pb::ListEventsRequest {}))
             .await?
             .into_inner()
-            .events)
+            .events
+            .into_iter()
+            .map(EventDefinition::from)
+            .collect())
     }
 
-    /// One event definition (`version` 0: the latest).
-    pub async fn get_event(&self, name: &str, version: u32) -> Result<pb::EventDefinition> {
+    /// One event definition: `version` or (`None`) the latest.
+    pub async fn event_definition(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<EventDefinition> {
         Ok(self
             .events()
             .get_event(self.request(pb::GetEventRequest {
                 name: name.into(),
-                version,
+                version: version.unwrap_or(0),
             }))
             .await?
-            .into_inner())
+            .into_inner()
+            .into())
     }
 
-    /// Runs matching the filters, newest first.
-    pub async fn list_runs(&self, query: pb::ListRunsRequest) -> Result<Vec<pb::Run>> {
+    /// Every task subscription in the namespace.
+    pub async fn subscriptions(&self) -> Result<Vec<Subscription>> {
         Ok(self
+            .raw()
             .admin()
-            .list_runs(self.request(query))
+            .list_subscriptions(self.request(pb::ListSubscriptionsRequest::default()))
             .await?
             .into_inner()
-            .runs)
+            .subscriptions
+            .into_iter()
+            .map(Subscription::from)
+            .collect())
+    }
+}
+
+/// The generated gRPC clients on a [`Client`]'s channel. Requests made
+/// through them carry the namespace only when built with
+/// [`RawClient::request`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawClient<'a> {
+    client: &'a Client,
+}
+
+impl RawClient<'_> {
+    /// A request carrying the client's namespace.
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        self.client.request(msg)
     }
 
-    /// One run with its attempts and payload.
-    pub async fn get_run(&self, id: &str) -> Result<pb::RunDetail> {
-        Ok(self
-            .admin()
-            .get_run(self.request(pb::GetRunRequest { id: id.into() }))
-            .await?
-            .into_inner())
+    /// The admin service (runs, dead letters, subscriptions).
+    pub fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.client.channel()).max_decoding_message_size(64 << 20)
+    }
+
+    /// The replay service (jobs, archive reads).
+    pub fn replay(&self) -> ReplayServiceClient<Channel> {
+        ReplayServiceClient::new(self.client.channel()).max_decoding_message_size(256 << 20)
+    }
+
+    /// The event service (definitions, publish, filters).
+    pub fn events(&self) -> EventServiceClient<Channel> {
+        self.client.events()
+    }
+
+    /// The waitpoint service.
+    pub fn waitpoints(
+        &self,
+    ) -> fanout_proto::v1::waitpoint_service_client::WaitpointServiceClient<Channel> {
+        self.client.waitpoints()
     }
 }

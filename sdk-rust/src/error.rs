@@ -65,6 +65,22 @@ pub enum Error {
         /// Why the connection failed.
         message: String,
     },
+    /// A task's Rust type derives a different schema than its event's
+    /// defined one: payloads the engine accepts may not deserialize into
+    /// the task's type. Define the new version deliberately
+    /// (`event.define(&client)`), or start the worker with
+    /// `Worker::allow_schema_mismatch()`.
+    #[error(
+        "task '{task}' expects a different schema than event '{event}' version {version} has: define the new version (event.define(&client)) or allow the mismatch (Worker::allow_schema_mismatch)"
+    )]
+    SchemaMismatch {
+        /// The event.
+        event: String,
+        /// Its latest defined version.
+        version: u32,
+        /// The task whose type differs.
+        task: String,
+    },
     /// A payload or output could not be (de)serialized.
     #[error("serialization: {0}")]
     Serialization(String),

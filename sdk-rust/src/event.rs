@@ -21,6 +21,8 @@ pub struct Event<T> {
     schema: Arc<serde_json::Value>,
     validator: Arc<OnceLock<Option<jsonschema::Validator>>>,
     options: EventOptions,
+    /// A `rate_limit_by` given before `rate_limit`.
+    rate_key: Option<String>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -31,6 +33,7 @@ impl<T> Clone for Event<T> {
             schema: self.schema.clone(),
             validator: self.validator.clone(),
             options: self.options.clone(),
+            rate_key: self.rate_key.clone(),
             _t: PhantomData,
         }
     }
@@ -53,21 +56,29 @@ impl<T: EventPayload> Event<T> {
             schema: Arc::new(schema),
             validator: Arc::default(),
             options: EventOptions::default(),
+            rate_key: None,
             _t: PhantomData,
         }
     }
 
     /// At most `limit` publishes per `window` (enforced by the engine).
     pub fn rate_limit(mut self, limit: u32, window: std::time::Duration) -> Self {
-        self.options.rate_limit = Some((limit, window, None));
+        self.options.rate_limit = Some(crate::RateLimit {
+            limit,
+            window,
+            key_field: self.rate_key.clone(),
+        });
         self
     }
 
-    /// Count the rate limit per value of this top-level payload field.
+    /// Count the rate limit per value of this top-level payload field (in
+    /// either order with [`Event::rate_limit`]; alone it limits nothing).
     pub fn rate_limit_by(mut self, field: impl Into<String>) -> Self {
+        let field = field.into();
         if let Some(rl) = &mut self.options.rate_limit {
-            rl.2 = Some(field.into());
+            rl.key_field = Some(field.clone());
         }
+        self.rate_key = Some(field);
         self
     }
 

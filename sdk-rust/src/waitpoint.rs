@@ -28,30 +28,17 @@
 //! 4. Step values must round-trip through JSON.
 
 use crate::client::{Client, PublishOptions};
+use crate::context::{Backend, TaskContext};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventPayload};
-use crate::task::{TaskContext, TaskError};
+use crate::results::Results;
+use crate::task_error::TaskError;
 use fanout_proto::v1 as pb;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::time::Duration;
-
-/// One subscriber's final outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskOutcome {
-    /// Whether the run completed (`false`: it died).
-    pub ok: bool,
-    /// The run's output (`Null` if it died).
-    pub output: serde_json::Value,
-    /// The last error of a dead run.
-    pub error: Option<String>,
-}
-
-/// `{ "<task id>": { ok, output, error } }`, one entry per run created.
-pub type Results = BTreeMap<String, TaskOutcome>;
 
 /// What a publish-and-wait returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,7 +129,7 @@ fn state(w: pb::WaitpointInfo) -> Result<WaitpointState> {
     let status = status_of(&w);
     Ok(WaitpointState {
         results: if w.results_json.is_empty() {
-            Results::new()
+            Results::default()
         } else {
             serde_json::from_str(&w.results_json)?
         },
@@ -375,7 +362,7 @@ impl IntoFuture for PublishAndWait {
     }
 }
 
-fn sdk_err(e: Error) -> TaskError {
+pub(crate) fn sdk_err(e: Error) -> TaskError {
     match e {
         Error::InvalidPayload { .. } | Error::InvalidArgument(_) | Error::NotFound { .. } => {
             TaskError::fatal(e.to_string())
@@ -385,12 +372,20 @@ fn sdk_err(e: Error) -> TaskError {
 }
 
 impl TaskContext {
-    fn parent(&self, key: &str) -> pb::ParentRun {
+    /// The engine this run's calls go to, and the lease holder to name.
+    fn engine(&self) -> Option<(&Client, &str)> {
+        match &self.backend {
+            Backend::Engine { client, worker_id } => Some((client, worker_id)),
+            Backend::Offline(_) => None,
+        }
+    }
+
+    fn parent(&self, key: &str, worker_id: &str) -> pb::ParentRun {
         pb::ParentRun {
             run_id: self.run_id.clone(),
             attempt: self.attempt,
             step_key: key.into(),
-            worker_id: self.worker_id.clone(),
+            worker_id: worker_id.into(),
         }
     }
 
@@ -401,12 +396,16 @@ impl TaskContext {
 
     /// Results of a journaled waitpoint: at once if final; otherwise (rare:
     /// this execution is a retry that raced its own suspension) wait here.
-    async fn finished(&self, id: &str) -> std::result::Result<WaitpointState, TaskError> {
-        let s = self.client.get_waitpoint(id).await.map_err(sdk_err)?;
+    async fn finished(
+        &self,
+        client: &Client,
+        id: &str,
+    ) -> std::result::Result<WaitpointState, TaskError> {
+        let s = client.get_waitpoint(id).await.map_err(sdk_err)?;
         if s.is_final() {
             Ok(s)
         } else {
-            self.client.wait(id).await.map_err(sdk_err)
+            client.wait(id).await.map_err(sdk_err)
         }
     }
 
@@ -430,21 +429,25 @@ impl TaskContext {
         let json = serde_json::to_string(&value).map_err(|e| {
             TaskError::fatal(format!("step '{name}' result does not serialize: {e}"))
         })?;
-        let req = pb::RecordStepRequest {
-            run_id: self.run_id.clone(),
-            attempt: self.attempt,
-            key: key.clone(),
-            value_json: json,
-            worker_id: self.worker_id.clone(),
+        let stored = match self.engine() {
+            Some((client, worker_id)) => {
+                let req = pb::RecordStepRequest {
+                    run_id: self.run_id.clone(),
+                    attempt: self.attempt,
+                    key: key.clone(),
+                    value_json: json,
+                    worker_id: worker_id.into(),
+                };
+                client
+                    .waitpoints()
+                    .record_step(client.request(req))
+                    .await
+                    .map_err(|s| sdk_err(s.into()))?
+                    .into_inner()
+                    .value_json
+            }
+            None => json,
         };
-        let stored = self
-            .client
-            .waitpoints()
-            .record_step(self.client.request(req))
-            .await
-            .map_err(|s| sdk_err(s.into()))?
-            .into_inner()
-            .value_json;
         self.journal_put(&key, &stored);
         serde_json::from_str(&stored).map_err(|e| TaskError::fatal(e.to_string()))
     }
@@ -457,18 +460,21 @@ impl TaskContext {
         payload: &T,
     ) -> std::result::Result<Results, TaskError> {
         let key = format!("wait:{}", self.next_seq("wait"));
-        if let Some(id) = self.journaled_waitpoint(&key) {
-            return Ok(self.finished(&id).await?.results);
-        }
         let value = event.validate(payload).map_err(sdk_err)?;
-        let resp = self
-            .client
+        let (client, worker_id) = match &self.backend {
+            Backend::Engine { client, worker_id } => (client, worker_id),
+            Backend::Offline(stubs) => return stubs.publish_and_wait(event.name(), value),
+        };
+        if let Some(id) = self.journaled_waitpoint(&key) {
+            return Ok(self.finished(client, &id).await?.results);
+        }
+        let resp = client
             .publish_and_wait_raw(
                 event.name(),
                 &value,
                 PublishOptions::default(),
                 None,
-                Some(self.parent(&key)),
+                Some(self.parent(&key, worker_id)),
             )
             .await
             .map_err(sdk_err)?;
@@ -478,24 +484,30 @@ impl TaskContext {
         if resp.suspended {
             return Err(TaskError::suspended(resp.waitpoint_id));
         }
-        Ok(self.finished(&resp.waitpoint_id).await?.results)
+        Ok(self.finished(client, &resp.waitpoint_id).await?.results)
     }
 
     /// Suspend this run for `duration` (durably: no worker slot is held).
     pub async fn sleep(&self, duration: Duration) -> std::result::Result<(), TaskError> {
         let key = format!("sleep:{}", self.next_seq("sleep"));
+        let (client, worker_id) = match &self.backend {
+            Backend::Engine { client, worker_id } => (client, worker_id),
+            Backend::Offline(stubs) => {
+                stubs.slept(duration);
+                return Ok(());
+            }
+        };
         if let Some(id) = self.journaled_waitpoint(&key) {
-            self.finished(&id).await?;
+            self.finished(client, &id).await?;
             return Ok(());
         }
         let req = pb::SleepRequest {
-            parent: Some(self.parent(&key)),
-            duration_ms: duration.as_millis() as u64,
+            parent: Some(self.parent(&key, worker_id)),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         };
-        let w = self
-            .client
+        let w = client
             .waitpoints()
-            .sleep(self.client.request(req))
+            .sleep(client.request(req))
             .await
             .map_err(|s| sdk_err(s.into()))?
             .into_inner();

@@ -14,8 +14,9 @@
 //! sees a crash: those attempts count).
 
 use crate::client::Client;
+use crate::context::{Backend, States, TaskContext};
 use crate::error::{Error, Result};
-use crate::task::{Task, TaskContext};
+use crate::task::{AnyTask, TaskSpec};
 use fanout_proto::v1 as pb;
 use pb::{server_message::Msg as In, worker_message::Msg as Out};
 use std::collections::{HashMap, HashSet};
@@ -27,13 +28,17 @@ use tokio::sync::{mpsc, watch};
 /// A set of tasks served by one process.
 pub struct Worker {
     client: Client,
-    tasks: Vec<Task>,
+    tasks: Vec<TaskSpec>,
     concurrency: u32,
     name: String,
     grace: Duration,
+    states: States,
+    define_events: bool,
+    allow_schema_mismatch: bool,
 }
 
 /// A worker running in the background.
+#[derive(Debug)]
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     join: tokio::task::JoinHandle<Result<()>>,
@@ -66,7 +71,36 @@ impl Worker {
             concurrency: 16,
             name: format!("pid-{}", std::process::id()),
             grace: Duration::from_secs(30),
+            states: States::default(),
+            define_events: false,
+            allow_schema_mismatch: false,
         }
+    }
+
+    /// Application state every handler borrows with
+    /// [`TaskContext::state`] (one value per type; call again for more):
+    /// a database pool, an HTTP client, configuration.
+    pub fn with_state<S: Send + Sync + 'static>(mut self, state: S) -> Self {
+        self.states = self.states.with(state);
+        self
+    }
+
+    /// Define each typed task's event from its Rust type at start (a new
+    /// schema version when the type changed). Off by default: defining is
+    /// a deliberate act (`event.define(&client)`, `fanout events define`),
+    /// and a worker only checks that the defined schema is its type's.
+    pub fn define_events(mut self) -> Self {
+        self.define_events = true;
+        self
+    }
+
+    /// Start even when a task's Rust type derives a different schema than
+    /// its event's defined one (by default that is an
+    /// [`Error::SchemaMismatch`] at start: payloads the engine accepts
+    /// might not deserialize into the task's type).
+    pub fn allow_schema_mismatch(mut self) -> Self {
+        self.allow_schema_mismatch = true;
+        self
     }
 
     /// How long [`WorkerHandle::shutdown`] lets running handlers finish
@@ -77,8 +111,8 @@ impl Worker {
     }
 
     /// Add a task.
-    pub fn task(mut self, task: Task) -> Self {
-        self.tasks.push(task);
+    pub fn task(mut self, task: impl AnyTask) -> Self {
+        self.tasks.push(task.spec().clone());
         self
     }
 
@@ -94,12 +128,16 @@ impl Worker {
         self
     }
 
-    /// Define events and register once (errors such as a bad task are
-    /// returned here), then run in the background.
+    /// Define events (when asked to) or check their schemas, register
+    /// once (errors such as a bad task are returned here), then run in the
+    /// background.
     pub async fn start(self) -> Result<WorkerHandle> {
         let (stop, stop_rx) = watch::channel(false);
         let this = Arc::new(self);
-        this.define_events().await?;
+        if this.define_events {
+            this.define().await?;
+        }
+        check_schemas(&this.client, &this.tasks, this.allow_schema_mismatch).await?;
         let first = this.connect().await?;
         let join = tokio::spawn(async move { this.run_loop(Some(first), stop_rx).await });
         Ok(WorkerHandle { stop, join })
@@ -112,7 +150,7 @@ impl Worker {
         handle.shutdown().await
     }
 
-    async fn define_events(&self) -> Result<()> {
+    async fn define(&self) -> Result<()> {
         let mut done = HashSet::new();
         for t in &self.tasks {
             if let Some((schema, opts)) = &t.definition
@@ -130,23 +168,7 @@ impl Worker {
         pb::Register {
             worker_name: self.name.clone(),
             concurrency: self.concurrency,
-            tasks: self
-                .tasks
-                .iter()
-                .map(|t| pb::TaskRegistration {
-                    id: t.id.clone(),
-                    event: t.event.clone(),
-                    filter_json: t.filter.as_ref().map(|f| f.to_string()).unwrap_or_default(),
-                    consumer_group: t.consumer_group.clone().unwrap_or_default(),
-                    retry: Some(pb::RetryPolicy {
-                        max_attempts: t.retry.max_attempts,
-                        initial_backoff_ms: t.retry.initial_backoff.as_millis() as u64,
-                        max_backoff_ms: t.retry.max_backoff.as_millis() as u64,
-                        multiplier: t.retry.multiplier,
-                    }),
-                    lease_ms: t.lease.map(|l| l.as_millis() as u64).unwrap_or(0),
-                })
-                .collect(),
+            tasks: self.tasks.iter().map(TaskSpec::registration).collect(),
         }
     }
 
@@ -216,7 +238,7 @@ impl Worker {
     /// Serve one connection; true when asked to stop.
     async fn serve(&self, conn: Conn, stop: &mut watch::Receiver<bool>) -> bool {
         let Conn { tx, mut inbound } = conn;
-        let handlers: HashMap<String, Task> = self
+        let handlers: HashMap<String, TaskSpec> = self
             .tasks
             .iter()
             .map(|t| (t.id.clone(), t.clone()))
@@ -299,8 +321,9 @@ impl Worker {
                     let tx = tx.clone();
                     let running = running.clone();
                     let client = self.client.clone();
+                    let states = self.states.clone();
                     jobs.spawn(async move {
-                        let outcome = execute(&task, &a, client).await;
+                        let outcome = execute(&task, &a, client, states).await;
                         let _ = tx.send(result(&a, outcome)).await;
                         if let Ok(mut s) = running.lock() { s.remove(&a.run_id); }
                     });
@@ -326,9 +349,10 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Run the handler, turning a panic into a retryable failure.
 async fn execute(
-    task: &Task,
+    task: &TaskSpec,
     a: &pb::RunAssignment,
     client: Client,
+    states: States,
 ) -> std::result::Result<serde_json::Value, crate::TaskError> {
     let payload: serde_json::Value = serde_json::from_str(&a.payload_json)
         .map_err(|e| crate::TaskError::fatal(format!("payload is not JSON: {e}")))?;
@@ -337,13 +361,17 @@ async fn execute(
         attempt: a.attempt,
         task_id: a.task_id.clone(),
         event: a.event.clone(),
+        event_version: a.event_version,
         event_id: a.event_id.clone(),
         ordering_key: (!a.ordering_key.is_empty()).then(|| a.ordering_key.clone()),
         tags: a.tags.clone(),
         published_at_ms: a.published_at_ms,
         replay_of: (!a.replay_of.is_empty()).then(|| a.replay_of.clone()),
-        client,
-        worker_id: a.worker_id.clone(),
+        backend: Backend::Engine {
+            client,
+            worker_id: a.worker_id.clone(),
+        },
+        states,
         journal: Arc::new(Mutex::new(
             a.journal
                 .iter()
@@ -389,4 +417,52 @@ fn result(
             outcome: Some(outcome),
         })),
     }
+}
+
+/// Check that each typed task's event is defined with the schema its Rust
+/// type derives. An undefined event is an error naming how to define it; a
+/// different schema is [`Error::SchemaMismatch`] unless allowed (then a
+/// warning). Pattern tasks are untyped: nothing to check.
+pub(crate) async fn check_schemas(
+    client: &Client,
+    tasks: &[TaskSpec],
+    allow_mismatch: bool,
+) -> Result<()> {
+    let mut checked = HashSet::new();
+    for t in tasks {
+        let Some((schema, _)) = &t.definition else {
+            continue;
+        };
+        if !checked.insert(t.event.clone()) {
+            continue;
+        }
+        let defined = match client.event_definition(&t.event, None).await {
+            Ok(d) => d,
+            Err(Error::NotFound { kind, id, .. }) => {
+                return Err(Error::NotFound {
+                    kind,
+                    id,
+                    message: format!(
+                        "task '{}' is on event '{}', which is not defined in namespace '{}': define it first (`event.define(&client)` or `fanout events define`), or let the worker define it with Worker::define_events()",
+                        t.id,
+                        t.event,
+                        client.namespace()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if &defined.schema != schema {
+            if allow_mismatch {
+                tracing::warn!(event = %t.event, version = defined.version, task = %t.id, "the task's type derives a different schema than the defined one");
+            } else {
+                return Err(Error::SchemaMismatch {
+                    event: t.event.clone(),
+                    version: defined.version,
+                    task: t.id.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }

@@ -244,16 +244,17 @@ where
     }
 }
 
-/// Runs of the client's namespace with `status`, as (task, run) pairs.
-pub async fn runs_with_status(client: &fanout::Client, status: &str) -> Vec<fanout::proto::Run> {
-    client
-        .list_runs(fanout::proto::ListRunsRequest {
-            status: status.into(),
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .expect("list runs")
+/// Runs of the client's namespace in `status` (`None`: any), newest first,
+/// through the SDK's typed admin API.
+pub async fn runs_with_status(
+    client: &fanout::Client,
+    status: impl Into<Option<fanout::RunStatus>>,
+) -> Vec<fanout::Run> {
+    let mut q = client.runs();
+    if let Some(s) = status.into() {
+        q = q.status(s);
+    }
+    q.first(10_000).await.expect("list runs")
 }
 
 /// A minimal HTTP/1.1 request (Connection: close) for testing the HTTP API

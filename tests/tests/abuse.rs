@@ -105,6 +105,7 @@ async fn hash_patterns_cannot_freeze_the_engine() {
         Ok::<_, TaskError>(())
     });
     let worker = Worker::new(client.clone())
+        .define_events()
         .task(task)
         .start()
         .await
@@ -394,7 +395,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
                 Ok::<_, TaskError>(v)
             }
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(task)
             .start()
             .await
@@ -406,7 +407,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let run = eventually(BOUND, "the run is running", || {
             let client = client.clone();
             async move {
-                fanout_tests::runs_with_status(&client, "running")
+                fanout_tests::runs_with_status(&client, fanout::RunStatus::Running)
                     .await
                     .into_iter()
                     .next()
@@ -431,7 +432,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         };
         // Another namespace, even with the right worker id.
         let e = wp
-            .record_step(step("evil", &run.worker_id))
+            .record_step(step("evil", run.worker_id.as_deref().unwrap_or_default()))
             .await
             .unwrap_err();
         assert_eq!(
@@ -463,7 +464,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             .create_token(req(
                 "evil",
                 pb::CreateTokenRequest {
-                    parent: Some(parent(run.attempts, &run.worker_id)),
+                    parent: Some(parent(run.attempts, run.worker_id.as_deref().unwrap_or_default())),
                     ..Default::default()
                 },
             ))
@@ -498,12 +499,12 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             let client = client.clone();
             let id = run.id.clone();
             async move {
-                let d = client.get_run(&id).await.ok()?;
-                (d.run.as_ref()?.status == "completed").then_some(d)
+                let d = client.run(&id).await.ok()?;
+                (d.run.status == fanout::RunStatus::Completed).then_some(d)
             }
         })
         .await;
-        assert_eq!(done.run.unwrap().output_json, "\"mine\"", "[{}]", b.name);
+        assert_eq!(done.run.output, Some(serde_json::json!("mine")), "[{}]", b.name);
         worker.shutdown().await.unwrap();
         engine.stop().await;
     }
@@ -602,10 +603,10 @@ async fn big_numbers_are_stored_as_published() {
     .await;
     assert_eq!(s, 200, "{body}");
     let client = engine.client().await;
-    let mut replay = client.replay();
+    let mut replay = client.raw().replay();
     let stored = eventually(BOUND, "the event is archived", || {
         let mut replay = replay.clone();
-        let r = client.with_ns(pb::ListArchivedRequest {
+        let r = client.raw().request(pb::ListArchivedRequest {
             event: "ledger.entry".into(),
             to_ms: i64::MAX,
             ..Default::default()

@@ -31,21 +31,18 @@ fn order(id: &str, amount: f64, currency: &str) -> Order {
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn all_runs(c: &Client) -> Vec<pb::Run> {
-    c.list_runs(pb::ListRunsRequest {
-        limit: 10_000,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+async fn all_runs(c: &Client) -> Vec<fanout::Run> {
+    runs_with_status(c, None).await
 }
 
-async fn wait_all_terminal(c: &Client, n: usize) -> Vec<pb::Run> {
+async fn wait_all_terminal(c: &Client, n: usize) -> Vec<fanout::Run> {
     eventually(WAIT, &format!("{n} runs terminal"), || async {
         let runs = all_runs(c).await;
         let done = runs
             .iter()
-            .filter(|r| r.status == "completed" || r.status == "dead")
+            .filter(|r| {
+                r.status == fanout::RunStatus::Completed || r.status == fanout::RunStatus::Dead
+            })
             .count();
         (runs.len() == n && done == n).then_some(runs)
     })
@@ -61,7 +58,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let big = Task::new("big", &ev, ok).filter(json!({"amount": [{"$gte": 1000}]}));
         let eu = Task::new("eu", &ev, ok).filter(json!({"currency": [{"prefix": "EU"}, "GBP"]}));
         let all = Task::new("all", &ev, ok);
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(big)
             .task(eu)
             .task(all)
@@ -114,7 +111,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
 
         // A malformed filter is refused at registration, naming task and path.
         let bad = Task::new("bad", &ev, ok).filter(json!({"amount": [{"$gtee": 1}]}));
-        let err = Worker::new(client.clone())
+        let err = Worker::new(client.clone()).define_events()
             .task(bad)
             .start()
             .await
@@ -149,7 +146,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let deep = Task::on_pattern("order-any", "order.#", |_: serde_json::Value, _| async {
             Ok::<_, TaskError>(())
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(one)
             .task(deep)
             .start()
@@ -196,9 +193,9 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let runs = wait_all_terminal(&client, 5).await;
         let r = runs
             .iter()
-            .find(|r| r.task == "order-one-level" && r.event == "order.paid")
+            .find(|r| r.task_id == "order-one-level" && r.event == "order.paid")
             .unwrap();
-        assert_eq!(r.output_json, r#"{"event":"order.paid","id":"2"}"#);
+        assert_eq!(r.output, Some(serde_json::json!({"event":"order.paid","id":"2"})));
         worker.shutdown().await.unwrap();
         engine.stop().await;
     }
@@ -213,7 +210,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let a = Task::new("processor-a", &ev, ok).consumer_group("processors");
         let bb = Task::new("processor-b", &ev, ok).consumer_group("processors");
         let analytics = Task::new("analytics", &ev, ok);
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(a)
             .task(bb)
             .task(analytics)
@@ -270,7 +267,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let runs = wait_all_terminal(&client, 2 * 80).await;
         assert!(
             runs.iter()
-                .any(|r| r.consumer_group == "processors" && r.status == "completed"),
+                .any(|r| r.consumer_group.as_deref() == Some("processors") && r.status == fanout::RunStatus::Completed),
             "recorded on the run"
         );
         worker.shutdown().await.unwrap();
@@ -314,13 +311,13 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             })
             .retry(Retry::attempts(3).backoff(Duration::from_millis(20), Duration::from_millis(40)))
         };
-        let w1 = Worker::new(client.clone())
+        let w1 = Worker::new(client.clone()).define_events()
             .concurrency(8)
             .task(make())
             .start()
             .await
             .unwrap();
-        let w2 = Worker::new(client.clone())
+        let w2 = Worker::new(client.clone()).define_events()
             .concurrency(8)
             .task(make())
             .start()
@@ -353,7 +350,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
                 b.name
             );
         }
-        let dead = runs_with_status(&client, "dead").await;
+        let dead = runs_with_status(&client, fanout::RunStatus::Dead).await;
         assert_eq!(dead.len(), 1);
         w1.shutdown().await.unwrap();
         w2.shutdown().await.unwrap();
@@ -377,7 +374,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let t1 = Task::new("charge", &ev, fail).retry(retry);
         let t2 = Task::new("email", &ev, fail).retry(retry);
         let t3 = Task::new("count", &quiet, fail).retry(retry);
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(t1)
             .task(t2)
             .task(t3)
@@ -399,14 +396,14 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             let c = client.clone();
             let (event, task) = (event.to_string(), task.to_string());
             async move {
-                c.list_dead_letters(pb::ListDeadLettersRequest {
-                    event,
-                    task,
-                    limit: 100,
-                    before: String::new(),
-                })
-                .await
-                .unwrap()
+                let mut q = c.dead_letters();
+                if !event.is_empty() {
+                    q = q.event(event);
+                }
+                if !task.is_empty() {
+                    q = q.task(task);
+                }
+                q.first(100).await.unwrap()
             }
         };
         let dlq = list("", "").await;
@@ -418,37 +415,34 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         );
         assert!(
             dlq.iter()
-                .all(|r| r.dlq == "in_dlq" && r.last_error == "down (attempt 2)")
+                .all(|r| r.dlq == fanout::DlqState::InDlq && r.last_error.as_deref() == Some("down (attempt 2)"))
         );
         assert_eq!(list("", "charge").await.len(), 3);
-        let detail = client.get_run(&dlq[0].id).await.unwrap();
+        let detail = client.run(&dlq[0].id).await.unwrap();
         assert_eq!(detail.attempts.len(), 2, "every attempt is kept");
-        assert!(detail.payload_json.contains("orderId"));
+        assert!(detail.payload.get("orderId").is_some());
 
         // Retry one: it fails again and comes back with its whole history.
         let id = list("", "charge").await[0].id.clone();
         let n = client
-            .retry_dead_letters(pb::DeadLetterSelector {
-                ids: vec![id.clone()],
-                ..Default::default()
-            })
+            .dead_letters()
+            .ids([id.clone()])
+            .retry()
             .await
             .unwrap();
         assert_eq!(n, 1);
         let back = eventually(WAIT, "retried entry back in the DLQ", || async {
-            let d = client.get_run(&id).await.unwrap();
-            (d.run.as_ref().unwrap().dlq == "in_dlq" && d.attempts.len() == 4).then_some(d)
+            let d = client.run(&id).await.unwrap();
+            (d.run.dlq == fanout::DlqState::InDlq && d.attempts.len() == 4).then_some(d)
         })
         .await;
-        assert_eq!(back.run.unwrap().attempts, 4);
+        assert_eq!(back.run.attempts, 4);
 
         // Discard all of one task, then retry all the rest into a healthy worker.
         let n = client
-            .discard_dead_letters(pb::DeadLetterSelector {
-                all: true,
-                task: "email".into(),
-                ..Default::default()
-            })
+            .dead_letters()
+            .task("email")
+            .discard()
             .await
             .unwrap();
         assert_eq!(n, 3);
@@ -457,28 +451,31 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let fixed = Task::new("charge", &ev, |_: Order, _| async {
             Ok::<_, TaskError>("charged")
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(fixed)
             .start()
             .await
             .unwrap();
         let n = client
-            .retry_dead_letters(pb::DeadLetterSelector {
-                all: true,
-                ..Default::default()
-            })
+            .dead_letters()
+            .retry()
             .await
             .unwrap();
         assert_eq!(n, 3);
         eventually(WAIT, "retried letters completed", || async {
-            (runs_with_status(&client, "completed").await.len() == 3).then_some(())
+            (runs_with_status(&client, fanout::RunStatus::Completed).await.len() == 3).then_some(())
         })
         .await;
         assert!(list("", "").await.is_empty());
-        let err = client
-            .retry_dead_letters(pb::DeadLetterSelector::default())
+        // An empty selector (neither ids, filters nor `all`) is refused; the
+        // typed API cannot build one, so say it raw.
+        let raw = client.raw();
+        let err: Error = raw
+            .admin()
+            .retry_dead_letters(raw.request(pb::DeadLetterSelector::default()))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .into();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
         worker.shutdown().await.unwrap();
         engine.stop().await;
@@ -553,7 +550,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let client = engine.client().await;
         let ev = Event::<Order>::new("order.created");
         let t = Task::new("r", &ev, |_: Order, _| async { Ok::<_, TaskError>(()) });
-        let worker = Worker::new(client.clone()).task(t).start().await.unwrap();
+        let worker = Worker::new(client.clone()).define_events().task(t).start().await.unwrap();
         let url = "/api/v1/events/order.created/publish";
         let (s, _, body) = http(&engine.http_url, "POST", url, r#"{"payload":{"orderId":"1","amount":5,"currency":"USD"},"idempotencyKey":"k1","orderingKey":"c1","tags":["web"]}"#).await;
         assert_eq!(s, 200, "[{}] {body}", b.name);
@@ -628,7 +625,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let client = engine.client().await;
         let ev = Event::<serde_json::Value>::new("order.paused");
         let start = || {
-            Worker::new(client.clone())
+            Worker::new(client.clone()).define_events()
                 .task(Task::new("healthy", &ev, |_: serde_json::Value, _| async {
                     Ok::<_, TaskError>(1)
                 }))
@@ -644,27 +641,27 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let status = |task: &'static str| {
             let client = client.clone();
             let run = p.runs.iter().find(|r| r.task_id == task).unwrap().run_id.clone();
-            async move { client.get_run(&run).await.unwrap().run.unwrap().status }
+            async move { client.run(&run).await.unwrap().run.status }
         };
         eventually(Duration::from_secs(20), "the healthy run completes", || async {
-            (status("healthy").await == "completed").then_some(())
+            (status("healthy").await == fanout::RunStatus::Completed).then_some(())
         })
         .await;
         // Claimed in the same statement as the healthy one, had it not been paused.
-        assert_eq!(status("poisoned").await, "queued", "[{}]", b.name);
-        let subs = client.admin().list_subscriptions(client.with_ns(pb::ListSubscriptionsRequest {})).await.unwrap().into_inner();
-        assert!(subs.subscriptions.iter().any(|s| s.task_id == "poisoned" && s.paused));
+        assert_eq!(status("poisoned").await, fanout::RunStatus::Queued, "[{}]", b.name);
+        let subs = client.subscriptions().await.unwrap();
+        assert!(subs.iter().any(|s| s.task_id == "poisoned" && s.paused));
         // Registering again (a worker restart) leaves it paused.
         worker.shutdown().await.unwrap();
         let worker = start().await.unwrap();
         let p2 = ev.publish(&client, &serde_json::json!({"n": 2})).await.unwrap();
         let healthy2 = p2.runs.iter().find(|r| r.task_id == "healthy").unwrap().run_id.clone();
         eventually(Duration::from_secs(20), "the second healthy run completes", || async {
-            let s = client.get_run(&healthy2).await.unwrap().run.unwrap().status;
-            (s == "completed").then_some(())
+            let s = client.run(&healthy2).await.unwrap().run.status;
+            (s == fanout::RunStatus::Completed).then_some(())
         })
         .await;
-        assert_eq!(status("poisoned").await, "queued", "[{}] still paused", b.name);
+        assert_eq!(status("poisoned").await, fanout::RunStatus::Queued, "[{}] still paused", b.name);
         // Resumed over HTTP (paused over gRPC above): the same engine call.
         let (s, _, body) = http(&engine.http_url, "POST", "/api/v1/subscriptions/poisoned/resume", "{}").await;
         assert_eq!(s, 200, "{body}");
@@ -672,8 +669,8 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         assert_eq!(s, 404, "{body}");
         assert!(body.contains("\"kind\":\"task\""), "{body}");
         eventually(Duration::from_secs(20), "the held runs drain", || async {
-            let runs = runs_with_status(&client, "completed").await;
-            (runs.iter().filter(|r| r.task == "poisoned").count() == 2).then_some(())
+            let runs = runs_with_status(&client, fanout::RunStatus::Completed).await;
+            (runs.iter().filter(|r| r.task_id == "poisoned").count() == 2).then_some(())
         })
         .await;
         assert!(matches!(

@@ -31,15 +31,14 @@ fn order(id: &str, amount: f64) -> Order {
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn run_status(client: &Client, id: &str) -> pb::RunDetail {
-    client.get_run(id).await.expect("get run")
+async fn run_status(client: &Client, id: &str) -> fanout::RunDetail {
+    client.run(id).await.expect("get run")
 }
 
-async fn wait_terminal(client: &Client, id: &str) -> pb::RunDetail {
+async fn wait_terminal(client: &Client, id: &str) -> fanout::RunDetail {
     eventually(WAIT, &format!("run {id} terminal"), || async {
         let d = run_status(client, id).await;
-        let s = d.run.as_ref().map(|r| r.status.clone()).unwrap_or_default();
-        (s == "completed" || s == "dead").then_some(d)
+        d.run.status.is_final().then_some(d)
     })
     .await
 }
@@ -55,7 +54,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let audit = Task::new("audit", &ev, |o: Order, _| async move {
             Ok::<_, TaskError>(o.amount)
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(receipt)
             .task(audit)
             .start()
@@ -73,13 +72,13 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         }
         for id in &run_ids {
             let d = wait_terminal(&client, id).await;
-            let run = d.run.unwrap();
-            assert_eq!(run.status, "completed", "[{}] {run:?}", b.name);
+            let run = d.run;
+            assert_eq!(run.status, fanout::RunStatus::Completed, "[{}] {run:?}", b.name);
             assert_eq!(run.attempts, 1);
             assert_eq!(d.attempts.len(), 1, "[{}] attempt recorded", b.name);
             assert!(d.attempts[0].ok);
-            if run.task == "send-receipt" {
-                let out: serde_json::Value = serde_json::from_str(&run.output_json).unwrap();
+            if run.task_id == "send-receipt" {
+                let out: serde_json::Value = run.output.clone().unwrap();
                 assert_eq!(out["attempt"], 1);
                 assert!(out["receipt"].as_str().unwrap().starts_with("o-"));
             }
@@ -199,10 +198,8 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             .await
             .unwrap();
         let all = client
-            .list_runs(pb::ListRunsRequest {
-                limit: 100,
-                ..Default::default()
-            })
+            .runs()
+            .first(100)
             .await
             .unwrap();
         assert!(
@@ -234,7 +231,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let fatal = Task::new("fatal-fails", &ev, |_: Order, _| async {
             Err::<(), _>(TaskError::fatal("card declined"))
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(flaky)
             .task(fatal)
             .start()
@@ -244,17 +241,17 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let p = ev.publish(&client, &order("o-1", 1.0)).await.unwrap();
         for r in &p.runs {
             let d = wait_terminal(&client, &r.run_id).await;
-            let run = d.run.unwrap();
-            assert_eq!(run.status, "dead", "[{}] {run:?}", b.name);
-            if run.task == "always-fails" {
+            let run = d.run;
+            assert_eq!(run.status, fanout::RunStatus::Dead, "[{}] {run:?}", b.name);
+            if run.task_id == "always-fails" {
                 assert_eq!(run.attempts, 3);
                 assert_eq!(d.attempts.len(), 3);
-                assert_eq!(d.attempts[2].error, "boom on attempt 3");
+                assert_eq!(d.attempts[2].error.as_deref(), Some("boom on attempt 3"));
                 assert!(d.attempts.iter().all(|a| !a.ok));
-                assert_eq!(run.last_error, "boom on attempt 3");
+                assert_eq!(run.last_error.as_deref(), Some("boom on attempt 3"));
             } else {
                 assert_eq!(run.attempts, 1, "[{}] fatal skips retries", b.name);
-                assert_eq!(d.attempts[0].error, "card declined");
+                assert_eq!(d.attempts[0].error.as_deref(), Some("card declined"));
             }
         }
         assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -323,17 +320,17 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         })
         .lease(Duration::from_millis(300))
         .retry(Retry::attempts(3).backoff(Duration::from_millis(10), Duration::from_millis(10)));
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(ship)
             .start()
             .await
             .unwrap();
         let d = wait_terminal(&client, &run_id).await;
-        let run = d.run.unwrap();
-        assert_eq!(run.status, "completed", "[{}]", b.name);
+        let run = d.run;
+        assert_eq!(run.status, fanout::RunStatus::Completed, "[{}]", b.name);
         assert_eq!(run.attempts, 2);
         assert!(
-            d.attempts[0].error.contains("lease expired"),
+            d.attempts[0].error.as_deref().unwrap_or("").contains("lease expired"),
             "{:?}",
             d.attempts
         );
@@ -361,7 +358,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             }
         })
         .retry(Retry::attempts(3).backoff(Duration::from_millis(10), Duration::from_millis(10)));
-        let doomed = Worker::new(client.clone())
+        let doomed = Worker::new(client.clone()).define_events()
             .task(hang)
             .start()
             .await
@@ -376,10 +373,10 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             Ok::<_, TaskError>("invoiced")
         })
         .retry(Retry::attempts(3).backoff(Duration::from_millis(10), Duration::from_millis(10)));
-        let worker = Worker::new(client.clone()).task(ok).start().await.unwrap();
+        let worker = Worker::new(client.clone()).define_events().task(ok).start().await.unwrap();
         let d = wait_terminal(&client, &p.runs[0].run_id).await;
-        let run = d.run.unwrap();
-        assert_eq!(run.status, "completed", "[{}]", b.name);
+        let run = d.run;
+        assert_eq!(run.status, fanout::RunStatus::Completed, "[{}]", b.name);
         assert_eq!(run.attempts, 2);
         assert!(!d.attempts[0].ok);
         worker.shutdown().await.unwrap();
@@ -398,7 +395,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
                 Ok::<_, TaskError>(o.order_id)
             })
         };
-        Worker::new(client.clone())
+        Worker::new(client.clone()).define_events()
             .task(task())
             .start()
             .await
@@ -419,22 +416,21 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             run_status(&client, &p.runs[0].run_id)
                 .await
                 .run
-                .unwrap()
                 .status,
-            "queued"
+            fanout::RunStatus::Queued
         );
         engine.stop().await;
 
         // Restart on the same store; a worker connects and finishes the run.
         let engine = TestEngine::start(b.config.clone()).await;
         let client = engine.client().await;
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(task())
             .start()
             .await
             .unwrap();
         let d = wait_terminal(&client, &p.runs[0].run_id).await;
-        assert_eq!(d.run.unwrap().output_json, "\"o-1\"");
+        assert_eq!(d.run.output, Some(serde_json::json!("o-1")));
         worker.shutdown().await.unwrap();
         engine.stop().await;
     }
@@ -501,12 +497,12 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         assert_eq!(p.event_version, 1);
         assert!(
             matches!(
-                base.get_event("thing.done", 0).await,
+                base.event_definition("thing.done", None).await,
                 Err(Error::NotFound { .. })
             ),
             "default namespace has none"
         );
-        assert_eq!(a.get_event("thing.done", 1).await.unwrap().version, 1);
+        assert_eq!(a.event_definition("thing.done", Some(1)).await.unwrap().version, 1);
         engine.stop().await;
     }
 }
@@ -519,7 +515,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let t = Task::new("send-receipt", &ev, |_: Order, _| async {
             Ok::<_, TaskError>(())
         });
-        let worker = Worker::new(client.clone()).task(t).start().await.unwrap();
+        let worker = Worker::new(client.clone()).define_events().task(t).start().await.unwrap();
         let first = ev
             .publish(&client, &order("o-1", 5.0))
             .idempotency_key("order-1")
@@ -559,7 +555,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         );
         assert!(results.iter().all(|p| p.event_id == results[0].event_id));
         let runs = eventually(WAIT, "runs completed", || async {
-            let r = runs_with_status(&client, "completed").await;
+            let r = runs_with_status(&client, fanout::RunStatus::Completed).await;
             (r.len() == 2).then_some(r)
         })
         .await;
@@ -600,7 +596,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             err.message()
         );
         let subs = client
-            .admin()
+            .raw().admin()
             .list_subscriptions(pb::ListSubscriptionsRequest {})
             .await
             .unwrap()
@@ -634,7 +630,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             call.fatal()?;
             Ok(())
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(upstream)
             .task(declined)
             .start()
@@ -643,22 +639,22 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let p = ev.publish(&client, &order("o-9", 9.0)).await.unwrap();
         for r in &p.runs {
             let run = eventually(WAIT, "first attempt failed", || async {
-                let run = run_status(&client, &r.run_id).await.run.unwrap();
-                (run.status == "retrying" || run.status == "dead").then_some(run)
+                let run = run_status(&client, &r.run_id).await.run;
+                (run.status == fanout::RunStatus::Retrying || run.status == fanout::RunStatus::Dead).then_some(run)
             })
             .await;
             if r.task_id == "upstream" {
-                assert_eq!(run.status, "retrying", "[{}] {run:?}", b.name);
-                assert_eq!(run.last_error, "calling the bank: connection reset");
+                assert_eq!(run.status, fanout::RunStatus::Retrying, "[{}] {run:?}", b.name);
+                assert_eq!(run.last_error.as_deref(), Some("calling the bank: connection reset"));
                 assert_eq!(
-                    run.available_at_ms - run.updated_at_ms,
+                    run.available_at.unwrap().duration_since(run.updated_at).unwrap().as_millis(),
                     30_000,
                     "[{}] the asked-for wait, not the 1 s backoff",
                     b.name
                 );
             } else {
-                assert_eq!((run.status.as_str(), run.attempts), ("dead", 1), "[{}]", b.name);
-                assert_eq!(run.last_error, "card declined");
+                assert_eq!((run.status, run.attempts), (fanout::RunStatus::Dead, 1), "[{}]", b.name);
+                assert_eq!(run.last_error.as_deref(), Some("card declined"));
             }
         }
         worker.shutdown().await.unwrap();
@@ -675,7 +671,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let engine = TestEngine::start(b.config.clone()).await;
         let client = engine.client().await;
         let ev = Event::<Order>::new("order.spawned");
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(Task::new("echo", &ev, |o: Order, _| async move {
                 Ok::<_, TaskError>(o.amount)
             }))

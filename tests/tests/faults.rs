@@ -380,6 +380,7 @@ async fn a_frozen_worker_gets_no_more_work() {
     let ev = Event::<Value>::new("job.created");
     let task = Task::new("work", &ev, |_: Value, _| async { Ok::<_, TaskError>(()) });
     let worker = Worker::new(client.clone())
+        .define_events()
         .task(task)
         .start()
         .await
@@ -387,7 +388,7 @@ async fn a_frozen_worker_gets_no_more_work() {
     eventually(Duration::from_secs(20), "every run completed", || {
         let client = client.clone();
         async move {
-            (fanout_tests::runs_with_status(&client, "completed")
+            (fanout_tests::runs_with_status(&client, fanout::RunStatus::Completed)
                 .await
                 .len()
                 == 6)
@@ -448,6 +449,7 @@ async fn worker_shutdown_drains_and_gives_back_uncharged() {
         ..Default::default()
     });
     let worker = Worker::new(client.clone())
+        .define_events()
         .task(task)
         .shutdown_grace(Duration::from_millis(500))
         .start()
@@ -467,9 +469,9 @@ async fn worker_shutdown_drains_and_gives_back_uncharged() {
     finish.notify_waiters();
     stopping.await.unwrap().unwrap();
     let run = |p: &fanout::Published| p.runs[0].run_id.clone();
-    let q = client.get_run(&run(&quick)).await.unwrap().run.unwrap();
+    let q = client.run(&run(&quick)).await.unwrap().run;
     assert_eq!((q.status.as_str(), q.attempts), ("completed", 1), "{q:?}");
-    let s = client.get_run(&run(&stuck)).await.unwrap().run.unwrap();
+    let s = client.run(&run(&stuck)).await.unwrap().run;
     assert_eq!(
         (s.status.as_str(), s.attempts),
         ("queued", 0),
@@ -504,6 +506,7 @@ async fn publish_and_wait_survives_an_engine_restart() {
         })
     };
     Worker::new(client.clone())
+        .define_events()
         .task(task())
         .start()
         .await
@@ -522,9 +525,11 @@ async fn publish_and_wait_survives_an_engine_restart() {
     eventually(Duration::from_secs(10), "the run waits", || {
         let client = client.clone();
         async move {
-            let runs = fanout_tests::runs_with_status(&client, "").await;
+            let runs = fanout_tests::runs_with_status(&client, None).await;
             runs.iter()
-                .any(|r| r.status == "queued" || r.status == "retrying")
+                .any(|r| {
+                    r.status == fanout::RunStatus::Queued || r.status == fanout::RunStatus::Retrying
+                })
                 .then_some(())
         }
     })
@@ -532,6 +537,7 @@ async fn publish_and_wait_survives_an_engine_restart() {
     first.stop().await;
     let second = TestEngine::start_at(b.config.clone(), &grpc, &http_addr).await;
     let worker = Worker::new(second.client().await)
+        .define_events()
         .task(task())
         .start()
         .await
@@ -542,7 +548,7 @@ async fn publish_and_wait_survives_an_engine_restart() {
         .unwrap()
         .unwrap();
     assert_eq!(result.results["double"].output, json!(42), "{result:?}");
-    let runs = fanout_tests::runs_with_status(&second.client().await, "").await;
+    let runs = fanout_tests::runs_with_status(&second.client().await, None).await;
     assert_eq!(runs.len(), 1, "published once: {runs:?}");
     worker.shutdown().await.unwrap();
     second.stop().await;
@@ -595,17 +601,10 @@ async fn a_restarted_instance_requeues_its_leases_at_once() {
     );
     // The same instance starts again (as after a crash: its sessions are gone).
     let second = TestEngine::start(config.clone()).await;
-    let run = second
-        .client()
-        .await
-        .get_run(&a.run_id)
-        .await
-        .unwrap()
-        .run
-        .unwrap();
+    let run = second.client().await.run(&a.run_id).await.unwrap().run;
     assert_eq!(
-        (run.status.as_str(), run.attempts),
-        ("queued", 0),
+        (run.status, run.attempts),
+        (fanout::RunStatus::Queued, 0),
         "{run:?}"
     );
     drop(tx);
@@ -622,7 +621,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let engine = TestEngine::start(b.config.clone()).await;
         let client = engine.client().await;
         let ev = Event::<Value>::new("job.created");
-        let mut worker = Worker::new(client.clone()).concurrency(64);
+        let mut worker = Worker::new(client.clone()).define_events().concurrency(64);
         for t in ["a", "b", "c"] {
             worker = worker.task(Task::new(t, &ev, |_: Value, _| async {
                 Ok::<_, TaskError>(1)
@@ -712,6 +711,7 @@ async fn postgres_backends_terminated_under_load_lose_nothing() {
         Ok::<_, TaskError>(())
     });
     Worker::new(client.clone())
+        .define_events()
         .task(task)
         .start()
         .await

@@ -54,7 +54,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let ev = Event::<Value>::new("order.created");
         let tries = Arc::new(AtomicU32::new(0));
         let t = tries.clone();
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(Task::new("ok", &ev, |_: Value, _| async { Ok::<_, TaskError>(1) }))
             .task(
                 Task::new("flaky", &ev, move |_: Value, ctx| {
@@ -80,8 +80,8 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             ev.publish(&client, &json!({ "n": n })).await.unwrap();
         }
         eventually(Duration::from_secs(20), "6 terminal runs", || async {
-            let done = runs_with_status(&client, "completed").await.len()
-                + runs_with_status(&client, "dead").await.len();
+            let done = runs_with_status(&client, fanout::RunStatus::Completed).await.len()
+                + runs_with_status(&client, fanout::RunStatus::Dead).await.len();
             (done == 6).then_some(())
         })
         .await;

@@ -53,12 +53,14 @@ async fn two_engines_share_one_postgres() {
         })
     };
     let w1 = Worker::new(c1.clone())
+        .define_events()
         .concurrency(8)
         .task(task("w1"))
         .start()
         .await
         .unwrap();
     let w2 = Worker::new(c2.clone())
+        .define_events()
         .concurrency(8)
         .task(task("w2"))
         .start()
@@ -77,7 +79,7 @@ async fn two_engines_share_one_postgres() {
         Duration::from_secs(60),
         "all 300 runs completed",
         || async {
-            let done = fanout_tests::runs_with_status(&c1, "completed").await;
+            let done = fanout_tests::runs_with_status(&c1, fanout::RunStatus::Completed).await;
             (done.len() == 300).then_some(())
         },
     )
@@ -91,7 +93,7 @@ async fn two_engines_share_one_postgres() {
         "both replicas' workers took work: w1={by_w1} w2={by_w2}"
     );
     for id in run_ids.iter().take(50) {
-        let d = c2.get_run(id).await.unwrap();
+        let d = c2.run(id).await.unwrap();
         assert_eq!(
             d.attempts.iter().filter(|a| a.ok).count(),
             1,

@@ -65,6 +65,18 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
             runs.iter()
                 .all(|r| r.status == RunStatus::Queued && r.attempts == 0)
         );
+        let one_event = store
+            .list_runs(
+                "default",
+                &RunQuery {
+                    event_id: Some(out[1].event_id.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(one_event.len(), 2, "[{name}] an event's fan-out by event id");
+        assert!(one_event.iter().all(|r| r.event_id == out[1].event_id));
         let outbox = store.outbox(100).await.unwrap();
         assert_eq!(outbox.len(), 3);
         assert_eq!(outbox[0].fan_out_count, 2);

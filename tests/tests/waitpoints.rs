@@ -29,15 +29,8 @@ const FAST: Retry = Retry {
 };
 
 async fn status(c: &Client, task: &str) -> Vec<String> {
-    let runs = c
-        .list_runs(fanout::proto::ListRunsRequest {
-            task: task.into(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    runs.into_iter().map(|r| r.status).collect()
+    let runs = c.runs().task(task).first(1000).await.unwrap();
+    runs.into_iter().map(|r| r.status.to_string()).collect()
 }
 
 fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
@@ -74,7 +67,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
                 Ok::<_, TaskError>("finally")
             }
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .task(ok)
             .task(bad)
             .task(flaky)
@@ -168,7 +161,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             Ok::<_, TaskError>(j.n + 1)
         });
         // ONE slot: the children can only run if the parent let go of it.
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .concurrency(1)
             .task(parent)
             .task(a)
@@ -197,20 +190,14 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             "[{}] start, after the wait, after the sleep",
             b.name
         );
-        let runs = client
-            .list_runs(fanout::proto::ListRunsRequest {
-                task: "batch".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let detail = client.get_run(&runs[0].id).await.unwrap();
+        let runs = client.runs().task("batch").first(100).await.unwrap();
+        let detail = client.run(&runs[0].id).await.unwrap();
         assert_eq!(
             detail.attempts.len(),
             3,
             "two suspensions and the final attempt are recorded"
         );
-        assert!(detail.attempts[0].output_json.contains("suspended_on"));
+        assert!(detail.attempts[0].output.as_ref().unwrap()["suspended_on"].is_string());
         worker.shutdown().await.unwrap();
         engine.stop().await;
     }
@@ -235,7 +222,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
                     })
                     .await?;
                     let r = ctx.publish_and_wait(&ce, &j).await?;
-                    Ok::<_, TaskError>(r.get("child").map(|c| c.output.clone()).unwrap_or_default())
+                    Ok::<_, TaskError>(r.outcome("child").map(|c| c.output.clone()).unwrap_or_default())
                 }
             })
         };
@@ -246,7 +233,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         };
         // Subscribe the child durably, then let its worker go: children will
         // queue while parents are suspended.
-        Worker::new(client.clone())
+        Worker::new(client.clone()).define_events()
             .task(child())
             .start()
             .await
@@ -254,7 +241,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             .shutdown()
             .await
             .unwrap();
-        let pw = Worker::new(client.clone())
+        let pw = Worker::new(client.clone()).define_events()
             .task(make_parent(step_runs.clone()))
             .start()
             .await
@@ -292,23 +279,23 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
             "[{}]",
             b.name
         );
-        let pw = Worker::new(client.clone())
+        let pw = Worker::new(client.clone()).define_events()
             .task(make_parent(step_runs.clone()))
             .start()
             .await
             .unwrap();
-        let cw = Worker::new(client.clone())
+        let cw = Worker::new(client.clone()).define_events()
             .task(child())
             .start()
             .await
             .unwrap();
         for (n, id) in events.iter().enumerate() {
             let d = eventually(WAIT, "parent completed", || async {
-                let d = client.get_run(id).await.unwrap();
-                (d.run.as_ref().unwrap().status == "completed").then_some(d)
+                let d = client.run(id).await.unwrap();
+                (d.run.status == fanout::RunStatus::Completed).then_some(d)
             })
             .await;
-            assert_eq!(d.run.unwrap().output_json, (n * 10).to_string());
+            assert_eq!(d.run.output, Some(serde_json::json!(n * 10)));
         }
         assert_eq!(
             step_runs.load(Ordering::SeqCst),
@@ -351,7 +338,7 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let t3b = Task::new("three-b", &leaf, |j: Job, _| async move {
             Ok::<_, TaskError>(j.n * 100)
         });
-        let worker = Worker::new(client.clone())
+        let worker = Worker::new(client.clone()).define_events()
             .concurrency(4)
             .task(t1)
             .task(t2)

@@ -63,14 +63,19 @@ pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
             limit,
             json,
         } => {
-            let runs = client
-                .list_dead_letters(pb::ListDeadLettersRequest {
+            let raw = client.raw();
+            let runs = raw
+                .admin()
+                .list_dead_letters(raw.request(pb::ListDeadLettersRequest {
                     event: event.unwrap_or_default(),
                     task: task.unwrap_or_default(),
                     limit,
                     before: String::new(),
-                })
-                .await?;
+                }))
+                .await
+                .map_err(fanout::Error::from)?
+                .into_inner()
+                .runs;
             if json {
                 print_json(&Value::Array(runs.iter().map(run_json).collect()))?;
             } else if runs.is_empty() {
@@ -91,12 +96,26 @@ pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
         }
         DlqCmd::Show { id, json } => runs(ctx, RunsCmd::Show { id, json }).await,
         DlqCmd::Retry(sel) => {
-            let n = client.retry_dead_letters(sel.selector()?).await?;
+            let raw = client.raw();
+            let n = raw
+                .admin()
+                .retry_dead_letters(raw.request(sel.selector()?))
+                .await
+                .map_err(fanout::Error::from)?
+                .into_inner()
+                .count;
             println!("retried {n} dead letter(s)");
             Ok(ExitCode::SUCCESS)
         }
         DlqCmd::Discard(sel) => {
-            let n = client.discard_dead_letters(sel.selector()?).await?;
+            let raw = client.raw();
+            let n = raw
+                .admin()
+                .discard_dead_letters(raw.request(sel.selector()?))
+                .await
+                .map_err(fanout::Error::from)?
+                .into_inner()
+                .count;
             println!("discarded {n} dead letter(s)");
             Ok(ExitCode::SUCCESS)
         }

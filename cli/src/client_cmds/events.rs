@@ -60,7 +60,11 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
             let rate_limit = match rate_limit {
                 Some(spec) => {
                     let (limit, window) = parse_rate(&spec)?;
-                    Some((limit, window, rate_limit_key))
+                    Some(fanout::RateLimit {
+                        limit,
+                        window,
+                        key_field: rate_limit_key,
+                    })
                 }
                 None => None,
             };
@@ -77,7 +81,14 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
             }
         }
         EventsCmd::List { json } => {
-            let events = client.list_events().await?;
+            let raw = client.raw();
+            let events = raw
+                .events()
+                .list_events(raw.request(pb::ListEventsRequest {}))
+                .await
+                .map_err(fanout::Error::from)?
+                .into_inner()
+                .events;
             if json {
                 print_json(&Value::Array(events.iter().map(event_json).collect()))?;
             } else if events.is_empty() {
@@ -94,7 +105,13 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
             version,
             json,
         } => {
-            let e = client.get_event(&name, version).await?;
+            let raw = client.raw();
+            let e = raw
+                .events()
+                .get_event(raw.request(pb::GetEventRequest { name, version }))
+                .await
+                .map_err(fanout::Error::from)?
+                .into_inner();
             if json {
                 print_json(&event_json(&e))?;
             } else {

@@ -55,7 +55,7 @@ pub async fn publish(ctx: &Ctx, a: PublishArgs) -> Result<ExitCode> {
                 r.status,
                 r.results.len()
             );
-            for (task, o) in &r.results {
+            for (task, o) in r.results.iter() {
                 let what = if o.ok {
                     o.output.to_string()
                 } else {

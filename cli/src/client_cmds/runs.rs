@@ -8,6 +8,9 @@ pub enum RunsCmd {
     List {
         #[arg(long)]
         event: Option<String>,
+        /// Only the runs one event created (its fan-out).
+        #[arg(long)]
+        event_id: Option<String>,
         #[arg(long)]
         task: Option<String>,
         /// queued, running, retrying, completed or dead.
@@ -31,20 +34,27 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
     match cmd {
         RunsCmd::List {
             event,
+            event_id,
             task,
             status,
             limit,
             json,
         } => {
-            let runs = client
-                .list_runs(pb::ListRunsRequest {
+            let raw = client.raw();
+            let runs = raw
+                .admin()
+                .list_runs(raw.request(pb::ListRunsRequest {
                     event: event.unwrap_or_default(),
+                    event_id: event_id.unwrap_or_default(),
                     task: task.unwrap_or_default(),
                     status: status.unwrap_or_default(),
                     limit,
                     before: String::new(),
-                })
-                .await?;
+                }))
+                .await
+                .map_err(fanout::Error::from)?
+                .into_inner()
+                .runs;
             if json {
                 print_json(&Value::Array(runs.iter().map(run_json).collect()))?;
             } else {
@@ -71,7 +81,13 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
             }
         }
         RunsCmd::Show { id, json } => {
-            let d = client.get_run(&id).await?;
+            let raw = client.raw();
+            let d = raw
+                .admin()
+                .get_run(raw.request(pb::GetRunRequest { id }))
+                .await
+                .map_err(fanout::Error::from)?
+                .into_inner();
             let run = d.run.unwrap_or_default();
             let attempts: Vec<Value> = d
                 .attempts

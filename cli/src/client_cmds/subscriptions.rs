@@ -20,8 +20,9 @@ pub async fn subscriptions(ctx: &Ctx, cmd: SubscriptionsCmd) -> Result<ExitCode>
     match cmd {
         SubscriptionsCmd::List { json } => {
             let subs = client
+                .raw()
                 .admin()
-                .list_subscriptions(client.with_ns(pb::ListSubscriptionsRequest {}))
+                .list_subscriptions(client.raw().request(pb::ListSubscriptionsRequest {}))
                 .await
                 .map_err(fanout::Error::from)?
                 .into_inner()

@@ -224,6 +224,8 @@ pub struct ClaimedRun {
     pub ordering_key: String,
     pub tags: Vec<String>,
     pub published_at_ms: i64,
+    /// The schema version the event was published under.
+    pub event_version: u32,
     /// The original event's id when a replay created this run.
     pub replay_of: Option<String>,
     /// The run's journal: `(step key, value JSON)` recorded by earlier
@@ -273,6 +275,8 @@ pub enum CompletionEffect {
 #[derive(Debug, Clone, Default)]
 pub struct RunQuery {
     pub event: Option<String>,
+    /// One event's fan-out.
+    pub event_id: Option<String>,
     pub task: Option<String>,
     pub status: Option<RunStatus>,
     pub before: Option<String>,

@@ -34,6 +34,7 @@ impl AdminService for AdminApi {
         };
         let q = RunQuery {
             event: opt(r.event),
+            event_id: opt(r.event_id),
             task: opt(r.task),
             status,
             before: opt(r.before),
@@ -94,9 +95,9 @@ impl AdminService for AdminApi {
         let q = RunQuery {
             event: opt(r.event),
             task: opt(r.task),
-            status: None,
             before: opt(r.before),
             limit: r.limit,
+            ..RunQuery::default()
         };
         let runs = self.engine.list_dead_letters(&ns, &q).await?;
         Ok(Response::new(pb::ListRunsResponse {

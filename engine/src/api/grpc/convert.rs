@@ -178,6 +178,7 @@ pub fn assignment(c: ClaimedRun) -> pb::RunAssignment {
         // Set by the session that sends it.
         worker_id: String::new(),
         replay_of: c.replay_of.unwrap_or_default(),
+        event_version: c.event_version,
     }
 }
 

@@ -47,8 +47,51 @@ fn subscription(ns: &str, default_lease: u64, t: pb::TaskRegistration) -> Subscr
     }
 }
 
+impl WorkersApi {
+    /// Check and store a worker's task registrations (a session's first
+    /// message or `RegisterTasks`): the subscriptions outlive the caller.
+    async fn register(
+        &self,
+        ns: &str,
+        tasks: Vec<pb::TaskRegistration>,
+    ) -> Result<Vec<Subscription>, Status> {
+        if tasks.len() > crate::limits::MAX_TASKS_PER_WORKER {
+            return Err(Error::InvalidArgument(format!(
+                "register.tasks: {} tasks is over the limit of {} per worker",
+                tasks.len(),
+                crate::limits::MAX_TASKS_PER_WORKER
+            ))
+            .into());
+        }
+        if tasks.is_empty() {
+            return Err(Error::InvalidArgument(
+                "register.tasks: a worker must register at least one task".into(),
+            )
+            .into());
+        }
+        let lease = self.engine.config().default_lease_ms;
+        let subs: Vec<Subscription> = tasks
+            .into_iter()
+            .map(|t| subscription(ns, lease, t))
+            .collect();
+        self.engine.register_tasks(ns, &subs).await?;
+        Ok(subs)
+    }
+}
+
 #[tonic::async_trait]
 impl WorkerService for WorkersApi {
+    async fn register_tasks(
+        &self,
+        req: Request<pb::RegisterTasksRequest>,
+    ) -> Result<Response<pb::RegisterTasksResponse>, Status> {
+        let ns = namespace(&req)?;
+        let subs = self.register(&ns, req.into_inner().tasks).await?;
+        Ok(Response::new(pb::RegisterTasksResponse {
+            task_ids: subs.into_iter().map(|s| s.task_id).collect(),
+        }))
+    }
+
     type SessionStream = OutStream;
 
     async fn session(
@@ -71,20 +114,6 @@ impl WorkerService for WorkersApi {
             &reg.worker_name,
             crate::limits::MAX_WORKER_NAME_BYTES,
         )?;
-        if reg.tasks.len() > crate::limits::MAX_TASKS_PER_WORKER {
-            return Err(Error::InvalidArgument(format!(
-                "register.tasks: {} tasks is over the limit of {} per worker",
-                reg.tasks.len(),
-                crate::limits::MAX_TASKS_PER_WORKER
-            ))
-            .into());
-        }
-        if reg.tasks.is_empty() {
-            return Err(Error::InvalidArgument(
-                "register.tasks: a worker must register at least one task".into(),
-            )
-            .into());
-        }
         let concurrency = match reg.concurrency {
             0 => 10,
             n if n > 10_000 => {
@@ -95,13 +124,7 @@ impl WorkerService for WorkersApi {
             }
             n => n as usize,
         };
-        let lease = self.engine.config().default_lease_ms;
-        let subs: Vec<Subscription> = reg
-            .tasks
-            .into_iter()
-            .map(|t| subscription(&ns, lease, t))
-            .collect();
-        self.engine.register_tasks(&ns, &subs).await?;
+        let subs = self.register(&ns, reg.tasks).await?;
 
         // `<instance>/<session>`: a restart of this instance recognises
         // the leases its previous incarnation granted.

@@ -62,13 +62,15 @@ impl SqlStore {
             Dialect::Postgres => format!(
                 "WITH c AS ({update} RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key, replay_of) \
                  SELECT c.*, COALESCE(e.payload, '') AS payload, COALESCE(e.tags, '[]') AS tags, \
-                 COALESCE(e.published_at_ms, 0) AS published_at_ms FROM c LEFT JOIN events e ON e.id = c.event_id"
+                 COALESCE(e.published_at_ms, 0) AS published_at_ms, COALESCE(e.version, 0) AS event_version \
+                 FROM c LEFT JOIN events e ON e.id = c.event_id"
             ),
             Dialect::Sqlite => format!(
                 "{update} RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key, replay_of, \
                  COALESCE((SELECT e.payload FROM events e WHERE e.id = runs.event_id), '') AS payload, \
                  COALESCE((SELECT e.tags FROM events e WHERE e.id = runs.event_id), '[]') AS tags, \
-                 COALESCE((SELECT e.published_at_ms FROM events e WHERE e.id = runs.event_id), 0) AS published_at_ms"
+                 COALESCE((SELECT e.published_at_ms FROM events e WHERE e.id = runs.event_id), 0) AS published_at_ms, \
+                 COALESCE((SELECT e.version FROM events e WHERE e.id = runs.event_id), 0) AS event_version"
             ),
         }
     }

@@ -104,6 +104,7 @@ pub(super) fn claimed_from_row(r: &AnyRow) -> Result<ClaimedRun> {
         ordering_key: r.try_get("ordering_key")?,
         tags: tags_from_json(&r.try_get::<String, _>("tags")?),
         published_at_ms: r.try_get("published_at_ms")?,
+        event_version: u32::try_from(r.try_get::<i64, _>("event_version")?).unwrap_or(0),
         replay_of: Some(r.try_get::<String, _>("replay_of")?).filter(|s| !s.is_empty()),
         journal: Vec::new(),
     })

@@ -23,6 +23,7 @@ impl SqlStore {
         let status = query.status.map(RunStatus::as_str);
         for (col, v, op) in [
             ("event", query.event.as_deref(), "="),
+            ("event_id", query.event_id.as_deref(), "="),
             ("task_id", query.task.as_deref(), "="),
             ("status", status, "="),
             ("id", query.before.as_deref(), "<"),
