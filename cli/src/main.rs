@@ -50,6 +50,10 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+    /// Export traces over OTLP/gRPC to this collector (`dev`, `serve`);
+    /// off when unset. `OTEL_SERVICE_NAME` names the service (`fanout`).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -95,37 +99,76 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+/// The engine's log (to stderr) and, with an OTLP endpoint, its trace
+/// exporter: each layer filters for itself, so the log never shows the
+/// exporter's spans and, with no exporter, nothing records them. The
+/// returned guard flushes the exporter when dropped.
+fn init_telemetry(
+    level: &str,
+    format: LogFormat,
+    otlp_endpoint: Option<String>,
+) -> Result<Option<fanout_engine::telemetry::Tracing>, String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{Layer as _, fmt};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
             "{level},h2=warn,hyper=warn,tower=warn,sqlx=warn"
         ))
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+    let filter = filter.add_directive(
+        format!("{}=off", fanout_engine::telemetry::TARGET)
+            .parse()
+            .map_err(|e| format!("log filter: {e}"))?,
+    );
+    let log = match format {
         // Colour only for a person at a terminal: escape codes in a file or
         // a log shipper's input are noise.
-        LogFormat::Text => builder
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
+    let (otlp, guard) = match otlp_endpoint.filter(|e| !e.is_empty()) {
+        Some(endpoint) => {
+            let config = fanout_engine::telemetry::OtlpConfig {
+                endpoint,
+                service_name: std::env::var("OTEL_SERVICE_NAME")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "fanout".into()),
+            };
+            let (layer, guard) = fanout_engine::telemetry::otlp_layer(&config)?;
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(otlp)
+        .try_init();
+    Ok(guard)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Dev(a) => {
-            init_logging(&cli.log_level, cli.log_format);
-            server_cmds::dev(a).await
-        }
-        Cmd::Serve(a) => {
-            init_logging(&cli.log_level, cli.log_format);
-            server_cmds::serve(a).await
-        }
+        Cmd::Dev(a) => match init_telemetry(&cli.log_level, cli.log_format, cli.otlp_endpoint) {
+            Ok(_guard) => server_cmds::dev(a).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Cmd::Serve(a) => match init_telemetry(&cli.log_level, cli.log_format, cli.otlp_endpoint) {
+            Ok(_guard) => server_cmds::serve(a).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
         Cmd::Migrate(a) => server_cmds::migrate(a).await,
         // Evaluated locally with the engine's own matcher: no server needed.
         Cmd::Filter(c) => client_cmds::filter(c),

@@ -43,6 +43,7 @@ pub mod routing;
 pub mod server;
 pub mod signal;
 pub mod storage;
+pub mod telemetry;
 pub mod waitpoint;
 pub mod wakeup;
 

@@ -361,6 +361,7 @@ async fn process(
                     .collect(),
                 waitpoint: None,
                 replay_of: e.event_id.clone(),
+                trace: Default::default(),
             });
         }
         if !engine

@@ -148,6 +148,7 @@ impl Client {
         if let Ok(v) = self.namespace.parse() {
             req.metadata_mut().insert(fanout_proto::NAMESPACE_HEADER, v);
         }
+        crate::trace::inject(req.metadata_mut());
         req
     }
 

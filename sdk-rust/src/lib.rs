@@ -105,6 +105,7 @@ mod results;
 mod task;
 mod task_error;
 pub mod testing;
+mod trace;
 mod waitpoint;
 mod worker;
 

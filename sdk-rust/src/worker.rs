@@ -314,7 +314,7 @@ impl Worker {
                         Err(e) => { tracing::warn!(error = %e, "worker stream failed; reconnecting"); return false; }
                     };
                     let Some(task) = handlers.get(&a.task_id).cloned() else {
-                        let _ = tx.send(result(&a, Err(crate::TaskError::fatal(format!("this worker has no task '{}'", a.task_id))))).await;
+                        let _ = tx.send(result(&a, Err(crate::TaskError::fatal(format!("this worker has no task '{}'", a.task_id))), String::new())).await;
                         continue;
                     };
                     if let Ok(mut s) = running.lock() { s.insert(a.run_id.clone()); }
@@ -323,8 +323,8 @@ impl Worker {
                     let client = self.client.clone();
                     let states = self.states.clone();
                     jobs.spawn(async move {
-                        let outcome = execute(&task, &a, client, states).await;
-                        let _ = tx.send(result(&a, outcome)).await;
+                        let (outcome, traceparent) = execute(&task, &a, client, states).await;
+                        let _ = tx.send(result(&a, outcome, traceparent)).await;
                         if let Ok(mut s) = running.lock() { s.remove(&a.run_id); }
                     });
                 }
@@ -353,9 +353,17 @@ async fn execute(
     a: &pb::RunAssignment,
     client: Client,
     states: States,
-) -> std::result::Result<serde_json::Value, crate::TaskError> {
-    let payload: serde_json::Value = serde_json::from_str(&a.payload_json)
-        .map_err(|e| crate::TaskError::fatal(format!("payload is not JSON: {e}")))?;
+) -> (
+    std::result::Result<serde_json::Value, crate::TaskError>,
+    String,
+) {
+    let payload: serde_json::Value = match serde_json::from_str(&a.payload_json) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = crate::TaskError::fatal(format!("payload is not JSON: {e}"));
+            return (Err(e), String::new());
+        }
+    };
     let ctx = TaskContext {
         run_id: a.run_id.clone(),
         attempt: a.attempt,
@@ -380,12 +388,36 @@ async fn execute(
         )),
         seq: Arc::default(),
     };
-    let fut = (task.handler)(payload, ctx);
+    // One attempt, as a CONSUMER span linked to the event's creation
+    // context; the handler's own spans are its children.
+    let span = tracing::info_span!(
+        target: crate::trace::TARGET,
+        "process",
+        otel.name = %format_args!("process {}", a.event),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "fanout",
+        messaging.operation.type = "process",
+        messaging.destination.name = %a.event,
+        messaging.destination.subscription.name = %a.task_id,
+        messaging.consumer.group.name = tracing::field::Empty,
+        messaging.message.id = %a.event_id,
+        fanout.run.id = %a.run_id,
+        fanout.attempt = a.attempt,
+        fanout.replay.of = tracing::field::Empty,
+        fanout.outcome = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    crate::trace::link(&span, &a.traceparent, &a.tracestate);
+    if !a.replay_of.is_empty() {
+        span.record("fanout.replay.of", a.replay_of.as_str());
+    }
+    let fut = tracing::Instrument::instrument((task.handler)(payload, ctx), span.clone());
     // The handler runs as its own task (a panic is caught as a failure);
     // dropping this future — the job aborted at shutdown or on a lost
     // stream — aborts it too, so no handler outlives its worker.
     let mut handle = AbortOnDrop(tokio::spawn(fut));
-    match (&mut handle.0).await {
+    let out = match (&mut handle.0).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => Err(crate::TaskError::retryable(format!(
             "handler panicked: {e}"
@@ -393,12 +425,25 @@ async fn execute(
         Err(e) => Err(crate::TaskError::retryable(format!(
             "handler did not finish: {e}"
         ))),
+    };
+    if !span.is_disabled() {
+        match &out {
+            Ok(_) => span.record("fanout.outcome", "ok"),
+            Err(e) if e.is_suspension() => span.record("fanout.outcome", "suspended"),
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", if e.fatal { "fatal" } else { "retryable" });
+                span.record("fanout.outcome", "failed")
+            }
+        };
     }
+    (out, crate::trace::traceparent(&span))
 }
 
 fn result(
     a: &pb::RunAssignment,
     outcome: std::result::Result<serde_json::Value, crate::TaskError>,
+    traceparent: String,
 ) -> pb::WorkerMessage {
     let outcome = match outcome {
         Ok(v) => pb::run_result::Outcome::OutputJson(v.to_string()),
@@ -415,6 +460,7 @@ fn result(
             run_id: a.run_id.clone(),
             attempt: a.attempt,
             outcome: Some(outcome),
+            traceparent,
         })),
     }
 }

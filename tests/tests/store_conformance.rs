@@ -27,6 +27,7 @@ fn new_event(ns: &str, name: &str, tasks: &[&str], key: &str) -> NewEvent {
         dlq: true,
         waitpoint: None,
         replay_of: String::new(),
+        trace: Default::default(),
         runs: tasks
             .iter()
             .map(|t| NewRun {

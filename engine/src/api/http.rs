@@ -222,6 +222,9 @@ async fn publish(
                 ordering_key: body.ordering_key,
                 tags: body.tags,
                 publisher_run_id: String::new(),
+                trace: crate::telemetry::TraceContext::from_headers(|k| {
+                    headers.get(k).and_then(|v| v.to_str().ok())
+                }),
             },
         )
         .await?;

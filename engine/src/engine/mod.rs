@@ -42,6 +42,9 @@ pub struct PublishInput {
     pub ordering_key: String,
     pub tags: Vec<String>,
     pub publisher_run_id: String,
+    /// The publisher's trace context (from `traceparent`): the parent of
+    /// the publish's `send` span.
+    pub trace: crate::telemetry::TraceContext,
 }
 
 /// Shared engine state. Cheap to clone.

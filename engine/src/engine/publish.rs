@@ -12,6 +12,7 @@ use crate::routing;
 use crate::routing::filter::Filter;
 use crate::routing::registry::LiveEvent;
 use crate::routing::schema::{self};
+use crate::telemetry::TraceContext;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -30,8 +31,46 @@ impl Engine {
         input: PublishInput,
         wp: Option<NewWaitpoint>,
     ) -> Result<Published> {
-        let span = tracing::info_span!("publish", namespace = ns, event = %input.event);
-        self.publish_inner(ns, input, wp).instrument(span).await
+        // The event's creation context (messaging semantic conventions):
+        // its runs' attempts link to this span.
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "send",
+            otel.name = %format_args!("send {}", input.event),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "fanout",
+            messaging.operation.type = "send",
+            messaging.destination.name = %input.event,
+            messaging.message.id = tracing::field::Empty,
+            fanout.namespace = ns,
+            fanout.runs_created = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let mut input = input;
+        if !span.is_disabled() {
+            input.trace.parent(&span);
+            input.trace = TraceContext::of(&span);
+        } else {
+            input.trace = TraceContext::default();
+        }
+        let out = self
+            .publish_inner(ns, input, wp)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            match &out {
+                Ok(p) => {
+                    span.record("messaging.message.id", p.event_id.as_str());
+                    span.record("fanout.runs_created", p.runs.len());
+                }
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", tracing::field::debug(e.codes().0));
+                }
+            }
+        }
+        out
     }
 
     async fn publish_inner(
@@ -88,6 +127,7 @@ impl Engine {
             tags: input.tags,
             published_at_ms: now_ms(),
             publisher_run_id: input.publisher_run_id,
+            trace: input.trace,
             runs,
         };
         let input_event = event.name.clone();

@@ -92,6 +92,8 @@ pub struct NewEvent {
     /// Replay: the archived event this is a re-send of ("" otherwise).
     /// Replayed copies are not archived again.
     pub replay_of: String,
+    /// The publish's trace context (its `send` span), empty when untraced.
+    pub trace: crate::telemetry::TraceContext,
 }
 
 /// What a publish committed (or, when deduplicated, found).

@@ -226,6 +226,8 @@ pub struct ClaimedRun {
     pub published_at_ms: i64,
     /// The schema version the event was published under.
     pub event_version: u32,
+    /// The event's creation context (its publish's `send` span).
+    pub trace: crate::telemetry::TraceContext,
     /// The original event's id when a replay created this run.
     pub replay_of: Option<String>,
     /// The run's journal: `(step key, value JSON)` recorded by earlier

@@ -179,6 +179,8 @@ pub fn assignment(c: ClaimedRun) -> pb::RunAssignment {
         worker_id: String::new(),
         replay_of: c.replay_of.unwrap_or_default(),
         event_version: c.event_version,
+        traceparent: c.trace.traceparent,
+        tracestate: c.trace.tracestate,
     }
 }
 

@@ -56,6 +56,7 @@ impl EventService for EventsApi {
         req: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
         let ns = namespace(&req)?;
+        let trace = super::trace_context(&req);
         let r = req.into_inner();
         let p = self
             .engine
@@ -68,6 +69,7 @@ impl EventService for EventsApi {
                     ordering_key: r.ordering_key,
                     tags: r.tags,
                     publisher_run_id: String::new(),
+                    trace,
                 },
             )
             .await?;

@@ -20,6 +20,13 @@ use fanout_proto::v1::worker_service_server::WorkerServiceServer;
 use tokio_util::sync::CancellationToken;
 
 /// The namespace a call is for: `x-fanout-namespace`, default `default`.
+/// The caller's W3C trace context (`traceparent` / `tracestate` metadata).
+pub fn trace_context<T>(req: &tonic::Request<T>) -> crate::telemetry::TraceContext {
+    crate::telemetry::TraceContext::from_headers(|k| {
+        req.metadata().get(k).and_then(|v| v.to_str().ok())
+    })
+}
+
 pub fn namespace<T>(req: &tonic::Request<T>) -> Result<String> {
     let ns = match req.metadata().get(fanout_proto::NAMESPACE_HEADER) {
         None => return Ok(fanout_proto::DEFAULT_NAMESPACE.to_string()),

@@ -31,6 +31,7 @@ impl WaitpointService for WaitpointsApi {
         req: Request<pb::PublishAndWaitRequest>,
     ) -> Result<Response<pb::PublishAndWaitResponse>, Status> {
         let ns = namespace(&req)?;
+        let trace = super::trace_context(&req);
         let r = req.into_inner();
         let p = r
             .publish
@@ -46,6 +47,7 @@ impl WaitpointService for WaitpointsApi {
                 .as_ref()
                 .map(|p| p.run_id.clone())
                 .unwrap_or_default(),
+            trace,
         };
         let timeout = (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms));
         let hold = Duration::from_millis(r.wait_ms.min(MAX_WAIT_MS));

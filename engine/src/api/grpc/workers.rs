@@ -10,7 +10,7 @@ use super::{convert, namespace};
 use crate::dispatch::Session;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::model::{Outcome, Subscription, new_id, now_ms};
+use crate::model::{CompletionEffect, Outcome, Subscription, new_id, now_ms};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::worker_service_server::WorkerService;
 use pb::{server_message::Msg as Out, worker_message::Msg as In};
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 pub struct WorkersApi {
     pub engine: Engine,
@@ -160,6 +161,18 @@ impl WorkerService for WorkersApi {
                 tokio::select! {
                     run = runs_rx.recv() => {
                         let Some(run) = run else { break };
+                        // The engine's hand-over, in the event's trace.
+                        let span = tracing::info_span!(
+                            target: crate::telemetry::TARGET,
+                            "deliver",
+                            otel.name = %format_args!("deliver {}", run.event),
+                            fanout.run.id = %run.run_id,
+                            fanout.task = %run.task_id,
+                            fanout.attempt = run.attempt,
+                            fanout.worker.id = %assigned_to,
+                        );
+                        run.trace.parent(&span);
+                        drop(span);
                         let mut a = convert::assignment(run);
                         a.worker_id.clone_from(&assigned_to);
                         let msg = pb::ServerMessage { msg: Some(Out::Assignment(a)) };
@@ -221,10 +234,48 @@ impl WorkerService for WorkersApi {
                             },
                         };
                         let s = session.clone();
+                        // Recording the attempt (and retry scheduling or
+                        // dead-lettering), as a child of its `process` span.
+                        let span = tracing::info_span!(
+                            target: crate::telemetry::TARGET,
+                            "complete",
+                            fanout.run.id = %r.run_id,
+                            fanout.attempt = r.attempt,
+                            fanout.outcome = if matches!(outcome, Outcome::Ok(_)) { "ok" } else { "failed" },
+                            fanout.effect = tracing::field::Empty,
+                            fanout.retry_at_ms = tracing::field::Empty,
+                        );
+                        if !span.is_disabled() {
+                            crate::telemetry::TraceContext::from_headers(|k| {
+                                (k == "traceparent").then_some(r.traceparent.as_str())
+                            })
+                            .parent(&span);
+                        }
                         tokio::spawn(async move {
-                            if let Err(e) = s.on_result(r.run_id.clone(), r.attempt, outcome).await
+                            match s
+                                .on_result(r.run_id.clone(), r.attempt, outcome)
+                                .instrument(span.clone())
+                                .await
                             {
-                                tracing::warn!(run_id = %r.run_id, error = %e, "could not record result; the lease will expire and the run retry");
+                                Ok(effect) => {
+                                    if !span.is_disabled() {
+                                        let (name, at) = match effect {
+                                            CompletionEffect::Completed => ("completed", None),
+                                            CompletionEffect::Retrying { at_ms } => {
+                                                ("retrying", Some(at_ms))
+                                            }
+                                            CompletionEffect::Dead => ("dead", None),
+                                            CompletionEffect::Stale => ("stale", None),
+                                        };
+                                        span.record("fanout.effect", name);
+                                        if let Some(at) = at {
+                                            span.record("fanout.retry_at_ms", at);
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(run_id = %r.run_id, error = %e, "could not record result; the lease will expire and the run retry");
+                                }
                             }
                         });
                     }

@@ -30,6 +30,7 @@ fn event(payload_bytes: usize) -> NewEvent {
         runs: vec![],
         waitpoint: None,
         replay_of: String::new(),
+        trace: Default::default(),
     }
 }
 

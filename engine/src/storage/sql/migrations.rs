@@ -21,6 +21,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (6, "outbox", "0006_outbox.sql"),
     (7, "children by event", "0007_children_by_event.sql"),
     (8, "paused subscriptions", "0008_paused.sql"),
+    (9, "trace context", "0009_trace_context.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -31,6 +32,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (6, "outbox", "0006_outbox.sql"),
     (7, "children by event", "0007_children_by_event.sql"),
     (8, "paused subscriptions", "0008_paused.sql"),
+    (9, "trace context", "0009_trace_context.sql"),
 );
 
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 
 type Q<'q> = Query<'q, Any, AnyArguments<'q>>;
 
-const EVENT_PARAMS: usize = 12;
+const EVENT_PARAMS: usize = 14;
 const RUN_PARAMS: usize = 19;
 
 fn rows(dialect: Dialect, n: usize, per_row: usize, from: usize, suffix: &str) -> String {
@@ -40,7 +40,7 @@ fn rows(dialect: Dialect, n: usize, per_row: usize, from: usize, suffix: &str) -
 fn events_sql(dialect: Dialect, n: usize, from: usize) -> String {
     format!(
         "INSERT INTO events (id, namespace, name, version, payload, ordering_key, idempotency_key, tags, \
-         fan_out_count, publisher_run_id, published_at_ms, replay_of) VALUES {}",
+         fan_out_count, publisher_run_id, published_at_ms, replay_of, traceparent, tracestate) VALUES {}",
         rows(dialect, n, EVENT_PARAMS, from, "")
     )
 }
@@ -59,7 +59,9 @@ fn bind_events<'q>(mut q: Q<'q>, events: &[&'q NewEvent]) -> Q<'q> {
             .bind(ev.runs.len() as i64)
             .bind(&ev.publisher_run_id)
             .bind(ev.published_at_ms)
-            .bind(&ev.replay_of);
+            .bind(&ev.replay_of)
+            .bind(&ev.trace.traceparent)
+            .bind(&ev.trace.tracestate);
     }
     q
 }

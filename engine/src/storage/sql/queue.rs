@@ -57,12 +57,13 @@ impl SqlStore {
         );
         // The event's payload comes back with each run. Postgres joins it
         // once per run; SQLite cannot put an UPDATE in a CTE but takes
-        // scalar subqueries in RETURNING (three cheap lookups in-process).
+        // scalar subqueries in RETURNING (primary-key lookups, in-process).
         match self.dialect {
             Dialect::Postgres => format!(
                 "WITH c AS ({update} RETURNING id, attempts, task_id, event, event_id, lease_ms, ordering_key, replay_of) \
                  SELECT c.*, COALESCE(e.payload, '') AS payload, COALESCE(e.tags, '[]') AS tags, \
-                 COALESCE(e.published_at_ms, 0) AS published_at_ms, COALESCE(e.version, 0) AS event_version \
+                 COALESCE(e.published_at_ms, 0) AS published_at_ms, COALESCE(e.version, 0) AS event_version, \
+                 COALESCE(e.traceparent, '') AS traceparent, COALESCE(e.tracestate, '') AS tracestate \
                  FROM c LEFT JOIN events e ON e.id = c.event_id"
             ),
             Dialect::Sqlite => format!(
@@ -70,7 +71,9 @@ impl SqlStore {
                  COALESCE((SELECT e.payload FROM events e WHERE e.id = runs.event_id), '') AS payload, \
                  COALESCE((SELECT e.tags FROM events e WHERE e.id = runs.event_id), '[]') AS tags, \
                  COALESCE((SELECT e.published_at_ms FROM events e WHERE e.id = runs.event_id), 0) AS published_at_ms, \
-                 COALESCE((SELECT e.version FROM events e WHERE e.id = runs.event_id), 0) AS event_version"
+                 COALESCE((SELECT e.version FROM events e WHERE e.id = runs.event_id), 0) AS event_version, \
+                 COALESCE((SELECT e.traceparent FROM events e WHERE e.id = runs.event_id), '') AS traceparent, \
+                 COALESCE((SELECT e.tracestate FROM events e WHERE e.id = runs.event_id), '') AS tracestate"
             ),
         }
     }

@@ -105,6 +105,10 @@ pub(super) fn claimed_from_row(r: &AnyRow) -> Result<ClaimedRun> {
         tags: tags_from_json(&r.try_get::<String, _>("tags")?),
         published_at_ms: r.try_get("published_at_ms")?,
         event_version: u32::try_from(r.try_get::<i64, _>("event_version")?).unwrap_or(0),
+        trace: crate::telemetry::TraceContext {
+            traceparent: r.try_get("traceparent")?,
+            tracestate: r.try_get("tracestate")?,
+        },
         replay_of: Some(r.try_get::<String, _>("replay_of")?).filter(|s| !s.is_empty()),
         journal: Vec::new(),
     })

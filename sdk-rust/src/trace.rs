@@ -1,0 +1,83 @@
+//! W3C trace context in and out of the SDK: publishes carry the caller's
+//! current span (`traceparent` metadata), and each attempt runs inside a
+//! `process {event}` span (CONSUMER, messaging semantic conventions) linked
+//! to the event's creation context. Spans go to whatever `tracing`
+//! subscriber the process installed; with `tracing-opentelemetry` in it
+//! they are exported, and the spans a handler opens are their children.
+//! With none, nothing is recorded.
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The `tracing` target of the SDK's spans (as the engine's).
+pub(crate) const TARGET: &str = "fanout::otel";
+
+struct Metadata<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for Metadata<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Put the current span's context on an outgoing request (nothing when
+/// the current span is not exported).
+pub(crate) fn inject(metadata: &mut tonic::metadata::MetadataMap) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut Metadata(metadata));
+    }
+}
+
+struct One<'a>(&'a str, &'a str);
+
+impl Extractor for One<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => Some(self.0).filter(|s| !s.is_empty()),
+            "tracestate" => Some(self.1).filter(|s| !s.is_empty()),
+            _ => None,
+        }
+    }
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
+}
+
+/// Link `span` to the context `traceparent` names (nothing when empty or
+/// malformed).
+pub(crate) fn link(span: &tracing::Span, traceparent: &str, tracestate: &str) {
+    if traceparent.is_empty() || span.is_disabled() {
+        return;
+    }
+    let cx = TraceContextPropagator::new().extract(&One(traceparent, tracestate));
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.add_link(sc);
+    }
+}
+
+/// `span`'s own `traceparent`, "" when it is not exported.
+pub(crate) fn traceparent(span: &tracing::Span) -> String {
+    if span.is_disabled() {
+        return String::new();
+    }
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return String::new();
+    }
+    let mut out = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut out);
+    out.remove("traceparent").unwrap_or_default()
+}

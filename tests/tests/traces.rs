@@ -1,0 +1,257 @@
+//! One trace from publish through every subscriber, checked at a real OTLP
+//! collector: an in-process tonic server built from `opentelemetry-proto`
+//! receives what the engine's exporter sends. One publish to three
+//! subscribers, one failing once, must produce the `send` span (PRODUCER,
+//! child of the caller's span), one `process` span per attempt (CONSUMER,
+//! linked to `send`), the spans the handler opens as children of its
+//! attempt, and the engine's `deliver` and `complete` spans in the same
+//! traces. One test in this binary: the subscriber is process-global.
+
+use fanout::{Event, Retry, Task, TaskError, Worker};
+use fanout_engine::telemetry::{OtlpConfig, otlp_layer};
+use fanout_tests::{TestEngine, eventually};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut all = self.spans.lock().expect("collector lock");
+        for rs in req.into_inner().resource_spans {
+            for ss in rs.scope_spans {
+                all.extend(ss.spans);
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn attr(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(s) => Some(s.clone()),
+            AnyValue::IntValue(i) => Some(i.to_string()),
+            AnyValue::BoolValue(b) => Some(b.to_string()),
+            other => Some(format!("{other:?}")),
+        })
+}
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Order {
+    id: String,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_publish_is_one_story_across_subscribers_and_retries() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let (layer, exporter) = otlp_layer(&OtlpConfig {
+        endpoint: format!("http://{addr}"),
+        service_name: "fanout-test".into(),
+    })
+    .unwrap();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+
+    let backend = fanout_tests::backend("sqlite").await;
+    let engine = TestEngine::start(backend.config.clone()).await;
+    let client = engine.client().await;
+    let placed = Event::<Order>::new("order.placed");
+    placed.define(&client).await.unwrap();
+    let reserve = Task::new("reserve", &placed, |o: Order, _| async move {
+        // A span the handler opens: a child of its attempt.
+        let span = tracing::info_span!("reserve-stock", order = %o.id);
+        async { Ok(o.id) }.instrument(span).await
+    });
+    let charge = Task::new("charge", &placed, |o: Order, _| async move { Ok(o.id) });
+    let flaky_calls = Arc::new(AtomicU32::new(0));
+    let calls = flaky_calls.clone();
+    let flaky = Task::new("notify", &placed, move |o: Order, _| {
+        let calls = calls.clone();
+        async move {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(TaskError::retryable("mail server busy"));
+            }
+            Ok(o.id)
+        }
+    })
+    .retry(Retry::attempts(3).backoff(Duration::from_millis(10), Duration::from_millis(10)));
+    let worker = Worker::new(client.clone())
+        .task(reserve)
+        .task(charge)
+        .task(flaky)
+        .start()
+        .await
+        .unwrap();
+
+    let root = tracing::info_span!("checkout");
+    let published = async { placed.publish(&client, &Order { id: "o-1".into() }).await }
+        .instrument(root.clone())
+        .await
+        .unwrap();
+    drop(root);
+    eventually(Duration::from_secs(20), "every run completed", || async {
+        let runs = client
+            .runs()
+            .event_id(&published.event_id)
+            .first(10)
+            .await
+            .unwrap();
+        (runs.len() == 3
+            && runs
+                .iter()
+                .all(|r| r.status == fanout::RunStatus::Completed))
+        .then_some(())
+    })
+    .await;
+    let spans = eventually(
+        Duration::from_secs(20),
+        "the spans reach the collector",
+        || {
+            exporter.flush();
+            let spans = collector.spans.lock().unwrap().clone();
+            let complete = spans.iter().filter(|s| s.name == "complete").count();
+            async move { (complete >= 4).then_some(spans) }
+        },
+    )
+    .await;
+
+    // The publish: one PRODUCER span, a child of the caller's span.
+    let sends: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "send order.placed")
+        .collect();
+    assert_eq!(sends.len(), 1, "{spans:#?}");
+    let send = sends[0];
+    assert_eq!(send.kind, SpanKind::Producer as i32);
+    assert_eq!(attr(send, "messaging.system").as_deref(), Some("fanout"));
+    assert_eq!(
+        attr(send, "messaging.destination.name").as_deref(),
+        Some("order.placed")
+    );
+    assert_eq!(
+        attr(send, "messaging.message.id"),
+        Some(published.event_id.clone())
+    );
+    assert_eq!(attr(send, "fanout.runs_created").as_deref(), Some("3"));
+    let root = spans
+        .iter()
+        .find(|s| s.name == "checkout")
+        .expect("the caller's span is exported");
+    assert_eq!(send.trace_id, root.trace_id, "the caller's trace continues");
+    assert_eq!(
+        send.parent_span_id, root.span_id,
+        "send is a child of the caller's span"
+    );
+
+    // Every attempt: a CONSUMER span linked to the send span.
+    let process: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "process order.placed")
+        .collect();
+    assert_eq!(process.len(), 4, "three runs, one retried: {process:#?}");
+    for p in &process {
+        assert_eq!(p.kind, SpanKind::Consumer as i32);
+        assert!(
+            p.links
+                .iter()
+                .any(|l| l.trace_id == send.trace_id && l.span_id == send.span_id),
+            "each attempt links to the event's creation context: {p:#?}"
+        );
+        assert_eq!(
+            attr(p, "messaging.message.id"),
+            Some(published.event_id.clone())
+        );
+    }
+    let notify: Vec<&&Span> = process
+        .iter()
+        .filter(|p| attr(p, "messaging.destination.subscription.name").as_deref() == Some("notify"))
+        .collect();
+    assert_eq!(notify.len(), 2);
+    let first = notify
+        .iter()
+        .find(|p| attr(p, "fanout.attempt").as_deref() == Some("1"))
+        .unwrap();
+    assert_eq!(attr(first, "fanout.outcome").as_deref(), Some("failed"));
+    assert_eq!(
+        first.status.as_ref().map(|s| s.code),
+        Some(2),
+        "status ERROR"
+    );
+    let second = notify
+        .iter()
+        .find(|p| attr(p, "fanout.attempt").as_deref() == Some("2"))
+        .unwrap();
+    assert_eq!(attr(second, "fanout.outcome").as_deref(), Some("ok"));
+
+    // The handler's own span is a child of its attempt.
+    let reserve_attempt = process
+        .iter()
+        .find(|p| attr(p, "messaging.destination.subscription.name").as_deref() == Some("reserve"))
+        .unwrap();
+    let stock = spans
+        .iter()
+        .find(|s| s.name == "reserve-stock")
+        .expect("handler span exported");
+    assert_eq!(stock.parent_span_id, reserve_attempt.span_id);
+    assert_eq!(stock.trace_id, reserve_attempt.trace_id);
+
+    // The engine's work: each completion is a child of its attempt (the
+    // retry decided there), each hand-over a child of the publish.
+    let completes: Vec<&Span> = spans.iter().filter(|s| s.name == "complete").collect();
+    assert_eq!(completes.len(), 4);
+    for c in &completes {
+        assert!(
+            process
+                .iter()
+                .any(|p| p.span_id == c.parent_span_id && p.trace_id == c.trace_id),
+            "complete under its attempt: {c:#?}"
+        );
+    }
+    assert!(
+        completes
+            .iter()
+            .any(|c| attr(c, "fanout.effect").as_deref() == Some("retrying"))
+    );
+    let delivers: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "deliver order.placed")
+        .collect();
+    assert_eq!(delivers.len(), 4);
+    assert!(
+        delivers
+            .iter()
+            .all(|d| d.parent_span_id == send.span_id && d.trace_id == send.trace_id)
+    );
+
+    worker.shutdown().await.unwrap();
+    engine.stop().await;
+    server.abort();
+}
