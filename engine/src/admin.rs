@@ -25,6 +25,18 @@ impl Engine {
         })
     }
 
+    /// What `id`'s handlers logged (NOT_FOUND when the run is not in
+    /// `ns`).
+    pub async fn run_logs(&self, ns: &str, id: &str, query: &LogQuery) -> Result<Vec<RunLogLine>> {
+        self.store().run_logs(ns, id, query).await?.ok_or_else(|| {
+            Error::not_found(
+                EntityKind::Run,
+                id,
+                format!("run '{id}' not found in namespace '{ns}'"),
+            )
+        })
+    }
+
     /// The subscriptions of `ns`.
     pub async fn list_subscriptions(&self, ns: &str) -> Result<Vec<Subscription>> {
         self.store().list_subscriptions(Some(ns)).await

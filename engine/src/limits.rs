@@ -44,6 +44,15 @@ pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 pub const MAX_TIMEOUT_MS: u64 = 366 * 24 * 3_600_000;
 /// Tasks one worker stream may register.
 pub const MAX_TASKS_PER_WORKER: usize = 1_000;
+/// Bytes of handler log (messages and fields) kept per attempt; past it
+/// one truncation line is stored and the rest dropped.
+pub const MAX_LOG_BYTES_PER_ATTEMPT: usize = 64 * 1024;
+/// Bytes of one log line's message (longer ones are cut).
+pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
+/// Bytes of one log line's fields (JSON); larger fields are dropped.
+pub const MAX_LOG_FIELDS_BYTES: usize = 4 * 1024;
+/// Lines one flush may carry.
+pub const MAX_LOG_LINES_PER_FLUSH: usize = 1_000;
 
 /// The limits an operator may move (config section `limits`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

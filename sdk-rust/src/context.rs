@@ -73,6 +73,8 @@ pub struct TaskContext {
     pub replay_of: Option<String>,
     pub(crate) backend: Backend,
     pub(crate) states: States,
+    /// This attempt's captured log lines.
+    pub(crate) logs: Arc<crate::logs::LogBuffer>,
     /// Step key → recorded value (JSON), from earlier executions.
     pub(crate) journal: Arc<Mutex<HashMap<String, String>>>,
     /// Per-kind call counters, to key waits by call order.
@@ -113,6 +115,20 @@ impl TaskContext {
                 std::any::type_name::<S>()
             ))
         })
+    }
+
+    /// Add a line to this attempt's log (kept with the attempt; `fanout
+    /// runs logs RUN_ID`). `tracing` events work too with
+    /// [`crate::log_layer`] installed.
+    pub fn log(&self, level: tracing::Level, message: impl std::fmt::Display) {
+        let level = match level {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warn",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        self.logs.push(level, message.to_string(), String::new());
     }
 
     /// True when a replay created this run ([`TaskContext::replay_of`]

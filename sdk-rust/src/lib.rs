@@ -101,6 +101,7 @@ mod client;
 mod context;
 mod error;
 mod event;
+mod logs;
 mod results;
 mod task;
 mod task_error;
@@ -111,12 +112,13 @@ mod worker;
 
 pub use admin::{
     ArchiveQuery, ArchivedEvent, Attempt, DeadLetterQuery, DlqState, EventDefinition, RateLimit,
-    Replay, ReplaySpec, ReplayStatus, Run, RunDetail, RunQuery, RunStatus, Subscription,
+    Replay, ReplaySpec, ReplayStatus, Run, RunDetail, RunLog, RunQuery, RunStatus, Subscription,
 };
 pub use client::{Client, EventOptions, PublishOptions, Published, RawClient, RunRef};
 pub use context::TaskContext;
 pub use error::{EntityKind, Error, ErrorCode, Result, Violation};
 pub use event::{Event, EventPayload, Publish};
+pub use logs::{LogLayer, log_layer};
 pub use results::{Results, TaskFailure, TaskOutcome};
 pub use task::{AnyTask, Retry, Task};
 pub use task_error::{TaskError, TaskResultExt};

@@ -108,6 +108,7 @@ impl TestContext {
                 replay_of: None,
                 backend: Backend::Offline(stubs.clone()),
                 states: States::default(),
+                logs: Arc::default(),
                 journal: Arc::default(),
                 seq: Arc::default(),
             },
@@ -174,6 +175,17 @@ impl TestContext {
         names
     }
 
+    /// `(level, message)` of every line the handler logged (`ctx.log`, or
+    /// `tracing` events with [`crate::log_layer`] installed).
+    pub fn logs(&self) -> Vec<(String, String)> {
+        self.ctx
+            .logs
+            .peek()
+            .into_iter()
+            .map(|l| (l.level, l.message))
+            .collect()
+    }
+
     /// `(event, payload)` of every `publish_and_wait` the handler made.
     pub fn published(&self) -> Vec<(String, serde_json::Value)> {
         lock(&self.stubs.published).clone()
@@ -197,7 +209,8 @@ impl<I: EventPayload, O: DeserializeOwned> Task<I, O> {
         }
         let json = serde_json::to_value(payload)
             .map_err(|e| TaskError::fatal(format!("payload does not serialize: {e}")))?;
-        let out = (self.spec.handler)(json, run).await?;
+        let logs = run.logs.clone();
+        let out = logs.scope((self.spec.handler)(json, run)).await?;
         serde_json::from_value(out).map_err(|e| {
             TaskError::fatal(format!(
                 "output does not deserialize into the task's output type: {e}"

@@ -252,6 +252,11 @@ impl Worker {
             .min()
             .unwrap_or(Duration::from_secs(30));
         let mut beat = tokio::time::interval((min_lease / 3).max(Duration::from_millis(50)));
+        // Running attempts' log buffers, flushed every second so a crash
+        // loses at most the last second of lines.
+        let logs: AttemptLogs = Arc::default();
+        let mut flush = tokio::time::interval(LOG_FLUSH);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.changed() => {
@@ -305,6 +310,17 @@ impl Worker {
                         let _ = tx.send(pb::WorkerMessage { msg: Some(Out::Heartbeat(pb::Heartbeat { run_ids: ids })) }).await;
                     }
                 }
+                _ = flush.tick() => {
+                    let pending: Vec<(String, u32, Vec<pb::LogLine>)> = logs
+                        .lock()
+                        .map(|l| l.iter().map(|(id, (attempt, b))| (id.clone(), *attempt, b.drain())).collect())
+                        .unwrap_or_default();
+                    for (run_id, attempt, lines) in pending {
+                        if !lines.is_empty() {
+                            let _ = tx.send(logs_message(&run_id, attempt, lines)).await;
+                        }
+                    }
+                }
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
                 msg = inbound.message() => {
                     let a = match msg {
@@ -322,8 +338,18 @@ impl Worker {
                     let running = running.clone();
                     let client = self.client.clone();
                     let states = self.states.clone();
+                    let buffer: Arc<crate::logs::LogBuffer> = Arc::default();
+                    if let Ok(mut l) = logs.lock() { l.insert(a.run_id.clone(), (a.attempt, buffer.clone())); }
+                    let logs = logs.clone();
                     jobs.spawn(async move {
-                        let (outcome, traceparent) = execute(&task, &a, client, states).await;
+                        let (outcome, traceparent) = execute(&task, &a, client, states, buffer.clone()).await;
+                        // The last lines go before the result, which ends
+                        // the lease they are checked against.
+                        if let Ok(mut l) = logs.lock() { l.remove(&a.run_id); }
+                        let lines = buffer.drain();
+                        if !lines.is_empty() {
+                            let _ = tx.send(logs_message(&a.run_id, a.attempt, lines)).await;
+                        }
                         let _ = tx.send(result(&a, outcome, traceparent)).await;
                         if let Ok(mut s) = running.lock() { s.remove(&a.run_id); }
                     });
@@ -353,6 +379,7 @@ async fn execute(
     a: &pb::RunAssignment,
     client: Client,
     states: States,
+    logs: Arc<crate::logs::LogBuffer>,
 ) -> (
     std::result::Result<serde_json::Value, crate::TaskError>,
     String,
@@ -380,6 +407,7 @@ async fn execute(
             worker_id: a.worker_id.clone(),
         },
         states,
+        logs: logs.clone(),
         journal: Arc::new(Mutex::new(
             a.journal
                 .iter()
@@ -412,7 +440,10 @@ async fn execute(
     if !a.replay_of.is_empty() {
         span.record("fanout.replay.of", a.replay_of.as_str());
     }
-    let fut = tracing::Instrument::instrument((task.handler)(payload, ctx), span.clone());
+    let fut = logs.scope(tracing::Instrument::instrument(
+        (task.handler)(payload, ctx),
+        span.clone(),
+    ));
     // The handler runs as its own task (a panic is caught as a failure);
     // dropping this future — the job aborted at shutdown or on a lost
     // stream — aborts it too, so no handler outlives its worker.
@@ -438,6 +469,22 @@ async fn execute(
         };
     }
     (out, crate::trace::traceparent(&span))
+}
+
+/// Run id → (attempt, its log buffer) of the attempts running here.
+type AttemptLogs = Arc<Mutex<HashMap<String, (u32, Arc<crate::logs::LogBuffer>)>>>;
+
+/// How often running attempts' log lines are sent.
+const LOG_FLUSH: Duration = Duration::from_secs(1);
+
+fn logs_message(run_id: &str, attempt: u32, lines: Vec<pb::LogLine>) -> pb::WorkerMessage {
+    pb::WorkerMessage {
+        msg: Some(Out::Logs(pb::RunLogs {
+            run_id: run_id.to_string(),
+            attempt,
+            lines,
+        })),
+    }
 }
 
 fn result(

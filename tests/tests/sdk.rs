@@ -293,3 +293,77 @@ fn rate_limit_key_in_either_order() {
         assert_eq!((rl.limit, rl.key_field.as_deref()), (5, Some("id")));
     }
 }
+
+/// The SDK's log layer, installed once for this test binary (the handler
+/// tests below rely on it; nothing else here logs).
+fn capture_handler_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(fanout::log_layer()),
+        );
+    });
+}
+
+fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
+    /// What a handler logs (`ctx.log` and `tracing` events) is kept per
+    /// attempt, flushed while it runs (so a crash keeps it), readable over
+    /// gRPC and HTTP.
+    async fn handler_logs_are_kept_per_attempt_and_flushed_while_running(b) {
+        capture_handler_logs();
+        let engine = TestEngine::start(b.config.clone()).await;
+        let client = engine.client().await;
+        let placed = Event::<Order>::new("order.placed");
+        placed.define(&client).await.unwrap();
+        let (hold_tx, hold_rx) = tokio::sync::watch::channel(false);
+        let task = Task::new("logs", &placed, move |o: Order, ctx| {
+            let mut hold = hold_rx.clone();
+            async move {
+                ctx.log(tracing::Level::INFO, format!("charging {}", o.id));
+                tracing::warn!(amount = o.amount, "card slow");
+                if ctx.attempt == 1 {
+                    // Held until the test has seen the flushed lines.
+                    let _ = hold.wait_for(|go| *go).await;
+                    return Err(TaskError::retryable("gateway timeout"));
+                }
+                Ok("charged")
+            }
+        })
+        .retry(fanout::Retry::attempts(3).backoff(Duration::from_millis(10), Duration::from_millis(10)));
+        let worker = Worker::new(client.clone()).task(task).start().await.unwrap();
+        let p = placed.publish(&client, &Order { id: "o-7".into(), amount: 3.5 }).await.unwrap();
+        let run_id = p.runs[0].run_id.clone();
+        // Attempt 1 still running: its lines are already stored (timer flush).
+        let early = eventually(WAIT, "attempt 1's lines flushed while it runs", || async {
+            let l = client.run_logs(&run_id, None, None).await.unwrap();
+            (l.len() == 2).then_some(l)
+        })
+        .await;
+        assert_eq!(client.run(&run_id).await.unwrap().run.status, RunStatus::Running, "[{}]", b.name);
+        assert_eq!((early[0].attempt, early[0].level.as_str(), early[0].message.as_str()), (1, "info", "charging o-7"));
+        assert_eq!((early[1].level.as_str(), early[1].message.as_str()), ("warn", "card slow"));
+        assert_eq!(early[1].fields.as_ref().unwrap()["amount"], 3.5);
+        hold_tx.send(true).unwrap();
+        eventually(WAIT, "the retry completes", || async {
+            (client.run(&run_id).await.unwrap().run.status == RunStatus::Completed).then_some(())
+        })
+        .await;
+        let all = client.run_logs(&run_id, None, None).await.unwrap();
+        assert_eq!(all.iter().map(|l| l.attempt).collect::<Vec<_>>(), vec![1, 1, 2, 2], "[{}]", b.name);
+        assert_eq!(client.run_logs(&run_id, Some(2), None).await.unwrap().len(), 2);
+        let after = client.run_logs(&run_id, None, Some((1, 1))).await.unwrap();
+        assert_eq!(after.len(), 2, "the cursor skips what was read");
+        let (status, _, body) =
+            fanout_tests::http(&engine.http_url, "GET", &format!("/api/v1/runs/{run_id}/logs?attempt=2"), "").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["lines"].as_array().unwrap().len(), 2);
+        assert_eq!(v["lines"][0]["message"], "charging o-7");
+        let (status, _, body) =
+            fanout_tests::http(&engine.http_url, "GET", "/api/v1/runs/nope/logs", "").await;
+        assert_eq!(status, 404, "{body}");
+        worker.shutdown().await.unwrap();
+        engine.stop().await;
+    }
+}

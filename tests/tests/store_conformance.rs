@@ -639,3 +639,61 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         assert!(early.tasks.iter().all(|t| t.due == 0), "[{name}] {early:?}");
     }
 }
+
+fn line(seq: u32, message: &str) -> LogLine {
+    LogLine {
+        seq,
+        at_ms: now_ms(),
+        level: LogLevel::Info,
+        message: message.into(),
+        fields_json: String::new(),
+    }
+}
+
+fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
+    /// Handler logs: only the lease holder of the running attempt adds
+    /// lines, a repeated seq is stored once, the attempt's total is capped
+    /// with one truncation line, and another namespace sees no run.
+    async fn run_logs_are_the_lease_holders_bounded_and_namespaced((name, store, _d)) {
+        store
+            .publish(&[new_event("default", "e.logs", &["t"], "")], DAY)
+            .await
+            .unwrap();
+        let tasks = vec!["t".to_string()];
+        let c = store.claim("default", &tasks, "w1", 1, now_ms()).await.unwrap().remove(0);
+        let n = store
+            .append_logs("w1", &c.run_id, 1, &[line(0, "start"), line(1, "charging")], 100)
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "[{name}]");
+        // A flush sent twice, a stranger, a stale attempt: nothing new.
+        assert_eq!(store.append_logs("w1", &c.run_id, 1, &[line(1, "charging")], 100).await.unwrap(), 0);
+        assert_eq!(store.append_logs("w2", &c.run_id, 1, &[line(2, "evil")], 100).await.unwrap(), 0);
+        assert_eq!(store.append_logs("w1", &c.run_id, 2, &[line(0, "future")], 100).await.unwrap(), 0);
+        // 100 bytes per attempt: 13 used, the next 90 do not fit.
+        let n = store
+            .append_logs("w1", &c.run_id, 1, &[line(2, &"x".repeat(80)), line(3, &"y".repeat(10))], 100)
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "[{name}] the 80-byte line, then the truncation line");
+        assert_eq!(store.append_logs("w1", &c.run_id, 1, &[line(4, "late")], 100).await.unwrap(), 0);
+        let got = store
+            .run_logs("default", &c.run_id, &LogQuery::default())
+            .await
+            .unwrap()
+            .unwrap();
+        let msgs: Vec<&str> = got.iter().map(|l| l.line.message.as_str()).collect();
+        assert_eq!(msgs.len(), 4, "[{name}] {msgs:?}");
+        assert_eq!(&msgs[..2], &["start", "charging"]);
+        assert!(msgs[3].starts_with("log truncated"), "{msgs:?}");
+        assert!(got.iter().all(|l| l.attempt == 1));
+        // Following: after the cursor only.
+        let after = store
+            .run_logs("default", &c.run_id, &LogQuery { after: Some((1, 1)), ..Default::default() })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after.len(), 2);
+        assert!(store.run_logs("other", &c.run_id, &LogQuery::default()).await.unwrap().is_none());
+    }
+}

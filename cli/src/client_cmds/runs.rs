@@ -27,6 +27,19 @@ pub enum RunsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// What a run's handler logged, attempt by attempt.
+    Logs {
+        id: String,
+        /// Only this attempt.
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Keep printing new lines until the run is completed or dead.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
@@ -77,6 +90,52 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
                         },
                         time(r.created_at_ms)
                     );
+                }
+            }
+        }
+        RunsCmd::Logs {
+            id,
+            attempt,
+            follow,
+            json,
+        } => {
+            let mut cursor = None;
+            loop {
+                // The run's state first: lines stored before it turned
+                // final are all read below, so following stops complete.
+                let done = !follow || client.run(&id).await?.run.status.is_final();
+                let lines = client.run_logs(&id, attempt, cursor).await?;
+                for l in &lines {
+                    if json {
+                        let v = json!({
+                            "attempt": l.attempt, "seq": l.seq,
+                            "at": humantime::format_rfc3339_millis(l.at).to_string(),
+                            "level": l.level, "message": l.message, "fields": l.fields,
+                        });
+                        println!("{v}");
+                    } else {
+                        let fields = l
+                            .fields
+                            .as_ref()
+                            .map(|f| format!(" {f}"))
+                            .unwrap_or_default();
+                        println!(
+                            "#{} {} {:<5} {}{fields}",
+                            l.attempt,
+                            humantime::format_rfc3339_millis(l.at),
+                            l.level,
+                            l.message
+                        );
+                    }
+                }
+                if let Some(last) = lines.last() {
+                    cursor = Some((last.attempt, last.seq));
+                }
+                if done && lines.len() < 10_000 {
+                    break;
+                }
+                if lines.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
         }

@@ -53,6 +53,7 @@ pub fn router(engine: Engine) -> axum::Router {
                 },
             ),
         )
+        .route("/api/v1/runs/{id}/logs", get(run_logs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -259,6 +260,42 @@ async fn complete_waitpoint(
 
 /// Pause (`paused`) or resume a task's subscription; paused, its runs are
 /// kept and none is claimed.
+/// Query of `GET /api/v1/runs/{id}/logs`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LogsQuery {
+    attempt: Option<u32>,
+    after_attempt: Option<u32>,
+    after_seq: Option<u32>,
+    limit: Option<u32>,
+}
+
+async fn run_logs(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, Error> {
+    let ns = namespace(&headers)?;
+    let axum::extract::Query(q) = query.map_err(|e| {
+        Error::InvalidArgument(format!(
+            "query: {e} (expected attempt, afterAttempt, afterSeq, limit as numbers)"
+        ))
+    })?;
+    let lines = engine
+        .run_logs(
+            &ns,
+            &id,
+            &crate::model::LogQuery {
+                attempt: q.attempt.filter(|a| *a > 0),
+                after: q.after_attempt.map(|a| (a, q.after_seq.unwrap_or(0))),
+                limit: q.limit.unwrap_or(0),
+            },
+        )
+        .await?;
+    Ok(Json(json!({ "runId": id, "lines": lines })))
+}
+
 async fn set_paused(
     engine: Engine,
     task: String,

@@ -350,6 +350,45 @@ impl Session {
             .await
     }
 
+    /// Keep what a running attempt logged: only this session's lease on
+    /// that attempt may add lines; each line is bounded, the attempt's
+    /// total too (the store cuts it with one truncation line).
+    pub async fn on_logs(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        mut lines: Vec<LogLine>,
+    ) -> Result<u64> {
+        use crate::limits::{
+            MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_FIELDS_BYTES, MAX_LOG_LINE_BYTES,
+            MAX_LOG_LINES_PER_FLUSH,
+        };
+        lines.truncate(MAX_LOG_LINES_PER_FLUSH);
+        for l in &mut lines {
+            if l.message.len() > MAX_LOG_LINE_BYTES {
+                l.message =
+                    crate::limits::truncate(std::mem::take(&mut l.message), MAX_LOG_LINE_BYTES);
+            }
+            if l.fields_json.len() > MAX_LOG_FIELDS_BYTES
+                || (!l.fields_json.is_empty()
+                    && !serde_json::from_str::<serde_json::Value>(&l.fields_json)
+                        .is_ok_and(|v| v.is_object()))
+            {
+                l.fields_json.clear();
+            }
+        }
+        self.engine
+            .store()
+            .append_logs(
+                &self.worker_id,
+                run_id,
+                attempt,
+                &lines,
+                MAX_LOG_BYTES_PER_ATTEMPT,
+            )
+            .await
+    }
+
     /// The stream ended: fail what the worker still held, so it retries now
     /// rather than after the lease.
     pub async fn close(&self) {

@@ -61,11 +61,13 @@ pub fn new_id() -> String {
 }
 
 mod event;
+mod logs;
 mod replay;
 mod run;
 mod waitpoint;
 
 pub use event::*;
+pub use logs::*;
 pub use replay::*;
 pub use run::*;
 pub use waitpoint::*;

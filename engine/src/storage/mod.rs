@@ -11,6 +11,7 @@
 
 mod completions;
 mod definitions;
+mod logs;
 mod outbox;
 mod publish;
 mod queue;
@@ -22,6 +23,7 @@ mod waitpoints;
 
 pub use completions::Completions;
 pub use definitions::Definitions;
+pub use logs::RunLogs;
 pub use outbox::Outbox;
 pub use publish::Publish;
 pub use queue::RunQueue;
@@ -47,6 +49,7 @@ pub trait Store:
     + ReplayStore
     + Outbox
     + Stats
+    + RunLogs
     + 'static
 {
     /// Post-commit events of this process's writes (waitpoints finished,

@@ -24,5 +24,5 @@ pub use query::{DeadLetterQuery, RunQuery};
 pub use replay::{ArchiveQuery, ReplaySpec};
 pub use views::{
     ArchivedEvent, Attempt, DlqState, EventDefinition, RateLimit, Replay, ReplayStatus, Run,
-    RunDetail, RunStatus, Subscription,
+    RunDetail, RunLog, RunStatus, Subscription,
 };

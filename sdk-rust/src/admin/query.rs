@@ -1,7 +1,7 @@
 //! Query builders for runs and dead letters: set filters, then take one
 //! page (`first`) or every match as a stream that fetches page by page.
 
-use super::views::{Run, RunDetail, RunStatus};
+use super::views::{Run, RunDetail, RunLog, RunStatus};
 use crate::client::Client;
 use crate::error::Result;
 use fanout_proto::v1 as pb;
@@ -255,6 +255,35 @@ impl Client {
             .await?
             .into_inner()
             .into())
+    }
+
+    /// What run `id`'s handlers logged, attempt by attempt (`attempt`:
+    /// only that one), at most 10,000 lines after the cursor
+    /// `(attempt, seq)` of the last line already read.
+    pub async fn run_logs(
+        &self,
+        id: &str,
+        attempt: Option<u32>,
+        after: Option<(u32, u32)>,
+    ) -> Result<Vec<RunLog>> {
+        let (after_attempt, after_seq) = after.unwrap_or((0, 0));
+        let req = pb::GetRunLogsRequest {
+            run_id: id.into(),
+            attempt: attempt.unwrap_or(0),
+            after_attempt,
+            after_seq,
+            limit: 10_000,
+        };
+        Ok(self
+            .raw()
+            .admin()
+            .get_run_logs(self.request(req))
+            .await?
+            .into_inner()
+            .lines
+            .into_iter()
+            .map(RunLog::from)
+            .collect())
     }
 
     /// Dead letters: list them, or `retry()` / `discard()` the selection.

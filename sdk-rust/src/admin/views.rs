@@ -497,3 +497,35 @@ impl From<pb::ReplayJob> for Replay {
         }
     }
 }
+
+/// One line a run's handler logged.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RunLog {
+    /// The attempt that logged it.
+    pub attempt: u32,
+    /// Its place in the attempt's log (0, 1, 2…).
+    pub seq: u32,
+    /// When it was logged.
+    pub at: SystemTime,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: String,
+    /// The message.
+    pub message: String,
+    /// The event's other fields.
+    pub fields: Option<serde_json::Value>,
+}
+
+impl From<pb::RunLogLine> for RunLog {
+    fn from(l: pb::RunLogLine) -> Self {
+        let line = l.line.unwrap_or_default();
+        RunLog {
+            attempt: l.attempt,
+            seq: line.seq,
+            at: time_or_epoch(line.at_ms),
+            level: line.level,
+            message: line.message,
+            fields: json(&line.fields_json),
+        }
+    }
+}

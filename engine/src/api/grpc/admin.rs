@@ -3,7 +3,7 @@
 use super::{convert, namespace};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::model::{DeadLetterSelector, RunQuery, RunStatus};
+use crate::model::{DeadLetterSelector, LogQuery, RunQuery, RunStatus};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
@@ -43,6 +43,23 @@ impl AdminService for AdminApi {
         let runs = self.engine.list_runs(&ns, &q).await?;
         Ok(Response::new(pb::ListRunsResponse {
             runs: convert::runs_page(runs),
+        }))
+    }
+
+    async fn get_run_logs(
+        &self,
+        req: Request<pb::GetRunLogsRequest>,
+    ) -> Result<Response<pb::GetRunLogsResponse>, Status> {
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let q = LogQuery {
+            attempt: (r.attempt > 0).then_some(r.attempt),
+            after: (r.after_attempt > 0).then_some((r.after_attempt, r.after_seq)),
+            limit: r.limit,
+        };
+        let lines = self.engine.run_logs(&ns, &r.run_id, &q).await?;
+        Ok(Response::new(pb::GetRunLogsResponse {
+            lines: lines.into_iter().map(convert::run_log_line).collect(),
         }))
     }
 

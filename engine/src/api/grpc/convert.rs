@@ -225,3 +225,27 @@ pub fn run_status(s: RunStatus) -> pb::RunStatus {
         RunStatus::Dead => pb::RunStatus::Dead,
     }
 }
+
+/// A log line as the worker sent it (an unknown level reads as info).
+pub fn log_line_from_pb(l: pb::LogLine) -> LogLine {
+    LogLine {
+        seq: l.seq,
+        at_ms: l.at_ms,
+        level: LogLevel::parse(&l.level).unwrap_or(LogLevel::Info),
+        message: l.message,
+        fields_json: l.fields_json,
+    }
+}
+
+pub fn run_log_line(l: RunLogLine) -> pb::RunLogLine {
+    pb::RunLogLine {
+        attempt: l.attempt,
+        line: Some(pb::LogLine {
+            seq: l.line.seq,
+            at_ms: l.line.at_ms,
+            level: l.line.level.as_str().into(),
+            message: l.line.message,
+            fields_json: l.line.fields_json,
+        }),
+    }
+}

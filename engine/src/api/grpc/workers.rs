@@ -280,6 +280,16 @@ impl WorkerService for WorkersApi {
                         });
                     }
                     Ok(Some(pb::WorkerMessage {
+                        msg: Some(In::Logs(l)),
+                    })) => {
+                        // Handled in stream order: an attempt's last lines
+                        // are stored before its result ends the lease.
+                        let lines = l.lines.into_iter().map(convert::log_line_from_pb).collect();
+                        if let Err(e) = session.on_logs(&l.run_id, l.attempt, lines).await {
+                            tracing::warn!(run_id = %l.run_id, error = %e, "handler log lines not stored");
+                        }
+                    }
+                    Ok(Some(pb::WorkerMessage {
                         msg: Some(In::Heartbeat(h)),
                     })) => {
                         if let Err(e) = session.on_heartbeat(&h.run_ids).await {

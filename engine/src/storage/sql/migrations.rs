@@ -22,6 +22,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (7, "children by event", "0007_children_by_event.sql"),
     (8, "paused subscriptions", "0008_paused.sql"),
     (9, "trace context", "0009_trace_context.sql"),
+    (10, "run logs", "0010_run_logs.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -33,6 +34,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (7, "children by event", "0007_children_by_event.sql"),
     (8, "paused subscriptions", "0008_paused.sql"),
     (9, "trace context", "0009_trace_context.sql"),
+    (10, "run logs", "0010_run_logs.sql"),
 );
 
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

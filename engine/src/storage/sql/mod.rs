@@ -15,6 +15,7 @@ mod dialect;
 mod errors;
 #[cfg(test)]
 mod faults;
+mod logs;
 mod migrations;
 mod outbox;
 mod postgres;
