@@ -13,6 +13,8 @@ pub struct Bench {
     _dir: Option<tempfile::TempDir>,
     /// Postgres `(url, schema)` made for this run, dropped at `stop`.
     schema: Option<(String, String)>,
+    /// `--scrape-metrics-ms`: reads `/metrics` while the engine runs.
+    _scraper: Option<crate::observe::Scraper>,
 }
 
 impl Bench {
@@ -23,6 +25,7 @@ impl Bench {
                 running: None,
                 _dir: None,
                 schema: None,
+                _scraper: None,
             });
         }
         let dir = tempfile::tempdir()?;
@@ -49,7 +52,11 @@ impl Bench {
         tweak(&mut config);
         let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
         let running = fanout_engine::spawn(config, listeners).await?;
+        let scraper = args.scrape_metrics_ms.map(|ms| {
+            crate::observe::Scraper::start(running.http_addr(), Duration::from_millis(ms.max(1)))
+        });
         Ok(Bench {
+            _scraper: scraper,
             url: format!("http://{}", running.grpc_addr()),
             running: Some(running),
             _dir: Some(dir),

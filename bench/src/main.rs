@@ -6,6 +6,7 @@
 //! object). Scenarios are flag sets; see `--help` and BENCHMARKS.md.
 
 mod harness;
+mod observe;
 mod repeat;
 mod scenarios;
 mod stats;
@@ -73,6 +74,15 @@ pub struct Args {
     /// committing before it claims (`claim_linger_us`; in-process engine only).
     #[arg(long)]
     pub claim_linger_us: Option<u64>,
+    /// Export every span over OTLP to a collector in this process (the
+    /// cost of tracing; the summary gains `spans_exported`).
+    #[arg(long)]
+    pub trace: bool,
+    /// Scrape the in-process engine's `/metrics` every this many ms during
+    /// the run (the cost of a Prometheus server; the summary gains
+    /// `metrics_scrapes`).
+    #[arg(long)]
+    pub scrape_metrics_ms: Option<u64>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -113,7 +123,12 @@ async fn main() -> anyhow::Result<()> {
         let summary = repeat::run(usize::from(args.repeat), &child_args())?;
         return print(&summary, args.json);
     }
-    let summary = match args.scenario {
+    let tracing = if args.trace {
+        Some(observe::Tracing::start().await?)
+    } else {
+        None
+    };
+    let mut summary = match args.scenario {
         Scenario::Throughput => scenarios::throughput(&args).await?,
         Scenario::Latency => scenarios::latency(&args).await?,
         Scenario::Scatter => scenarios::scatter(&args).await?,
@@ -122,6 +137,14 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Ratelimit => scenarios::ratelimit(&args).await?,
         Scenario::Replay => scenarios::replay(&args).await?,
     };
+    if let Some(t) = tracing {
+        summary["spans_exported"] = t.spans().into();
+    }
+    if args.scrape_metrics_ms.is_some() {
+        summary["metrics_scrapes"] = observe::SCRAPES
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .into();
+    }
     print(&summary, args.json)
 }
 
