@@ -361,7 +361,12 @@ async fn process(
                     .collect(),
                 waitpoint: None,
                 replay_of: e.event_id.clone(),
-                trace: Default::default(),
+                // The original publish's context: the replayed runs'
+                // attempts link to the story they re-tell.
+                trace: crate::telemetry::TraceContext {
+                    traceparent: e.traceparent.clone(),
+                    tracestate: e.tracestate.clone(),
+                },
             });
         }
         if !engine

@@ -58,6 +58,10 @@ fn attr(span: &Span, key: &str) -> Option<String> {
         })
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 struct Order {
     id: String,
@@ -249,6 +253,67 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
         delivers
             .iter()
             .all(|d| d.parent_span_id == send.span_id && d.trace_id == send.trace_id)
+    );
+
+    // A replay re-tells the story: its attempts link to the original
+    // publish, which the archive kept.
+    let archived = eventually(Duration::from_secs(20), "the event is archived", || async {
+        let a = client.archive("order.placed").first(10).await.unwrap();
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert!(
+        archived[0]
+            .traceparent
+            .as_deref()
+            .is_some_and(|t| t.contains(&hex(&send.span_id)))
+    );
+    let now = std::time::SystemTime::now();
+    let job = client
+        .start_replay(
+            fanout::ReplaySpec::new("order.placed", now - Duration::from_secs(600), now)
+                .tasks(["charge"]),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the replayed run completes",
+        || async {
+            let r = client.replay(&job.id).await.unwrap();
+            let runs = client.runs().task("charge").first(10).await.unwrap();
+            (r.is_final()
+                && runs
+                    .iter()
+                    .filter(|r| r.replay_of.is_some())
+                    .all(|r| r.status == fanout::RunStatus::Completed)
+                && runs.len() == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    let replayed = eventually(
+        Duration::from_secs(20),
+        "the replayed attempt's span",
+        || {
+            exporter.flush();
+            let spans = collector.spans.lock().expect("collector lock").clone();
+            let id = published.event_id.clone();
+            async move {
+                spans.into_iter().find(|s| {
+                    s.name == "process order.placed"
+                        && attr(s, "fanout.replay.of") == Some(id.clone())
+                })
+            }
+        },
+    )
+    .await;
+    assert!(
+        replayed
+            .links
+            .iter()
+            .any(|l| l.trace_id == send.trace_id && l.span_id == send.span_id),
+        "the replayed attempt links to the original publish: {replayed:#?}"
     );
 
     worker.shutdown().await.unwrap();

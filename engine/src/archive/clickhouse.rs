@@ -28,10 +28,19 @@ struct ChEvent {
     fan_out_count: u32,
     published_at_ms: u64,
     publisher_run_id: String,
+    traceparent: String,
+    tracestate: String,
 }
 
 const COLUMNS: &str = "event_id, namespace, event_name, version, payload, tags, ordering_key, \
-    idempotency_key, fan_out_count, published_at_ms, publisher_run_id";
+    idempotency_key, fan_out_count, published_at_ms, publisher_run_id, traceparent, tracestate";
+
+/// Columns added after the table's first release: `(name, type)`, added to
+/// an existing table at start (18.16 has no `ADD COLUMN IF NOT EXISTS`).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("traceparent", "String DEFAULT ''"),
+    ("tracestate", "String DEFAULT ''"),
+];
 
 /// `WHERE namespace, [from, to) [, has(names, event_name)]`; bind with
 /// [`bind_range`] in the same order.
@@ -167,7 +176,9 @@ impl ClickhouseArchive {
                     idempotency_key String,
                     fan_out_count UInt32,
                     published_at_ms UInt64,
-                    publisher_run_id String
+                    publisher_run_id String,
+                    traceparent String DEFAULT '',
+                    tracestate String DEFAULT ''
                 ) ENGINE = ReplacingMergeTree()
                 PARTITION BY toYYYYMM(toDateTime(intDiv(published_at_ms, 1000)))
                 ORDER BY (namespace, published_at_ms, event_id)"
@@ -175,6 +186,25 @@ impl ClickhouseArchive {
             .execute()
             .await
             .map_err(ch_err("create table"))?;
+        for (name, ty) in ADDED_COLUMNS {
+            let present = client
+                .query(
+                    "SELECT count() FROM system.columns WHERE database = currentDatabase() \
+                     AND table = ? AND name = ?",
+                )
+                .bind(table)
+                .bind(*name)
+                .fetch_one::<u64>()
+                .await
+                .map_err(ch_err("read columns"))?;
+            if present == 0 {
+                client
+                    .query(&format!("ALTER TABLE {table} ADD COLUMN {name} {ty}"))
+                    .execute()
+                    .await
+                    .map_err(ch_err("add column"))?;
+            }
+        }
         Ok(())
     }
 }
@@ -204,6 +234,8 @@ impl Archive for ClickhouseArchive {
                 fan_out_count: e.fan_out_count,
                 published_at_ms: e.published_at_ms,
                 publisher_run_id: e.publisher_run_id.clone(),
+                traceparent: e.traceparent.clone(),
+                tracestate: e.tracestate.clone(),
             };
             insert.write(&row).await.map_err(ch_err("insert"))?;
         }
@@ -240,6 +272,8 @@ impl Archive for ClickhouseArchive {
                 fan_out_count: r.fan_out_count,
                 published_at_ms: r.published_at_ms,
                 publisher_run_id: r.publisher_run_id,
+                traceparent: r.traceparent,
+                tracestate: r.tracestate,
             })
             .collect())
     }

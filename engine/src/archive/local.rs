@@ -47,7 +47,9 @@ const DDL: &str = "CREATE TABLE IF NOT EXISTS archived_events (
     idempotency_key TEXT NOT NULL,
     fan_out_count BIGINT NOT NULL,
     published_at_ms BIGINT NOT NULL,
-    publisher_run_id TEXT NOT NULL
+    publisher_run_id TEXT NOT NULL,
+    traceparent TEXT NOT NULL DEFAULT '',
+    tracestate TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS archived_events_time ON archived_events (namespace, published_at_ms, event_id);";
 
@@ -74,6 +76,23 @@ impl LocalArchive {
                 Error::Unavailable(format!("archive: cannot open {}: {e}", path.display()))
             })?;
         sqlx::raw_sql(DDL).execute(&pool).await?;
+        // Columns added after the first release, onto an older file.
+        let columns: Vec<String> =
+            sqlx::query("SELECT name FROM pragma_table_info('archived_events')")
+                .fetch_all(&pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get("name"))
+                .collect::<std::result::Result<_, _>>()?;
+        for name in ["traceparent", "tracestate"] {
+            if !columns.iter().any(|c| c == name) {
+                sqlx::query(&format!(
+                    "ALTER TABLE archived_events ADD COLUMN {name} TEXT NOT NULL DEFAULT ''"
+                ))
+                .execute(&pool)
+                .await?;
+            }
+        }
         Ok(LocalArchive { pool })
     }
 }
@@ -85,7 +104,7 @@ impl Archive for LocalArchive {
         for chunk in events.chunks(500) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO archived_events (event_id, namespace, event_name, version, payload, tags, ordering_key, \
-                 idempotency_key, fan_out_count, published_at_ms, publisher_run_id) ",
+                 idempotency_key, fan_out_count, published_at_ms, publisher_run_id, traceparent, tracestate) ",
             );
             qb.push_values(chunk, |mut b, e| {
                 b.push_bind(&e.event_id)
@@ -98,7 +117,9 @@ impl Archive for LocalArchive {
                     .push_bind(&e.idempotency_key)
                     .push_bind(e.fan_out_count as i64)
                     .push_bind(e.published_at_ms as i64)
-                    .push_bind(&e.publisher_run_id);
+                    .push_bind(&e.publisher_run_id)
+                    .push_bind(&e.traceparent)
+                    .push_bind(&e.tracestate);
             });
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
             qb.build().execute(&mut *tx).await?;
@@ -135,6 +156,8 @@ impl Archive for LocalArchive {
                     fan_out_count: r.try_get::<i64, _>("fan_out_count")? as u32,
                     published_at_ms: r.try_get::<i64, _>("published_at_ms")? as u64,
                     publisher_run_id: r.try_get("publisher_run_id")?,
+                    traceparent: r.try_get("traceparent")?,
+                    tracestate: r.try_get("tracestate")?,
                 })
             })
             .collect()

@@ -125,4 +125,9 @@ pub struct ArchivedEvent {
     pub fan_out_count: u32,
     pub published_at_ms: u64,
     pub publisher_run_id: String,
+    /// The publish's W3C trace context: a replay's runs link to it.
+    #[serde(default)]
+    pub traceparent: String,
+    #[serde(default)]
+    pub tracestate: String,
 }

@@ -383,6 +383,8 @@ pub struct ArchivedEvent {
     pub published_at: SystemTime,
     /// The run that published it (publish-and-wait inside a task).
     pub publisher_run_id: Option<String>,
+    /// The publish's W3C trace context, when it was traced.
+    pub traceparent: Option<String>,
 }
 
 impl From<pb::ArchivedEvent> for ArchivedEvent {
@@ -398,6 +400,7 @@ impl From<pb::ArchivedEvent> for ArchivedEvent {
             idempotency_key: text(e.idempotency_key),
             fan_out_count: e.fan_out_count,
             publisher_run_id: text(e.publisher_run_id),
+            traceparent: text(e.traceparent),
         }
     }
 }

@@ -119,6 +119,7 @@ impl ReplayService for ReplayApi {
                     fan_out_count: e.fan_out_count,
                     published_at_ms: e.published_at_ms as i64,
                     publisher_run_id: e.publisher_run_id,
+                    traceparent: e.traceparent,
                 })
                 .collect(),
         }))

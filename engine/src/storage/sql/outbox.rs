@@ -28,7 +28,8 @@ impl Outbox for SqlStore {
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
                 "SELECT id, namespace, name, version, payload, tags, ordering_key, idempotency_key, \
-                 fan_out_count, published_at_ms, publisher_run_id FROM events WHERE id IN ({}) ORDER BY id",
+                 fan_out_count, published_at_ms, publisher_run_id, traceparent, tracestate \
+                 FROM events WHERE id IN ({}) ORDER BY id",
                 self.dialect.list(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
@@ -49,6 +50,8 @@ impl Outbox for SqlStore {
                     fan_out_count: r.try_get::<i64, _>("fan_out_count")? as u32,
                     published_at_ms: r.try_get::<i64, _>("published_at_ms")? as u64,
                     publisher_run_id: r.try_get("publisher_run_id")?,
+                    traceparent: r.try_get("traceparent")?,
+                    tracestate: r.try_get("tracestate")?,
                 });
             }
         }
