@@ -49,6 +49,31 @@ fn filter_test_exit_codes() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("/amount/0/$gtee: unknown operator"), "{err}");
+    // An invalid payload has its own code; both take @FILE.
+    let dir = tempfile::tempdir().unwrap();
+    let (pattern, payload) = (dir.path().join("p.json"), dir.path().join("e.json"));
+    std::fs::write(&pattern, r#"{"a":[{"anything-but":{"prefix":["x","y"]}}]}"#).unwrap();
+    std::fs::write(&payload, r#"{"a":"zed"}"#).unwrap();
+    let at = |p: &std::path::Path| format!("@{}", p.display());
+    let (code, out, err) = fanout(&[
+        "filter",
+        "test",
+        "--pattern",
+        &at(&pattern),
+        "--payload",
+        &at(&payload),
+    ]);
+    assert_eq!((code, out.trim()), (0, "match"), "{err}");
+    let (code, _, err) = fanout(&[
+        "filter",
+        "test",
+        "--pattern",
+        &at(&pattern),
+        "--payload",
+        "{\"a\": ",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("payload"), "{err}");
 }
 
 #[test]

@@ -130,7 +130,14 @@ impl Registry {
         for sub in self.store.list_subscriptions(Some(ns)).await? {
             // Filters were validated at registration; one that no longer
             // compiles matches nothing (never "everything") and is reported.
-            match Filter::parse(&sub.filter_json) {
+            // `{}` was accepted (as "every event") before it was refused
+            // like EventBridge does: kept with that meaning.
+            let text = if sub.filter_json.trim() == "{}" {
+                ""
+            } else {
+                sub.filter_json.as_str()
+            };
+            match Filter::parse(text) {
                 Ok(filter) => live.push(LiveSub { sub, filter }),
                 Err(e) => {
                     tracing::error!(task = %sub.task_id, error = %e, "stored filter does not compile; task skipped")

@@ -161,18 +161,6 @@ impl WorkerService for WorkersApi {
                 tokio::select! {
                     run = runs_rx.recv() => {
                         let Some(run) = run else { break };
-                        // The engine's hand-over, in the event's trace.
-                        let span = tracing::info_span!(
-                            target: crate::telemetry::TARGET,
-                            "deliver",
-                            otel.name = %format_args!("deliver {}", run.event),
-                            fanout.run.id = %run.run_id,
-                            fanout.task = %run.task_id,
-                            fanout.attempt = run.attempt,
-                            fanout.worker.id = %assigned_to,
-                        );
-                        run.trace.parent(&span);
-                        drop(span);
                         let mut a = convert::assignment(run);
                         a.worker_id.clone_from(&assigned_to);
                         let msg = pb::ServerMessage { msg: Some(Out::Assignment(a)) };

@@ -9,7 +9,8 @@
 //! `$exists: false`) matches an absent field, `$or` takes alternatives of
 //! whole sub-patterns. A pattern is compiled once into a [`Filter`]; a
 //! malformed one is refused with the path and the problem — never treated as
-//! "match".
+//! "match". `docs/filters.md` is the reference, with where Fanout differs
+//! from EventBridge on purpose (exact integers) and why.
 
 use serde_json::{Map, Value};
 use std::net::IpAddr;
@@ -102,6 +103,12 @@ impl Filter {
         let Value::Object(m) = pattern else {
             return err("", "a filter must be a JSON object of field patterns");
         };
+        if m.is_empty() {
+            return err(
+                "",
+                "an empty pattern {} is refused (as EventBridge does); omit the filter to receive every event",
+            );
+        }
         Ok(Filter {
             root: compile_object(m, "")?,
         })
@@ -269,6 +276,7 @@ fn compile_leaf(v: &Value, p: &str) -> R<Leaf> {
                 };
                 cmps.push((cmp, num(&pair[1], &at)?));
             }
+            check_range(&cmps, &at)?;
             Leaf::Num(cmps)
         }
         "$startsWith" => Leaf::Prefix(string(arg, &at)?.to_string(), false),
@@ -294,16 +302,20 @@ fn compile_leaf(v: &Value, p: &str) -> R<Leaf> {
         "$isNull" => Leaf::IsNull(boolean(arg, &at)?),
         "$anythingBut" | "anything-but" => {
             let inner = match arg {
-                Value::Array(items) if !items.is_empty() => items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| match x {
-                        Value::Object(_) | Value::Array(_) => {
-                            err(&format!("{at}/{i}"), "expected a plain value")
-                        }
-                        _ => compile_leaf(x, &at),
-                    })
-                    .collect::<R<Vec<_>>>()?,
+                Value::Array(items) if !items.is_empty() => {
+                    let strings = items.iter().filter(|x| x.is_string()).count();
+                    let numbers = items.iter().filter(|x| x.is_number()).count();
+                    if strings + numbers < items.len() || (strings > 0 && numbers > 0) {
+                        return err(
+                            &at,
+                            "an anything-but list holds only strings or only numbers, not a mix (nor null, booleans or objects)",
+                        );
+                    }
+                    items
+                        .iter()
+                        .map(|x| compile_leaf(x, &at))
+                        .collect::<R<Vec<_>>>()?
+                }
                 Value::Array(_) => return err(&at, "expected at least one value"),
                 Value::Object(o) if o.len() == 1 => {
                     let (k, _) = o
@@ -319,7 +331,31 @@ fn compile_leaf(v: &Value, p: &str) -> R<Leaf> {
                             ),
                         );
                     }
-                    vec![compile_leaf(arg, &at)?]
+                    let inner_at = format!("{at}/{k}");
+                    // One value or a list of them: `{"prefix": ["a", "b"]}`.
+                    let values: Vec<&Value> = match &o[k] {
+                        Value::Array(list) if list.is_empty() => {
+                            return err(&inner_at, "expected at least one value");
+                        }
+                        Value::Array(list) => list.iter().collect(),
+                        one => vec![one],
+                    };
+                    let mut leaves = Vec::new();
+                    for (i, v) in values.into_iter().enumerate() {
+                        let s = string(v, &format!("{inner_at}/{i}"))?;
+                        if s.is_empty() && matches!(k, "prefix" | "suffix") {
+                            return err(
+                                &inner_at,
+                                format!(
+                                    "an empty {k} inside anything-but would exclude everything"
+                                ),
+                            );
+                        }
+                        let mut one = Map::new();
+                        one.insert(k.to_string(), v.clone());
+                        leaves.push(compile_leaf(&Value::Object(one), &at)?);
+                    }
+                    leaves
                 }
                 Value::Object(_) => {
                     return err(
@@ -332,16 +368,18 @@ fn compile_leaf(v: &Value, p: &str) -> R<Leaf> {
             Leaf::AnythingBut(inner)
         }
         "$includes" => Leaf::Includes(arg.clone()),
-        "wildcard" => {
-            let s = string(arg, &at)?;
-            if s.contains("**") {
-                return err(&at, "consecutive '*' characters are not allowed");
-            }
-            Leaf::Wildcard(s.split('*').map(str::to_string).collect())
-        }
+        "wildcard" => Leaf::Wildcard(wildcard_parts(string(arg, &at)?, &at)?),
         "cidr" => {
             let s = string(arg, &at)?;
-            let (ip, bits) = s.split_once('/').map_or((s, None), |(a, b)| (a, Some(b)));
+            let Some((ip, bits)) = s.split_once('/') else {
+                return err(
+                    &at,
+                    format!(
+                        "'{s}' has no prefix length; write it as 10.0.0.0/24 (or /32 for one address)"
+                    ),
+                );
+            };
+            let bits = Some(bits);
             let ip: IpAddr = ip.parse().map_or_else(
                 |_| err(&at, format!("'{s}' is not an IP prefix like 10.0.0.0/24")),
                 Ok,
@@ -364,6 +402,83 @@ fn compile_leaf(v: &Value, p: &str) -> R<Leaf> {
             );
         }
     })
+}
+
+/// A numeric condition is one range: at most one lower bound (`>`, `>=`)
+/// and one upper (`<`, `<=`), or one `=`; a range no number satisfies
+/// (`> 5, < 5`, `> 10, < 5`) is refused, not silently never matched.
+fn check_range(cmps: &[(Cmp, f64)], at: &str) -> R<()> {
+    let lower: Vec<&(Cmp, f64)> = cmps
+        .iter()
+        .filter(|(c, _)| matches!(c, Cmp::Gt | Cmp::Ge))
+        .collect();
+    let upper: Vec<&(Cmp, f64)> = cmps
+        .iter()
+        .filter(|(c, _)| matches!(c, Cmp::Lt | Cmp::Le))
+        .collect();
+    let eq = cmps.iter().filter(|(c, _)| *c == Cmp::Eq).count();
+    if lower.len() > 1 || upper.len() > 1 || (eq > 0 && cmps.len() > 1) {
+        return err(
+            at,
+            "expected one lower bound (> or >=) and/or one upper bound (< or <=), or a single =",
+        );
+    }
+    if let (Some((lc, lo)), Some((uc, hi))) = (lower.first(), upper.first()) {
+        let empty = lo > hi || (lo == hi && !(*lc == Cmp::Ge && *uc == Cmp::Le));
+        if empty {
+            return err(
+                at,
+                format!("the range is empty: no number is above {lo} and below {hi}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A wildcard pattern's literal parts between unescaped `*`s. `\*` is a
+/// literal star and `\\` a literal backslash; any other escape, and two
+/// unescaped stars in a row, are refused.
+fn wildcard_parts(s: &str, at: &str) -> R<Vec<String>> {
+    let mut parts = vec![String::new()];
+    let mut chars = s.chars();
+    let mut last_was_star = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                match chars.next() {
+                    Some(e @ ('*' | '\\')) => {
+                        if let Some(p) = parts.last_mut() {
+                            p.push(e)
+                        }
+                    }
+                    other => {
+                        return err(
+                            at,
+                            format!(
+                                "invalid escape '\\{}' in wildcard: only \\* (a literal star) and \\\\ (a backslash) are escapes",
+                                other.map(String::from).unwrap_or_default()
+                            ),
+                        );
+                    }
+                }
+                last_was_star = false;
+            }
+            '*' => {
+                if last_was_star {
+                    return err(at, "consecutive '*' characters are not allowed");
+                }
+                parts.push(String::new());
+                last_was_star = true;
+            }
+            c => {
+                if let Some(p) = parts.last_mut() {
+                    p.push(c);
+                }
+                last_was_star = false;
+            }
+        }
+    }
+    Ok(parts)
 }
 
 fn node_matches(node: &Node, value: Option<&Value>) -> bool {
@@ -389,31 +504,63 @@ fn field_matches(f: &Field, v: Option<&Value>) -> bool {
     }
 }
 
-/// One alternative against the field (absent, scalar, or array of scalars).
+/// The leaf values of a field as EventBridge sees them: a scalar is one,
+/// an array contributes its elements with nested arrays flattened, an
+/// object (or an array's objects) none — objects are matched by nested
+/// patterns, not by leaf operators.
+fn leaves_of<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| leaves_of(i, out)),
+        Value::Object(_) => {}
+        scalar => out.push(scalar),
+    }
+}
+
+/// One alternative against the field (absent, scalar, or array).
 fn leaf_on_field(l: &Leaf, v: Option<&Value>) -> bool {
     match (l, v) {
-        (Leaf::Exists(want), v) => v.is_some() == *want,
-        (_, None) => false,
+        (_, None) => matches!(l, Leaf::Exists(false)),
+        // `$includes` (Fanout's own) looks at the array itself.
         (Leaf::Includes(x), Some(Value::Array(items))) => items.contains(x),
         (Leaf::Includes(Value::String(x)), Some(Value::String(s))) => s.contains(x.as_str()),
         (Leaf::Includes(_), _) => false,
-        (Leaf::AnythingBut(not), Some(Value::Array(items))) => {
-            !items.is_empty()
-                && items
-                    .iter()
-                    .all(|i| !not.iter().any(|n| leaf_on_value(n, i)))
+        (l, Some(v)) => {
+            let mut leaves = Vec::new();
+            leaves_of(v, &mut leaves);
+            match l {
+                // Defined on leaf values: an object or an empty array has
+                // none, so it does not "exist" as a value.
+                Leaf::Exists(want) => leaves.is_empty() != *want,
+                // Like every operator on an array: some element satisfies
+                // it (EventBridge), i.e. some element is not excluded.
+                l => leaves.iter().any(|x| leaf_on_value(l, x)),
+            }
         }
-        (Leaf::AnythingBut(not), Some(v)) => !not.iter().any(|n| leaf_on_value(n, v)),
-        (l, Some(Value::Array(items))) => items.iter().any(|i| leaf_on_value(l, i)),
-        (l, Some(v)) => leaf_on_value(l, v),
     }
+}
+
+/// Exact numeric equality: two integers compare exactly (so 2^53 + 1 is
+/// not 2^53), anything else as f64 (`3` equals `3.0`).
+fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x == y;
+    }
+    if (a.is_i64() || a.is_u64()) && (b.is_i64() || b.is_u64()) {
+        // One negative i64, one u64 beyond i64: different.
+        return false;
+    }
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
 }
 
 fn leaf_on_value(l: &Leaf, v: &Value) -> bool {
     match l {
-        Leaf::Equals(Value::Number(n)) => {
-            matches!((n.as_f64(), v.as_f64()), (Some(a), Some(b)) if a == b)
-        }
+        Leaf::Equals(Value::Number(n)) => match v {
+            Value::Number(m) => numbers_equal(n, m),
+            _ => false,
+        },
         Leaf::Equals(x) => x == v,
         Leaf::Null => v.is_null(),
         Leaf::IsNull(want) => v.is_null() == *want,
