@@ -6,6 +6,7 @@
 //! object). Scenarios are flag sets; see `--help` and BENCHMARKS.md.
 
 mod harness;
+mod matching;
 mod observe;
 mod repeat;
 mod scenarios;
@@ -108,6 +109,8 @@ pub enum Scenario {
     Ratelimit,
     /// 7. Replay: events/s scanned and re-dispatched from the archive.
     Replay,
+    /// 8. Routing cost per event with 100 and 10,000 filtered subscriptions, indexed vs every filter.
+    Matching,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Suspended => scenarios::suspended(&args).await?,
         Scenario::Ratelimit => scenarios::ratelimit(&args).await?,
         Scenario::Replay => scenarios::replay(&args).await?,
+        Scenario::Matching => matching::run(args.events),
     };
     if let Some(t) = tracing {
         summary["spans_exported"] = t.spans().into();

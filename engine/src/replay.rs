@@ -16,7 +16,6 @@ use crate::engine::Engine;
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::routing;
 use crate::routing::filter::Filter;
 use crate::routing::pattern::{is_pattern, matches as name_matches};
 use std::collections::HashSet;
@@ -317,12 +316,12 @@ async fn process(
             {
                 continue;
             }
-            let routed: Vec<_> =
-                routing::route(&subs, &e.event_name, &payload, &e.ordering_key, &e.event_id)
-                    .into_iter()
-                    .filter(|s| only.is_empty() || only.contains(s.sub.task_id.as_str()))
-                    .filter(|s| !skip.contains(&(e.event_id.clone(), s.sub.task_id.clone())))
-                    .collect();
+            let routed: Vec<_> = subs
+                .route(&e.event_name, &payload, &e.ordering_key, &e.event_id)
+                .into_iter()
+                .filter(|s| only.is_empty() || only.contains(s.sub.task_id.as_str()))
+                .filter(|s| !skip.contains(&(e.event_id.clone(), s.sub.task_id.clone())))
+                .collect();
             job.events_replayed += 1;
             job.runs_created += routed.len() as i64;
             for s in &routed {

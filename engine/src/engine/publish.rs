@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::limits::{self, MAX_TAG_BYTES};
 use crate::model::*;
 use crate::ratelimit::Decision;
-use crate::routing;
 use crate::routing::filter::Filter;
 use crate::routing::registry::LiveEvent;
 use crate::routing::schema::{self};
@@ -95,22 +94,17 @@ impl Engine {
         }
         let event_id = new_id();
         let subs = self.inner.registry.subscriptions(ns).await?;
-        let runs: Vec<NewRun> = routing::route(
-            &subs,
-            &input.event,
-            &payload,
-            &input.ordering_key,
-            &event_id,
-        )
-        .into_iter()
-        .map(|s| NewRun {
-            id: new_id(),
-            task_id: s.sub.task_id.clone(),
-            consumer_group: s.sub.consumer_group.clone(),
-            retry: s.sub.retry,
-            lease_ms: s.sub.lease_ms,
-        })
-        .collect();
+        let runs: Vec<NewRun> = subs
+            .route(&input.event, &payload, &input.ordering_key, &event_id)
+            .into_iter()
+            .map(|s| NewRun {
+                id: new_id(),
+                task_id: s.sub.task_id.clone(),
+                consumer_group: s.sub.consumer_group.clone(),
+                retry: s.sub.retry,
+                lease_ms: s.sub.lease_ms,
+            })
+            .collect();
         let event = NewEvent {
             id: event_id,
             dlq: live.def.options.dlq,

@@ -9,6 +9,7 @@
 //! events evenly and gives a replay the same choice as the original.
 
 pub mod filter;
+pub mod index;
 pub mod pattern;
 pub mod registry;
 pub mod schema;
@@ -26,9 +27,22 @@ pub struct LiveSub {
     pub filter: Option<Filter>,
 }
 
-/// The subscriptions that get a run, in a stable order.
+/// The subscriptions that get a run, in a stable order: every filter
+/// evaluated in turn ([`index::Routes::route`] evaluates only candidates,
+/// with the same result).
 pub fn route<'a>(
     subs: &'a [LiveSub],
+    event: &str,
+    payload: &Value,
+    ordering_key: &str,
+    event_id: &str,
+) -> Vec<&'a LiveSub> {
+    route_in(subs.iter(), event, payload, ordering_key, event_id)
+}
+
+/// [`route`] over the given subscriptions, in their order.
+fn route_in<'a>(
+    subs: impl Iterator<Item = &'a LiveSub>,
     event: &str,
     payload: &Value,
     ordering_key: &str,

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::EventDef;
 use crate::routing::LiveSub;
 use crate::routing::filter::Filter;
+use crate::routing::index::Routes;
 use crate::routing::schema::{self, CompiledSchema};
 use crate::storage::Store;
 use std::collections::HashMap;
@@ -81,7 +82,7 @@ impl<K: std::hash::Hash + Eq + Clone, V> Cache<K, V> {
 pub struct Registry {
     store: Arc<dyn Store>,
     events: Cache<(String, String), LiveEvent>,
-    subs: Cache<String, Vec<LiveSub>>,
+    subs: Cache<String, Routes>,
 }
 
 impl Registry {
@@ -115,12 +116,13 @@ impl Registry {
     }
 
     /// Subscriptions of a namespace, filters compiled.
-    pub async fn subscriptions(&self, ns: &str) -> Result<Arc<Vec<LiveSub>>> {
+    pub async fn subscriptions(&self, ns: &str) -> Result<Arc<Routes>> {
         if let Some(s) = self.subs.get(&ns.to_string())? {
             return Ok(s);
         }
         let generation = self.subs.generation();
-        let subs = Arc::new(self.load_subscriptions(ns).await?);
+        // Indexed here, when the list changes: never per publish.
+        let subs = Arc::new(Routes::new(self.load_subscriptions(ns).await?));
         self.subs.insert(ns.to_string(), subs.clone(), generation)?;
         Ok(subs)
     }

@@ -130,6 +130,76 @@ impl Filter {
     pub fn matches(&self, payload: &Value) -> bool {
         node_matches(&self.root, Some(payload))
     }
+
+    /// A condition every matching payload meets and an index can look up
+    /// (for [`super::index::Routes`]): a field that must equal one of some
+    /// strings or booleans, else one that must start with one of some
+    /// prefixes. `None` when the filter requires neither (numbers only,
+    /// `anything-but`, `$or`, …): it is then evaluated for every event.
+    pub fn required(&self) -> Option<Required> {
+        fn equal(node: &Node, path: &mut Vec<String>) -> Option<Required> {
+            let Node::All { fields, .. } = node;
+            for (k, f) in fields {
+                path.push(k.clone());
+                let found = match f {
+                    Field::AnyOf(leaves) => {
+                        let values: Option<Vec<Value>> = leaves
+                            .iter()
+                            .map(|l| match l {
+                                Leaf::Equals(v @ (Value::String(_) | Value::Bool(_))) => {
+                                    Some(v.clone())
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        values.map(|v| Required::Equal(path.clone(), v))
+                    }
+                    Field::Nested(n) => equal(n, path),
+                };
+                path.pop();
+                if found.is_some() {
+                    return found;
+                }
+            }
+            None
+        }
+        fn prefix(node: &Node, path: &mut Vec<String>) -> Option<Required> {
+            let Node::All { fields, .. } = node;
+            for (k, f) in fields {
+                path.push(k.clone());
+                let found = match f {
+                    Field::AnyOf(leaves) => {
+                        let values: Option<Vec<String>> = leaves
+                            .iter()
+                            .map(|l| match l {
+                                Leaf::Prefix(p, false) => Some(p.clone()),
+                                // Equal to x: in particular starts with x.
+                                Leaf::Equals(Value::String(s)) => Some(s.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        values.map(|v| Required::Prefix(path.clone(), v))
+                    }
+                    Field::Nested(n) => prefix(n, path),
+                };
+                path.pop();
+                if found.is_some() {
+                    return found;
+                }
+            }
+            None
+        }
+        equal(&self.root, &mut Vec::new()).or_else(|| prefix(&self.root, &mut Vec::new()))
+    }
+}
+
+/// What a filter requires of a field, for indexing (see [`Filter::required`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Required {
+    /// The field (path from the root) equals one of these strings/booleans.
+    Equal(Vec<String>, Vec<Value>),
+    /// The field (a string) starts with one of these.
+    Prefix(Vec<String>, Vec<String>),
 }
 
 fn compile_object(m: &Map<String, Value>, path: &str) -> R<Node> {

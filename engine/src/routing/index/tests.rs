@@ -1,0 +1,147 @@
+//! The index chooses exactly what evaluating every filter chooses.
+
+use super::*;
+use crate::model::{RetryPolicy, Subscription};
+use proptest::prelude::*;
+use serde_json::json;
+
+fn live(i: usize, event: &str, group: &str, filter: Option<Value>) -> Option<LiveSub> {
+    let filter = match filter {
+        Some(f) => Some(Filter::compile(&f).ok()?),
+        None => None,
+    };
+    Some(LiveSub {
+        sub: Subscription {
+            namespace: "default".into(),
+            task_id: format!("t{i:03}"),
+            event: event.into(),
+            filter_json: String::new(),
+            consumer_group: group.into(),
+            retry: RetryPolicy::default(),
+            lease_ms: 1000,
+            updated_at_ms: 0,
+            paused: false,
+        },
+        filter,
+    })
+}
+
+/// Filters over a small vocabulary, so they often match: equality,
+/// prefixes, numbers, nesting, arrays, anything-but, `$or`.
+fn pattern() -> impl Strategy<Value = Option<Value>> {
+    let word = prop::sample::select(vec!["acme", "ac", "globex", "a", "", "true"]);
+    let leaf = prop_oneof![
+        word.clone().prop_map(|w| json!(w)),
+        any::<bool>().prop_map(|b| json!(b)),
+        (0i64..4).prop_map(|n| json!(n)),
+        word.clone().prop_map(|w| json!({"prefix": w})),
+        (0i64..4).prop_map(|n| json!({"numeric": [">=", n]})),
+        word.prop_map(|w| json!({"anything-but": [w]})),
+        Just(json!({"exists": false})),
+    ];
+    let field = prop::collection::vec(leaf, 1..3).prop_map(Value::Array);
+    let key = prop::sample::select(vec!["tenant", "type", "n"]);
+    let flat = prop::collection::btree_map(key.clone(), field.clone(), 1..3)
+        .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
+    prop_oneof![
+        Just(None),
+        flat.clone().prop_map(Some),
+        (key, flat.clone()).prop_map(|(k, inner)| Some(json!({ k: inner }))),
+        (flat.clone(), flat).prop_map(|(a, b)| Some(json!({"$or": [a, b]}))),
+    ]
+}
+
+fn payload() -> impl Strategy<Value = Value> {
+    let scalar = prop_oneof![
+        prop::sample::select(vec!["acme", "acme-eu", "ac", "globex", "a", "", "true"])
+            .prop_map(|w| json!(w)),
+        any::<bool>().prop_map(|b| json!(b)),
+        (0i64..4).prop_map(|n| json!(n)),
+        (0i64..4).prop_map(|n| json!(n as f64)),
+    ];
+    let value = scalar.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec!["tenant", "type", "n"]),
+                inner,
+                0..3
+            )
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    });
+    prop::collection::btree_map(
+        prop::sample::select(vec!["tenant", "type", "n"]),
+        value,
+        0..4,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+fn names(v: Vec<&LiveSub>) -> Vec<String> {
+    v.into_iter().map(|s| s.sub.task_id.clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn the_index_routes_exactly_as_evaluating_every_filter(
+        specs in prop::collection::vec((pattern(), prop::sample::select(vec!["order.placed", "order.*", "other"]), prop::sample::select(vec!["", "", "g"])), 0..24),
+        event in payload(),
+        key in prop::sample::select(vec!["", "k1"]),
+    ) {
+        let subs: Vec<LiveSub> = specs
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (f, name, group))| live(i, name, group, f))
+            .collect();
+        let linear = names(super::super::route(&subs, "order.placed", &event, key, "evt-1"));
+        let routes = Routes::new(subs.clone());
+        let indexed = names(routes.route("order.placed", &event, key, "evt-1"));
+        prop_assert_eq!(indexed, linear);
+    }
+}
+
+#[test]
+fn an_equality_or_prefix_filter_is_filed_under_it() {
+    let f = |v: Value| Filter::compile(&v).unwrap().required();
+    assert_eq!(
+        f(json!({"n": [{"numeric": [">", 1]}], "tenant": ["acme", "globex"]})),
+        Some(super::super::filter::Required::Equal(
+            vec!["tenant".into()],
+            vec![json!("acme"), json!("globex")]
+        ))
+    );
+    assert_eq!(
+        f(json!({"customer": {"id": [{"prefix": "eu-"}]}})),
+        Some(super::super::filter::Required::Prefix(
+            vec!["customer".into(), "id".into()],
+            vec!["eu-".into()]
+        ))
+    );
+    assert_eq!(f(json!({"n": [{"numeric": [">", 1]}]})), None);
+    assert_eq!(f(json!({"$or": [{"a": ["x"]}, {"b": ["y"]}]})), None);
+}
+
+#[test]
+fn an_empty_prefix_is_every_string() {
+    let subs: Vec<LiveSub> = [
+        json!({"tenant": [{"prefix": ""}]}),
+        json!({"tenant": [{"prefix": "ac"}]}),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter_map(|(i, f)| live(i, "e", "", Some(f)))
+    .collect();
+    let routes = Routes::new(subs);
+    assert_eq!(
+        names(routes.route("e", &json!({"tenant": "acme"}), "", "x")),
+        vec!["t000", "t001"]
+    );
+    assert_eq!(
+        names(routes.route("e", &json!({"tenant": "x"}), "", "x")),
+        vec!["t000"]
+    );
+    assert!(routes.route("e", &json!({"tenant": 1}), "", "x").is_empty());
+}
