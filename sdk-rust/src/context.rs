@@ -121,14 +121,11 @@ impl TaskContext {
     /// runs logs RUN_ID`). `tracing` events work too with
     /// [`crate::log_layer`] installed.
     pub fn log(&self, level: tracing::Level, message: impl std::fmt::Display) {
-        let level = match level {
-            tracing::Level::ERROR => "error",
-            tracing::Level::WARN => "warn",
-            tracing::Level::INFO => "info",
-            tracing::Level::DEBUG => "debug",
-            tracing::Level::TRACE => "trace",
-        };
-        self.logs.push(level, message.to_string(), String::new());
+        self.logs.push(
+            crate::logs::level_name(level),
+            message.to_string(),
+            String::new(),
+        );
     }
 
     /// True when a replay created this run ([`TaskContext::replay_of`]

@@ -79,6 +79,17 @@ impl LogBuffer {
     }
 }
 
+/// The wire spelling of a level (`info`), as the engine stores it.
+pub(crate) fn level_name(level: tracing::Level) -> &'static str {
+    match level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -115,13 +126,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLayer {
         let _ = CURRENT.try_with(|buf| {
             let mut v = Fields::default();
             event.record(&mut v);
-            let level = match *event.metadata().level() {
-                tracing::Level::ERROR => "error",
-                tracing::Level::WARN => "warn",
-                tracing::Level::INFO => "info",
-                tracing::Level::DEBUG => "debug",
-                tracing::Level::TRACE => "trace",
-            };
+            let level = level_name(*event.metadata().level());
             let fields = if v.fields.is_empty() {
                 String::new()
             } else {
