@@ -20,6 +20,35 @@ pub struct DevArgs {
     grpc_addr: String,
     #[arg(long, default_value = "127.0.0.1:7071")]
     http_addr: String,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+}
+
+/// The console's flags (`dev` and `serve`).
+#[derive(Args, Serialize)]
+pub struct DashboardArgs {
+    /// Serve the operator console on the HTTP listener (on | off).
+    #[arg(long = "dashboard", value_name = "on|off", value_parser = ["on", "off"])]
+    #[serde(skip)]
+    dashboard: Option<String>,
+    /// Serve the console under this path prefix (behind a proxy), e.g. /fanout.
+    #[arg(long)]
+    #[serde(skip)]
+    base_path: Option<String>,
+}
+
+impl DashboardArgs {
+    /// The flags as a `dashboard` config layer (only what was given).
+    fn layer(&self) -> serde_json::Value {
+        let mut d = serde_json::Map::new();
+        if let Some(on) = &self.dashboard {
+            d.insert("enabled".into(), (on == "on").into());
+        }
+        if let Some(b) = &self.base_path {
+            d.insert("base_path".into(), b.clone().into());
+        }
+        serde_json::Value::Object(d)
+    }
 }
 
 /// Flags of `serve`; each one, when given, overrides file and environment.
@@ -52,6 +81,9 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(skip)]
+    dashboard: DashboardArgs,
 }
 
 /// `serve`'s backends, said once at start: what is embedded and why.
@@ -77,14 +109,29 @@ fn explain(config: &Config) -> Result<()> {
 }
 
 async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode> {
-    let listeners = fanout_engine::Listeners::bind(grpc, http)
+    let mut listeners = fanout_engine::Listeners::bind(grpc, http)
         .await
         .with_context(|| format!("cannot listen on {grpc} / {http}"))?;
+    let console = config.dashboard.clone();
+    if console.enabled {
+        let opts = fanout_dashboard::Options::new(&console.base_path, listeners.http.local_addr()?);
+        if opts.exposed {
+            tracing::warn!(http = %http, "the console is reachable from other hosts and has no login yet");
+        }
+        listeners = listeners.mount(fanout_dashboard::mount(opts));
+    }
     let stop = terminate();
     let running = fanout_engine::spawn(config, listeners).await?;
     println!("fanout engine ready");
     println!("  gRPC: http://{}", running.grpc_addr());
     println!("  HTTP: http://{}  (GET /healthz)", running.http_addr());
+    if console.enabled {
+        println!(
+            "  console: http://{}{}/",
+            running.http_addr(),
+            console.base_path.trim_end_matches('/')
+        );
+    }
     tokio::select! {
         _ = stop => {}
         _ = running.stopped() => {}
@@ -97,6 +144,7 @@ pub async fn dev(a: DevArgs) -> Result<ExitCode> {
     // The knobs load as for `serve` (file-less); the backends are embedded.
     let flags = serde_json::json!({
         "data_dir": a.data_dir, "grpc_addr": a.grpc_addr, "http_addr": a.http_addr,
+        "dashboard": a.dashboard.layer(),
     });
     let mut config =
         config::load(None, flags).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -110,7 +158,8 @@ pub async fn dev(a: DevArgs) -> Result<ExitCode> {
 }
 
 pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
-    let flags = serde_json::to_value(&a)?;
+    let mut flags = serde_json::to_value(&a)?;
+    flags["dashboard"] = a.dashboard.layer();
     let config = config::load(a.config.as_deref(), flags)
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     if a.dump_config {

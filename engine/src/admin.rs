@@ -69,6 +69,7 @@ impl Engine {
     /// Queue the selected dead letters again with a fresh attempt budget,
     /// and wake the namespace's sessions.
     pub async fn retry_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
+        sel.validate()?;
         let count = self.store().retry_dead_letters(ns, sel, now_ms()).await?;
         if count > 0 {
             self.wakeup().namespace(ns);
@@ -77,8 +78,15 @@ impl Engine {
         Ok(count)
     }
 
+    /// How many dead letters `sel` selects (a retry or discard's dry run).
+    pub async fn count_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
+        sel.validate()?;
+        self.store().count_dead_letters(ns, sel).await
+    }
+
     /// Drop the selected dead letters from the DLQ (the runs stay).
     pub async fn discard_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
+        sel.validate()?;
         let count = self.store().discard_dead_letters(ns, sel, now_ms()).await?;
         tracing::info!(namespace = %ns, count, "dead letters discarded");
         Ok(count)
@@ -105,5 +113,107 @@ impl Engine {
     /// The latest version of every event of `ns`.
     pub async fn list_events(&self, ns: &str) -> Result<Vec<EventDef>> {
         self.store().list_events(ns).await
+    }
+}
+
+/// The console's overview numbers for one namespace.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Overview {
+    /// Runs per status.
+    pub runs_by_status: Vec<(RunStatus, u64)>,
+    /// Per task: due backlog, age of its oldest due run, waiting, DLQ.
+    pub tasks: Vec<crate::storage::TaskStats>,
+    pub dlq_depth: u64,
+    /// Events not yet in the archive (all namespaces).
+    pub archive_backlog: u64,
+    pub oldest_unarchived_ms: Option<i64>,
+    pub workers: usize,
+    pub replays_running: usize,
+}
+
+impl Engine {
+    /// Runs per status, the queue per task, DLQ depth, archive backlog,
+    /// connected workers and running replays of `ns`.
+    pub async fn overview(&self, ns: &str) -> Result<Overview> {
+        let store = self.store();
+        let stats = store.queue_stats(now_ms(), 1_000).await?;
+        let tasks: Vec<_> = stats
+            .tasks
+            .into_iter()
+            .filter(|t| t.namespace == ns)
+            .collect();
+        let replays = store.list_replays(ns, 100).await?;
+        Ok(Overview {
+            runs_by_status: store.run_counts(ns).await?,
+            dlq_depth: tasks.iter().map(|t| t.dead_letters).sum(),
+            tasks,
+            archive_backlog: stats.outbox,
+            oldest_unarchived_ms: stats.oldest_unarchived_ms,
+            workers: self.workers().list(Some(ns)).len(),
+            replays_running: replays
+                .iter()
+                .filter(|r| r.status == ReplayStatus::Running)
+                .count(),
+        })
+    }
+
+    /// Dead letters grouped by task and error fingerprint, largest first.
+    pub async fn dead_letter_groups(&self, ns: &str, limit: u32) -> Result<Vec<DeadLetterGroup>> {
+        self.store().dead_letter_groups(ns, limit).await
+    }
+
+    /// Replay jobs of `ns`, newest first.
+    pub async fn list_replays(&self, ns: &str, limit: u32) -> Result<Vec<ReplayJob>> {
+        self.store().list_replays(ns, limit).await
+    }
+
+    /// Waitpoints of `ns`, newest first.
+    pub async fn list_waitpoints(
+        &self,
+        ns: &str,
+        q: &crate::storage::WaitpointQuery,
+    ) -> Result<Vec<Waitpoint>> {
+        self.store().list_waitpoints(ns, q).await
+    }
+
+    /// The waitpoints `run` suspended on, and each one's children.
+    pub async fn waitpoints_of_run(
+        &self,
+        run: &Run,
+    ) -> Result<Vec<crate::waitpoint::WaitpointView>> {
+        let mut out = Vec::new();
+        for wp in self
+            .store()
+            .waitpoints_of_run(&run.namespace, &run.id)
+            .await?
+        {
+            out.push(self.waitpoint(&run.namespace, &wp.id).await?);
+        }
+        Ok(out)
+    }
+
+    /// One stored event (NOT_FOUND when it is not in `ns`).
+    pub async fn event_record(&self, ns: &str, id: &str) -> Result<ArchivedEvent> {
+        self.store().get_event_record(ns, id).await?.ok_or_else(|| {
+            Error::not_found(
+                EntityKind::Event,
+                id,
+                format!("event '{id}' not found in namespace '{ns}'"),
+            )
+        })
+    }
+
+    /// Stored events of `ns`, newest first.
+    pub async fn event_records(
+        &self,
+        ns: &str,
+        q: &crate::storage::EventQuery,
+    ) -> Result<Vec<ArchivedEvent>> {
+        self.store().list_event_records(ns, q).await
+    }
+
+    /// `run`'s journal (its recorded steps).
+    pub async fn run_steps(&self, run: &Run) -> Result<Vec<Step>> {
+        self.store().run_steps(&run.id).await
     }
 }

@@ -24,6 +24,7 @@
 //! - [`config`], [`error`], [`limits`], [`model`], [`health`]: shared
 //!   vocabulary.
 
+pub mod activity;
 pub mod admin;
 pub mod api;
 pub mod archive;

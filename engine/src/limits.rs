@@ -53,6 +53,8 @@ pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
 pub const MAX_LOG_FIELDS_BYTES: usize = 4 * 1024;
 /// Lines one flush may carry.
 pub const MAX_LOG_LINES_PER_FLUSH: usize = 1_000;
+/// Run ids one dead-letter retry or discard may name (more: select with `all`).
+pub const MAX_SELECTOR_IDS: usize = 10_000;
 
 /// The limits an operator may move (config section `limits`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The sockets the engine serves on.
+/// The sockets the engine serves on, and what the HTTP one serves beside
+/// the API.
 pub struct Listeners {
     pub grpc: TcpListener,
     pub http: TcpListener,
+    /// Routes mounted on the HTTP listener (the console), if any.
+    pub mount: Option<http::Mount>,
 }
 
 impl Listeners {
@@ -32,7 +35,14 @@ impl Listeners {
         Ok(Listeners {
             grpc: TcpListener::bind(grpc).await?,
             http: TcpListener::bind(http).await?,
+            mount: None,
         })
+    }
+
+    /// Serve `mount`'s routes on the HTTP listener beside the API.
+    pub fn mount(mut self, mount: http::Mount) -> Self {
+        self.mount = Some(mount);
+        self
     }
 }
 
@@ -253,7 +263,7 @@ async fn start(
     let limits = engine.config().limits.clone();
     let http = http::serve(
         listeners.http,
-        http::router(engine.clone()),
+        http::router(engine.clone(), listeners.mount),
         limits,
         cancel.clone(),
     );

@@ -38,6 +38,13 @@ pub struct DlqSelect {
     event: Option<String>,
     #[arg(long, requires = "all")]
     task: Option<String>,
+    /// Only dead letters whose error starts with this text (an error
+    /// fingerprint, as the console groups them).
+    #[arg(long, requires = "all")]
+    error_prefix: Option<String>,
+    /// Print how many would be touched and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 impl DlqSelect {
@@ -50,6 +57,8 @@ impl DlqSelect {
             all: self.all,
             event: self.event.unwrap_or_default(),
             task: self.task.unwrap_or_default(),
+            error_prefix: self.error_prefix.unwrap_or_default(),
+            dry_run: self.dry_run,
         })
     }
 }
@@ -96,6 +105,7 @@ pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
         }
         DlqCmd::Show { id, json } => runs(ctx, RunsCmd::Show { id, json }).await,
         DlqCmd::Retry(sel) => {
+            let dry_run = sel.dry_run;
             let raw = client.raw();
             let n = raw
                 .admin()
@@ -104,10 +114,15 @@ pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
                 .map_err(fanout::Error::from)?
                 .into_inner()
                 .count;
-            println!("retried {n} dead letter(s)");
+            if dry_run {
+                println!("would retry {n} dead letter(s) (dry run: nothing changed)");
+            } else {
+                println!("retried {n} dead letter(s)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         DlqCmd::Discard(sel) => {
+            let dry_run = sel.dry_run;
             let raw = client.raw();
             let n = raw
                 .admin()
@@ -116,7 +131,11 @@ pub async fn dlq(ctx: &Ctx, cmd: DlqCmd) -> Result<ExitCode> {
                 .map_err(fanout::Error::from)?
                 .into_inner()
                 .count;
-            println!("discarded {n} dead letter(s)");
+            if dry_run {
+                println!("would discard {n} dead letter(s) (dry run: nothing changed)");
+            } else {
+                println!("discarded {n} dead letter(s)");
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -16,6 +16,8 @@ pub enum RunsCmd {
         /// queued, running, retrying, completed or dead.
         #[arg(long)]
         status: Option<String>,
+        #[arg(long)]
+        ordering_key: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
@@ -50,6 +52,7 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
             event_id,
             task,
             status,
+            ordering_key,
             limit,
             json,
         } => {
@@ -61,8 +64,9 @@ pub async fn runs(ctx: &Ctx, cmd: RunsCmd) -> Result<ExitCode> {
                     event_id: event_id.unwrap_or_default(),
                     task: task.unwrap_or_default(),
                     status: status.unwrap_or_default(),
+                    ordering_key: ordering_key.unwrap_or_default(),
                     limit,
-                    before: String::new(),
+                    ..Default::default()
                 }))
                 .await
                 .map_err(fanout::Error::from)?

@@ -73,6 +73,28 @@ pub struct Config {
     /// `/metrics` reads the queue gauges (due runs, DLQ depth, archive
     /// backlog) from the store at most this often, whatever the scrape rate.
     pub metrics_refresh_ms: u64,
+    /// The operator console on the HTTP listener (the `fanout-dashboard`
+    /// crate, mounted by the CLI).
+    pub dashboard: DashboardConfig,
+}
+
+/// Where and whether the console is served.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    pub enabled: bool,
+    /// Serve it under this prefix (behind a proxy), e.g. `/fanout`; empty:
+    /// at `/`.
+    pub base_path: String,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            base_path: String::new(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -102,6 +124,7 @@ impl Default for Config {
             limits: crate::limits::Limits::default(),
             instance_id: String::new(),
             metrics_refresh_ms: 5_000,
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -222,6 +245,20 @@ impl Config {
             ));
         }
         p.extend(self.limits.problems());
+        let base = &self.dashboard.base_path;
+        if !base.is_empty()
+            && (!base.starts_with('/')
+                || base.len() > 100
+                || base.starts_with("/api")
+                || !base[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)))
+        {
+            p.push(format!(
+                "dashboard.base_path '{}' is invalid: a path such as /fanout (letters, digits, - _ . /; not under /api)",
+                crate::error::clip(base, 120)
+            ));
+        }
         if let StoreConfig::Postgres { url, .. } = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {

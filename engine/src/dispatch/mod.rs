@@ -12,6 +12,8 @@
 //! extended by heartbeats and expire into a failed attempt (the reaper);
 //! when the stream ends, the worker's leases are failed at once.
 
+pub mod directory;
+
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::*;
@@ -44,8 +46,11 @@ pub struct Session {
     engine: Engine,
     pub namespace: String,
     pub worker_id: String,
+    /// The name the worker gave.
+    pub name: String,
     tasks: Vec<String>,
     concurrency: usize,
+    connected_at_ms: i64,
     /// Runs sent and not yet reported (the worker's used slots).
     in_flight: Mutex<HashMap<String, InFlight>>,
     slot_freed: Notify,
@@ -60,6 +65,7 @@ impl Session {
         engine: Engine,
         namespace: String,
         worker_id: String,
+        name: String,
         tasks: Vec<String>,
         concurrency: usize,
     ) -> Self {
@@ -68,12 +74,28 @@ impl Session {
             engine,
             namespace,
             worker_id,
+            name,
+            connected_at_ms: now_ms(),
             signal,
             draining: Default::default(),
             tasks,
             concurrency: concurrency.max(1),
             in_flight: Mutex::default(),
             slot_freed: Notify::new(),
+        }
+    }
+
+    /// What the console shows of this session.
+    pub fn info(&self) -> directory::WorkerInfo {
+        directory::WorkerInfo {
+            namespace: self.namespace.clone(),
+            worker_id: self.worker_id.clone(),
+            name: self.name.clone(),
+            tasks: self.tasks.clone(),
+            concurrency: self.concurrency,
+            in_flight: self.in_flight.lock().map(|s| s.len()).unwrap_or(0),
+            connected_at_ms: self.connected_at_ms,
+            draining: self.draining.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

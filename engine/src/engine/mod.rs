@@ -18,6 +18,7 @@
 //! 4. Wake idle worker sessions and the archiver. Lost wake-ups are covered
 //!    by the sessions' idle poll and the archiver's tick.
 
+use crate::activity::Kind;
 use crate::batch::Batcher;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -77,6 +78,10 @@ struct Inner {
     metrics: crate::metrics::Metrics,
     /// Dependency states for `/healthz`.
     health: crate::health::Health,
+    /// Per-minute counts of the last hour (the console's chart).
+    activity: crate::activity::Activity,
+    /// Connected worker sessions (the console's `/workers`).
+    workers: crate::dispatch::directory::Directory,
     /// Cancelled when the engine shuts down: held calls (long polls) end
     /// with UNAVAILABLE so their clients wait again elsewhere or later.
     shutdown: tokio_util::sync::CancellationToken,
@@ -155,6 +160,8 @@ impl Engine {
                 publishing: AtomicUsize::new(0),
                 validators: Arc::new(tokio::sync::Semaphore::new(config_validation_concurrency)),
                 health: Default::default(),
+                activity: Default::default(),
+                workers: Default::default(),
                 metrics: Default::default(),
                 shutdown: Default::default(),
             }),
@@ -246,10 +253,27 @@ impl Engine {
             CompletionEffect::Stale => return,
         };
         let labels = m.task("runs", ns, task);
+        let now = now_ms();
         if failed {
             m.runs_failed.get_or_create(&labels).inc();
+            self.inner.activity.add(Kind::Failed, 1, now);
+        }
+        match effect {
+            CompletionEffect::Completed => self.inner.activity.add(Kind::Completed, 1, now),
+            CompletionEffect::Dead => self.inner.activity.add(Kind::Dead, 1, now),
+            _ => {}
         }
         family.get_or_create(&labels).inc();
+    }
+
+    /// Per-minute counts of the last hour on this replica.
+    pub fn activity(&self) -> &crate::activity::Activity {
+        &self.inner.activity
+    }
+
+    /// Worker sessions connected to this replica.
+    pub fn workers(&self) -> &crate::dispatch::directory::Directory {
+        &self.inner.workers
     }
 
     /// The engine's metrics.

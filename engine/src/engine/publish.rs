@@ -151,6 +151,9 @@ impl Engine {
         m.events_published
             .get_or_create(&m.event("events_published", ns, event))
             .inc();
+        self.inner
+            .activity
+            .add(crate::activity::Kind::Published, 1, now_ms());
         for (_, task, _) in &p.runs {
             m.runs_created
                 .get_or_create(&m.run("runs_created", ns, event, task))

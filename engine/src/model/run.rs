@@ -156,6 +156,63 @@ pub struct DeadLetterSelector {
     pub all: bool,
     pub event: Option<String>,
     pub task: Option<String>,
+    /// Only dead letters whose error starts with this text (an error
+    /// fingerprint from [`DeadLetterGroup`]).
+    pub error_prefix: Option<String>,
+}
+
+/// Dead letters sharing a task and the start of their error: what an
+/// operator triages together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterGroup {
+    pub task_id: String,
+    /// The first [`DeadLetterGroup::FINGERPRINT_CHARS`] characters of the error.
+    pub fingerprint: String,
+    pub count: u64,
+    pub newest_run_id: String,
+    pub newest_at_ms: i64,
+}
+
+impl DeadLetterSelector {
+    /// Either ids, or `all` optionally narrowed by event, task and error
+    /// prefix.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        use crate::error::Error;
+        if self.all != self.ids.is_empty() {
+            return Err(Error::InvalidArgument(
+                "give either ids or all (optionally with event/task/error_prefix), not both and not neither"
+                    .into(),
+            ));
+        }
+        if !self.all && (self.event.is_some() || self.task.is_some() || self.error_prefix.is_some())
+        {
+            return Err(Error::InvalidArgument(
+                "event, task and error_prefix narrow 'all'; they cannot be combined with ids"
+                    .into(),
+            ));
+        }
+        if self.ids.len() > crate::limits::MAX_SELECTOR_IDS {
+            return Err(Error::InvalidArgument(format!(
+                "ids has {} entries, over the limit of {}; select with all and event/task/error_prefix instead",
+                self.ids.len(),
+                crate::limits::MAX_SELECTOR_IDS
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl DeadLetterGroup {
+    /// How much of an error names its group.
+    pub const FINGERPRINT_CHARS: usize = 80;
+}
+
+/// A run's journal entry (a recorded step).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub key: String,
+    pub value_json: String,
+    pub created_at_ms: i64,
 }
 
 /// A run as stored.
@@ -281,6 +338,13 @@ pub struct RunQuery {
     pub event_id: Option<String>,
     pub task: Option<String>,
     pub status: Option<RunStatus>,
+    pub ordering_key: Option<String>,
+    /// Only runs whose last error starts with this text.
+    pub error_prefix: Option<String>,
+    /// Only runs created at or after this instant (epoch ms).
+    pub created_from_ms: Option<i64>,
+    /// Only runs created before this instant (epoch ms).
+    pub created_to_ms: Option<i64>,
     pub before: Option<String>,
     pub limit: u32,
 }

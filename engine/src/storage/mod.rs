@@ -10,6 +10,7 @@
 //! (fsync) costs more than the rows in it.
 
 mod completions;
+mod console;
 mod definitions;
 mod logs;
 mod outbox;
@@ -22,6 +23,7 @@ mod stats;
 mod waitpoints;
 
 pub use completions::Completions;
+pub use console::{Console, EventQuery, WaitpointQuery};
 pub use definitions::Definitions;
 pub use logs::RunLogs;
 pub use outbox::Outbox;
@@ -50,6 +52,7 @@ pub trait Store:
     + Outbox
     + Stats
     + RunLogs
+    + Console
     + 'static
 {
     /// Post-commit events of this process's writes (waitpoints finished,

@@ -5,7 +5,7 @@ use crate::error::Result;
 use async_trait::async_trait;
 
 /// Per (namespace, task): the runs that matter to an operator.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TaskStats {
     pub namespace: String,
     pub task_id: String,

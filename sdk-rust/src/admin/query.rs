@@ -126,6 +126,7 @@ pub struct DeadLetterQuery {
     client: Client,
     event: String,
     task: String,
+    error_prefix: String,
     ids: Vec<String>,
     page: u32,
 }
@@ -139,6 +140,12 @@ impl DeadLetterQuery {
     /// Only dead letters of this task.
     pub fn task(mut self, task_id: impl Into<String>) -> Self {
         self.task = task_id.into();
+        self
+    }
+    /// Only dead letters whose error starts with this text (for `retry`,
+    /// `discard` and `count`: an error fingerprint from the console).
+    pub fn error_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.error_prefix = prefix.into();
         self
     }
     /// Only these runs (for `retry` / `discard`; the event and task
@@ -186,6 +193,8 @@ impl DeadLetterQuery {
                 ids: Vec::new(),
                 event: self.event.clone(),
                 task: self.task.clone(),
+                error_prefix: self.error_prefix.clone(),
+                dry_run: false,
             }
         } else {
             pb::DeadLetterSelector {
@@ -199,6 +208,22 @@ impl DeadLetterQuery {
     /// (history kept); returns how many.
     pub async fn retry(self) -> Result<u64> {
         let sel = self.client.request(self.selector());
+        Ok(self
+            .client
+            .raw()
+            .admin()
+            .retry_dead_letters(sel)
+            .await?
+            .into_inner()
+            .count)
+    }
+
+    /// How many dead letters `retry` or `discard` would touch now (a dry
+    /// run: nothing changes).
+    pub async fn count(self) -> Result<u64> {
+        let mut sel = self.selector();
+        sel.dry_run = true;
+        let sel = self.client.request(sel);
         Ok(self
             .client
             .raw()
@@ -292,6 +317,7 @@ impl Client {
             client: self.clone(),
             event: String::new(),
             task: String::new(),
+            error_prefix: String::new(),
             ids: Vec::new(),
             page: PAGE,
         }

@@ -37,6 +37,10 @@ impl AdminService for AdminApi {
             event_id: opt(r.event_id),
             task: opt(r.task),
             status,
+            ordering_key: opt(r.ordering_key),
+            error_prefix: None,
+            created_from_ms: (r.created_from_ms > 0).then_some(r.created_from_ms),
+            created_to_ms: (r.created_to_ms > 0).then_some(r.created_to_ms),
             before: opt(r.before),
             limit: r.limit,
         };
@@ -127,8 +131,14 @@ impl AdminService for AdminApi {
         req: Request<pb::DeadLetterSelector>,
     ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
         let ns = namespace(&req)?;
-        let sel = selector(req.into_inner())?;
-        let count = self.engine.retry_dead_letters(&ns, &sel).await?;
+        let r = req.into_inner();
+        let dry_run = r.dry_run;
+        let sel = selector(r);
+        let count = if dry_run {
+            self.engine.count_dead_letters(&ns, &sel).await?
+        } else {
+            self.engine.retry_dead_letters(&ns, &sel).await?
+        };
         Ok(Response::new(pb::DeadLetterActionResponse { count }))
     }
 
@@ -137,8 +147,14 @@ impl AdminService for AdminApi {
         req: Request<pb::DeadLetterSelector>,
     ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
         let ns = namespace(&req)?;
-        let sel = selector(req.into_inner())?;
-        let count = self.engine.discard_dead_letters(&ns, &sel).await?;
+        let r = req.into_inner();
+        let dry_run = r.dry_run;
+        let sel = selector(r);
+        let count = if dry_run {
+            self.engine.count_dead_letters(&ns, &sel).await?
+        } else {
+            self.engine.discard_dead_letters(&ns, &sel).await?
+        };
         Ok(Response::new(pb::DeadLetterActionResponse { count }))
     }
 
@@ -153,21 +169,12 @@ impl AdminService for AdminApi {
     }
 }
 
-fn selector(s: pb::DeadLetterSelector) -> Result<DeadLetterSelector, Error> {
-    if s.all != s.ids.is_empty() {
-        return Err(Error::InvalidArgument(
-            "give either ids or all (optionally with event/task), not both and not neither".into(),
-        ));
-    }
-    if !s.all && (!s.event.is_empty() || !s.task.is_empty()) {
-        return Err(Error::InvalidArgument(
-            "event and task narrow 'all'; they cannot be combined with ids".into(),
-        ));
-    }
-    Ok(DeadLetterSelector {
+fn selector(s: pb::DeadLetterSelector) -> DeadLetterSelector {
+    DeadLetterSelector {
         ids: s.ids,
         all: s.all,
         event: opt(s.event),
         task: opt(s.task),
-    })
+        error_prefix: opt(s.error_prefix),
+    }
 }

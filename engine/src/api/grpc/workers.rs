@@ -136,9 +136,11 @@ impl WorkerService for WorkersApi {
             self.engine.clone(),
             ns.clone(),
             worker_id.clone(),
+            reg.worker_name.clone(),
             tasks,
             concurrency,
         ));
+        self.engine.workers().add(&session);
         let (tx, rx) = mpsc::channel::<Result<pb::ServerMessage, Status>>(concurrency + 8);
         let _ = tx
             .send(Ok(pb::ServerMessage {

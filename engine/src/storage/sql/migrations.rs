@@ -23,6 +23,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (8, "paused subscriptions", "0008_paused.sql"),
     (9, "trace context", "0009_trace_context.sql"),
     (10, "run logs", "0010_run_logs.sql"),
+    (11, "console", "0011_console.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -35,6 +36,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (8, "paused subscriptions", "0008_paused.sql"),
     (9, "trace context", "0009_trace_context.sql"),
     (10, "run logs", "0010_run_logs.sql"),
+    (11, "console", "0011_console.sql"),
 );
 
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

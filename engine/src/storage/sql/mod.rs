@@ -10,6 +10,7 @@
 
 mod announce;
 mod complete;
+mod console;
 mod definitions;
 mod dialect;
 mod errors;

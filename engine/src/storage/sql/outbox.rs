@@ -2,7 +2,7 @@
 
 use super::SqlStore;
 use super::dialect::CHUNK;
-use super::rows::tags_from_json;
+use super::rows::{EVENT_COLUMNS, event_from_row};
 use crate::error::Result;
 use crate::model::*;
 use crate::storage::Outbox;
@@ -27,9 +27,7 @@ impl Outbox for SqlStore {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT id, namespace, name, version, payload, tags, ordering_key, idempotency_key, \
-                 fan_out_count, published_at_ms, publisher_run_id, traceparent, tracestate \
-                 FROM events WHERE id IN ({}) ORDER BY id",
+                "SELECT {EVENT_COLUMNS} FROM events WHERE id IN ({}) ORDER BY id",
                 self.dialect.list(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
@@ -37,22 +35,7 @@ impl Outbox for SqlStore {
                 q = q.bind(id);
             }
             for r in q.fetch_all(&self.reader).await? {
-                let tags: String = r.try_get("tags")?;
-                out.push(ArchivedEvent {
-                    event_id: r.try_get("id")?,
-                    namespace: r.try_get("namespace")?,
-                    event_name: r.try_get("name")?,
-                    version: r.try_get::<i64, _>("version")? as u32,
-                    payload: r.try_get("payload")?,
-                    tags: tags_from_json(&tags),
-                    ordering_key: r.try_get("ordering_key")?,
-                    idempotency_key: r.try_get("idempotency_key")?,
-                    fan_out_count: r.try_get::<i64, _>("fan_out_count")? as u32,
-                    published_at_ms: r.try_get::<i64, _>("published_at_ms")? as u64,
-                    publisher_run_id: r.try_get("publisher_run_id")?,
-                    traceparent: r.try_get("traceparent")?,
-                    tracestate: r.try_get("tracestate")?,
-                });
+                out.push(event_from_row(&r)?);
             }
         }
         Ok(out)

@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-const COLUMNS: &str = "id, namespace, event_pattern, from_ms, to_ms, tasks_json, filter_json, dry_run, rate_per_sec, \
+pub(super) const COLUMNS: &str = "id, namespace, event_pattern, from_ms, to_ms, tasks_json, filter_json, dry_run, rate_per_sec, \
     skip_already_replayed, status, cursor_ms, cursor_id, events_total, events_scanned, events_replayed, runs_created, \
     by_task_json, error, created_at_ms, updated_at_ms, finished_at_ms";
 
-fn job_from_row(r: &AnyRow) -> Result<ReplayJob> {
+pub(super) fn job_from_row(r: &AnyRow) -> Result<ReplayJob> {
     let tasks: String = r.try_get("tasks_json")?;
     let by_task: String = r.try_get("by_task_json")?;
     Ok(ReplayJob {

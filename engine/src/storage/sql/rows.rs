@@ -113,3 +113,27 @@ pub(super) fn claimed_from_row(r: &AnyRow) -> Result<ClaimedRun> {
         journal: Vec::new(),
     })
 }
+
+/// The `events` columns [`event_from_row`] reads.
+pub(super) const EVENT_COLUMNS: &str = "id, namespace, name, version, payload, tags, ordering_key, \
+    idempotency_key, fan_out_count, published_at_ms, publisher_run_id, traceparent, tracestate";
+
+/// An `events` row (selected with [`EVENT_COLUMNS`]) in its archive shape.
+pub(super) fn event_from_row(r: &AnyRow) -> Result<ArchivedEvent> {
+    let tags: String = r.try_get("tags")?;
+    Ok(ArchivedEvent {
+        event_id: r.try_get("id")?,
+        namespace: r.try_get("namespace")?,
+        event_name: r.try_get("name")?,
+        version: r.try_get::<i64, _>("version")? as u32,
+        payload: r.try_get("payload")?,
+        tags: tags_from_json(&tags),
+        ordering_key: r.try_get("ordering_key")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        fan_out_count: r.try_get::<i64, _>("fan_out_count")? as u32,
+        published_at_ms: r.try_get::<i64, _>("published_at_ms")? as u64,
+        publisher_run_id: r.try_get("publisher_run_id")?,
+        traceparent: r.try_get("traceparent")?,
+        tracestate: r.try_get("tracestate")?,
+    })
+}

@@ -26,12 +26,28 @@ impl SqlStore {
             ("event_id", query.event_id.as_deref(), "="),
             ("task_id", query.task.as_deref(), "="),
             ("status", status, "="),
+            ("ordering_key", query.ordering_key.as_deref(), "="),
             ("id", query.before.as_deref(), "<"),
         ] {
             if let Some(v) = v {
                 args.push(v);
                 sql += &format!(" AND {col} {op} ${}", args.len() + 1);
             }
+        }
+        if let Some(prefix) = &query.error_prefix {
+            args.push(prefix);
+            sql += &format!(
+                " AND substr(last_error, 1, {}) = ${}",
+                prefix.chars().count(),
+                args.len() + 1
+            );
+        }
+        // Integers, not user text: inlined.
+        if let Some(from) = query.created_from_ms {
+            sql += &format!(" AND created_at_ms >= {from}");
+        }
+        if let Some(to) = query.created_to_ms {
+            sql += &format!(" AND created_at_ms < {to}");
         }
         let limit = if query.limit == 0 {
             100
@@ -73,14 +89,7 @@ impl SqlStore {
                 total += q.execute(&self.writer).await?.rows_affected();
             }
         } else {
-            let mut filter = String::new();
-            let mut args: Vec<&str> = Vec::new();
-            for (col, v) in [("event", &sel.event), ("task_id", &sel.task)] {
-                if let Some(v) = v {
-                    args.push(v);
-                    filter += &format!(" AND {col} = ${}", args.len() + 2);
-                }
-            }
+            let (filter, args) = Self::dead_letter_filter(sel, 3);
             loop {
                 let sql = format!(
                     "UPDATE runs SET {set} WHERE id IN (SELECT id FROM runs WHERE namespace = $2 AND dlq = 1{filter} \
@@ -89,7 +98,7 @@ impl SqlStore {
                 );
                 let mut q = sqlx::query(&sql).bind(now).bind(namespace);
                 for a in &args {
-                    q = q.bind(*a);
+                    q = q.bind(a);
                 }
                 let n = q.execute(&self.writer).await?.rows_affected();
                 total += n;

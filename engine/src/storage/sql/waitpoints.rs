@@ -50,7 +50,7 @@ const RETURNED: &str = "waitpoints.id AS id, waitpoints.namespace AS namespace, 
     waitpoints.timeout_at_ms AS timeout_at_ms, waitpoints.data_json AS data_json, \
     waitpoints.created_at_ms AS created_at_ms, waitpoints.completed_at_ms AS completed_at_ms";
 
-fn waitpoint_from_row(r: &AnyRow) -> Result<Waitpoint> {
+pub(super) fn waitpoint_from_row(r: &AnyRow) -> Result<Waitpoint> {
     let kind: String = r.try_get("kind")?;
     Ok(Waitpoint {
         id: r.try_get("id")?,

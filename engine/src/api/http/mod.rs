@@ -10,6 +10,10 @@
 //! capped and timed (`serve`), so slow or idle clients cannot hold the
 //! engine's file descriptors.
 
+mod admin;
+
+pub use admin::SelectorBody;
+
 use crate::engine::{Engine, PublishInput};
 use crate::error::EntityKind;
 use crate::error::{Error, retry_after_secs};
@@ -27,10 +31,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The HTTP router.
-pub fn router(engine: Engine) -> axum::Router {
+/// Routes served beside the API on the HTTP listener (the console),
+/// built once the engine exists. They must not overlap `/api/v1`,
+/// `/healthz`, `/readyz`, `/livez` or `/metrics`.
+pub type Mount = Box<dyn FnOnce(Engine) -> axum::Router + Send>;
+
+/// The HTTP router: the API, plus `mount`'s routes when given.
+pub fn router(engine: Engine, mount: Option<Mount>) -> axum::Router {
     let limits = engine.config().limits.clone();
-    axum::Router::new()
+    let extra = mount.map(|m| m(engine.clone()));
+    let api = axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
         .route("/livez", get(livez))
@@ -54,13 +64,18 @@ pub fn router(engine: Engine) -> axum::Router {
             ),
         )
         .route("/api/v1/runs/{id}/logs", get(run_logs))
+        .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            Duration::from_millis(limits.http_body_timeout_ms),
-        ))
         .layer(cors(&limits))
-        .with_state(engine)
+        .with_state(engine);
+    let all = match extra {
+        Some(extra) => api.merge(extra),
+        None => api,
+    };
+    all.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        Duration::from_millis(limits.http_body_timeout_ms),
+    ))
 }
 
 fn cors(limits: &Limits) -> tower_http::cors::CorsLayer {
@@ -143,7 +158,7 @@ struct CompleteBody {
     data: Option<Box<RawValue>>,
 }
 
-fn namespace(headers: &HeaderMap) -> Result<String, Error> {
+pub(super) fn namespace(headers: &HeaderMap) -> Result<String, Error> {
     match headers.get(fanout_proto::NAMESPACE_HEADER) {
         None => Ok(fanout_proto::DEFAULT_NAMESPACE.into()),
         Some(v) => {
@@ -159,7 +174,7 @@ fn namespace(headers: &HeaderMap) -> Result<String, Error> {
 /// The request body as a JSON object of shape `T`: `Content-Type` must be
 /// `application/json`, the body at most `limit` bytes (413 otherwise) and
 /// an object (serde would also take an array for a struct).
-async fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: axum::body::Body,
     limit: usize,
