@@ -43,6 +43,9 @@
     es.addEventListener("change", refresh);
     es.onopen = () => body.classList.add("live");
     es.onerror = () => body.classList.remove("live");
+    // Browsers allow six HTTP/1.1 connections per host: a page kept in the
+    // back/forward cache must not keep its stream (and a socket) open.
+    window.addEventListener("pagehide", () => es.close());
   }
 
   function wire(root) {

@@ -34,8 +34,10 @@ pub(crate) async fn stream(
     State(app): State<App>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stop = app.engine.shutdown_token().clone();
+    // The page was just rendered: only what happens from now on is news.
+    let start = Some(fingerprint(&app));
     let s = futures::stream::unfold(
-        (app, None, tokio::time::Instant::now()),
+        (app, start, tokio::time::Instant::now()),
         move |(app, last, mut sent_at)| {
             let stop = stop.clone();
             async move {

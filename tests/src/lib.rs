@@ -197,9 +197,24 @@ impl TestEngine {
         Self::start_at(config, "127.0.0.1:0", "127.0.0.1:0").await
     }
 
+    /// Start with the operator console mounted on the HTTP listener (as
+    /// `fanout dev` does), under `base_path` ("" for `/`).
+    pub async fn start_console(config: Config, base_path: &str) -> Self {
+        let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
+            .await
+            .expect("bind");
+        let opts =
+            fanout_dashboard::Options::new(base_path, listeners.http.local_addr().expect("addr"));
+        Self::start_on(config, listeners.mount(fanout_dashboard::mount(opts))).await
+    }
+
     /// Start on given addresses (a restart on the ports clients know).
     pub async fn start_at(config: Config, grpc: &str, http: &str) -> Self {
         let listeners = Listeners::bind(grpc, http).await.expect("bind");
+        Self::start_on(config, listeners).await
+    }
+
+    async fn start_on(config: Config, listeners: Listeners) -> Self {
         let running = fanout_engine::spawn(config.clone(), listeners)
             .await
             .expect("engine start");
