@@ -19,6 +19,29 @@ pub struct Bench {
 
 impl Bench {
     pub async fn start(args: &Args, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<Bench> {
+        Self::start_with(args, tweak, false).await
+    }
+
+    /// [`Bench::start`] with the console mounted on the HTTP listener.
+    pub async fn start_console(args: &Args) -> anyhow::Result<Bench> {
+        Self::start_with(args, |_| {}, true).await
+    }
+
+    /// The in-process engine (`None` with `--server`).
+    pub fn engine(&self) -> Option<fanout_engine::Engine> {
+        self.running.as_ref().map(|r| r.engine().clone())
+    }
+
+    /// The in-process engine's HTTP address (`None` with `--server`).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().map(Running::http_addr)
+    }
+
+    async fn start_with(
+        args: &Args,
+        tweak: impl FnOnce(&mut Config),
+        console: bool,
+    ) -> anyhow::Result<Bench> {
         if let Some(url) = &args.server {
             return Ok(Bench {
                 url: url.clone(),
@@ -50,7 +73,11 @@ impl Bench {
             config.claim_linger_us = us;
         }
         tweak(&mut config);
-        let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
+        let mut listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
+        if console {
+            let opts = fanout_dashboard::Options::new("", listeners.http.local_addr()?);
+            listeners = listeners.mount(fanout_dashboard::mount(opts));
+        }
         let running = fanout_engine::spawn(config, listeners).await?;
         let scraper = args.scrape_metrics_ms.map(|ms| {
             crate::observe::Scraper::start(running.http_addr(), Duration::from_millis(ms.max(1)))

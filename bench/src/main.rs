@@ -5,6 +5,7 @@
 //! its workers in-process, and prints a summary (`--json` for one JSON
 //! object). Scenarios are flag sets; see `--help` and BENCHMARKS.md.
 
+mod console;
 mod harness;
 mod matching;
 mod observe;
@@ -111,6 +112,8 @@ pub enum Scenario {
     Replay,
     /// 8. Routing cost per event with 100 and 10,000 filtered subscriptions, indexed vs every filter.
     Matching,
+    /// 9. Console pages (/runs, /dlq, /log, …) answer times with --events × --subscribers runs stored.
+    Console,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Ratelimit => scenarios::ratelimit(&args).await?,
         Scenario::Replay => scenarios::replay(&args).await?,
         Scenario::Matching => matching::run(args.events),
+        Scenario::Console => console::run(&args).await?,
     };
     if let Some(t) = tracing {
         summary["spans_exported"] = t.spans().into();

@@ -14,7 +14,7 @@ pub fn percentiles(mut xs: Vec<Duration>) -> Value {
         xs[i].as_secs_f64() * 1000.0
     };
     json!({
-        "p50_ms": round(at(0.50)), "p90_ms": round(at(0.90)), "p99_ms": round(at(0.99)),
+        "p50_ms": round(at(0.50)), "p90_ms": round(at(0.90)), "p95_ms": round(at(0.95)), "p99_ms": round(at(0.99)),
         "max_ms": round(at(1.0)), "n": xs.len(),
     })
 }

@@ -40,6 +40,7 @@ pub mod model;
 pub mod peers;
 pub mod ratelimit;
 pub mod replay;
+pub mod roster;
 pub mod routing;
 pub mod server;
 pub mod signal;

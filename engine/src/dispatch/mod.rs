@@ -12,8 +12,6 @@
 //! extended by heartbeats and expire into a failed attempt (the reaper);
 //! when the stream ends, the worker's leases are failed at once.
 
-pub mod directory;
-
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::*;
@@ -84,10 +82,11 @@ impl Session {
             slot_freed: Notify::new(),
         }
     }
+}
 
-    /// What the console shows of this session.
-    pub fn info(&self) -> directory::WorkerInfo {
-        directory::WorkerInfo {
+impl crate::roster::Listed for Session {
+    fn info(&self) -> crate::roster::WorkerInfo {
+        crate::roster::WorkerInfo {
             namespace: self.namespace.clone(),
             worker_id: self.worker_id.clone(),
             name: self.name.clone(),
@@ -98,7 +97,9 @@ impl Session {
             draining: self.draining.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
+}
 
+impl Session {
     fn free_slots(&self) -> usize {
         let used = self
             .in_flight

@@ -81,7 +81,7 @@ struct Inner {
     /// Per-minute counts of the last hour (the console's chart).
     activity: crate::activity::Activity,
     /// Connected worker sessions (the console's `/workers`).
-    workers: crate::dispatch::directory::Directory,
+    workers: crate::roster::Roster,
     /// Cancelled when the engine shuts down: held calls (long polls) end
     /// with UNAVAILABLE so their clients wait again elsewhere or later.
     shutdown: tokio_util::sync::CancellationToken,
@@ -272,7 +272,7 @@ impl Engine {
     }
 
     /// Worker sessions connected to this replica.
-    pub fn workers(&self) -> &crate::dispatch::directory::Directory {
+    pub fn workers(&self) -> &crate::roster::Roster {
         &self.inner.workers
     }
 

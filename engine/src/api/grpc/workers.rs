@@ -140,7 +140,9 @@ impl WorkerService for WorkersApi {
             tasks,
             concurrency,
         ));
-        self.engine.workers().add(&session);
+        self.engine
+            .workers()
+            .add(&session.worker_id, session.clone());
         let (tx, rx) = mpsc::channel::<Result<pb::ServerMessage, Status>>(concurrency + 8);
         let _ = tx
             .send(Ok(pb::ServerMessage {

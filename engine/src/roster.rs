@@ -1,9 +1,10 @@
 //! The worker sessions connected to this engine, for the console's
 //! `/workers` page. Sessions are held weakly: a session that ended is gone
 //! from the list the next time it is read, with no bookkeeping on the
-//! dispatch path beyond one insert per connection.
+//! dispatch path beyond one insert per connection. (A trait instead of
+//! `dispatch::Session` itself keeps `engine` free of a `dispatch` import:
+//! dispatch depends on the engine.)
 
-use super::Session;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -25,24 +26,29 @@ pub struct WorkerInfo {
     pub draining: bool,
 }
 
-/// Connected sessions, by worker id.
-#[derive(Default)]
-pub struct Directory {
-    sessions: Mutex<HashMap<String, Weak<Session>>>,
+/// A connected worker that can describe itself.
+pub trait Listed: Send + Sync {
+    fn info(&self) -> WorkerInfo;
 }
 
-impl Directory {
+/// Connected sessions, by worker id.
+#[derive(Default)]
+pub struct Roster {
+    sessions: Mutex<HashMap<String, Weak<dyn Listed>>>,
+}
+
+impl Roster {
     /// Add a session (dropped from the list when it is dropped).
-    pub fn add(&self, session: &Arc<Session>) {
+    pub fn add(&self, worker_id: &str, session: Arc<dyn Listed>) {
         if let Ok(mut s) = self.sessions.lock() {
             s.retain(|_, w| w.strong_count() > 0);
-            s.insert(session.worker_id.clone(), Arc::downgrade(session));
+            s.insert(worker_id.to_string(), Arc::downgrade(&session));
         }
     }
 
     /// The live sessions of `namespace` (`None`: all), by connection time.
     pub fn list(&self, namespace: Option<&str>) -> Vec<WorkerInfo> {
-        let live: Vec<Arc<Session>> = match self.sessions.lock() {
+        let live: Vec<Arc<dyn Listed>> = match self.sessions.lock() {
             Ok(mut s) => {
                 s.retain(|_, w| w.strong_count() > 0);
                 s.values().filter_map(Weak::upgrade).collect()
@@ -51,8 +57,8 @@ impl Directory {
         };
         let mut out: Vec<WorkerInfo> = live
             .iter()
-            .filter(|s| namespace.is_none_or(|ns| s.namespace == ns))
             .map(|s| s.info())
+            .filter(|w| namespace.is_none_or(|ns| w.namespace == ns))
             .collect();
         out.sort_by(|a, b| {
             (a.connected_at_ms, &a.worker_id).cmp(&(b.connected_at_ms, &b.worker_id))
