@@ -17,6 +17,7 @@
 //! small renderers), `csrf`, `form`, `live`, `svg`.
 
 mod assets;
+mod cache;
 mod csrf;
 mod form;
 mod layout;
@@ -66,6 +67,8 @@ fn normalize_base(base: &str) -> String {
 pub(crate) struct App {
     pub engine: Engine,
     pub opts: Arc<Options>,
+    /// The overview's numbers, shared by every open page.
+    pub overviews: Arc<cache::Overviews>,
 }
 
 /// The console as a mount for [`fanout_engine::Listeners::mount`].
@@ -76,9 +79,11 @@ pub fn mount(opts: Options) -> fanout_engine::api::http::Mount {
 /// The console's routes (paths are part of the contract; see the README).
 pub fn router(engine: Engine, opts: Options) -> Router {
     let base = opts.base_path.clone();
+    let refresh = std::time::Duration::from_millis(engine.config().metrics_refresh_ms.max(1_000));
     let app = App {
         engine,
         opts: Arc::new(opts),
+        overviews: Arc::new(cache::Overviews::new(refresh)),
     };
     use pages::*;
     let pages = Router::new()

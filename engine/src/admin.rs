@@ -81,7 +81,19 @@ impl Engine {
     /// How many dead letters `sel` selects (a retry or discard's dry run).
     pub async fn count_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
         sel.validate()?;
-        self.store().count_dead_letters(ns, sel).await
+        self.store().count_dead_letters(ns, sel, None).await
+    }
+
+    /// [`Engine::count_dead_letters`], stopping past `cap` (an answer over
+    /// `cap` means "more than `cap`").
+    pub async fn count_dead_letters_upto(
+        &self,
+        ns: &str,
+        sel: &DeadLetterSelector,
+        cap: u64,
+    ) -> Result<u64> {
+        sel.validate()?;
+        self.store().count_dead_letters(ns, sel, Some(cap)).await
     }
 
     /// Drop the selected dead letters from the DLQ (the runs stay).
@@ -157,7 +169,8 @@ impl Engine {
         })
     }
 
-    /// Dead letters grouped by task and error fingerprint, largest first.
+    /// The newest [`crate::storage::GROUPED`] dead letters grouped by task
+    /// and error fingerprint, largest first.
     pub async fn dead_letter_groups(&self, ns: &str, limit: u32) -> Result<Vec<DeadLetterGroup>> {
         self.store().dead_letter_groups(ns, limit).await
     }

@@ -19,6 +19,10 @@ use maud::html;
 
 const PAGE: u32 = 100;
 
+/// The page counts matching dead letters up to this many (the
+/// confirmation page of a bulk action counts them all).
+const COUNT_CAP: u64 = 10_000;
+
 pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, PageError> {
     let q = q.as_deref();
     let (event, task, error) = (param(q, "event"), param(q, "task"), param(q, "error"));
@@ -40,7 +44,14 @@ pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, Pa
         error_prefix: error.clone(),
         ..Default::default()
     };
-    let matching = engine.count_dead_letters(&ctx.ns, &sel).await?;
+    let matching = engine
+        .count_dead_letters_upto(&ctx.ns, &sel, COUNT_CAP)
+        .await?;
+    let shown = if matching > COUNT_CAP {
+        format!("more than {COUNT_CAP}")
+    } else {
+        matching.to_string()
+    };
     let (ev, tk, er) = (
         event.unwrap_or_default(),
         task.unwrap_or_default(),
@@ -52,7 +63,7 @@ pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, Pa
     let body = html! {
         (flash(param(q, "done").as_deref()))
         @if !groups.is_empty() {
-            h2 { "By task and error" }
+            h2 { "By task and error " span.muted { "(newest " (fanout_engine::storage::GROUPED) " dead letters)" } }
             table.groups {
                 thead { tr { th { "task" } th { "error" } th.num { "dead letters" } th { "newest" } } }
                 tbody { @for g in &groups { tr {
@@ -72,7 +83,7 @@ pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, Pa
             button type="submit" { "Filter" }
             @if !ev.is_empty() || !tk.is_empty() || !er.is_empty() { " " a href=(ctx.href("/dlq", &[])) { "clear" } }
         }
-        p.count { strong #matching { (matching) } " dead letter(s) match this filter." }
+        p.count { strong #matching { (shown) } " dead letter(s) match this filter." }
         @if matching > 0 {
             div.actions {
                 @for (verb, class) in [("retry", "primary"), ("discard", "danger")] {
@@ -82,7 +93,7 @@ pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, Pa
                         input type="hidden" name="event" value=(ev);
                         input type="hidden" name="task" value=(tk);
                         input type="hidden" name="error_prefix" value=(er);
-                        button class=(class) type="submit" { (verb_label(verb)) " all " (matching) " matching…" }
+                        button class=(class) type="submit" { (verb_label(verb)) " all " (shown) " matching…" }
                     }
                 }
             }

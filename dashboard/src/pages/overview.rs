@@ -10,7 +10,7 @@ use maud::html;
 
 pub(crate) async fn page(ctx: Ctx) -> Result<Response, PageError> {
     let now = now_ms();
-    let o = ctx.engine().overview(&ctx.ns).await?;
+    let (o, computed) = ctx.app.overviews.get(ctx.engine(), &ctx.ns).await?;
     let minutes = ctx.engine().activity().minutes(now);
     let hour = |f: fn(&fanout_engine::activity::Minute) -> u64| minutes.iter().map(f).sum::<u64>();
     let body = html! {
@@ -32,6 +32,8 @@ pub(crate) async fn page(ctx: Ctx) -> Result<Response, PageError> {
             div.legend { span.l-published { "published" } span.l-completed { "completed" } span.l-failed { "failed" } }
             (raw(svg::activity(&minutes)))
         }
+        p.muted { "Runs, queue and DLQ as of " (duration(computed.elapsed().as_millis() as i64)) " ago (recomputed at most every "
+            (duration(ctx.engine().config().metrics_refresh_ms.max(1_000) as i64)) "); the chart and cards above are live." }
         section.split {
             div {
                 h2 { "Runs by status" }

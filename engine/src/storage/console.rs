@@ -9,6 +9,10 @@ use crate::error::Result;
 use crate::model::*;
 use async_trait::async_trait;
 
+/// How many of the newest dead letters [`Console::dead_letter_groups`]
+/// groups: its cost stays flat however deep the DLQ is.
+pub const GROUPED: u32 = 10_000;
+
 /// What the waitpoints page lists.
 #[derive(Debug, Clone, Default)]
 pub struct WaitpointQuery {
@@ -38,10 +42,17 @@ pub trait Console: Send + Sync {
     async fn run_counts(&self, namespace: &str) -> Result<Vec<(RunStatus, u64)>>;
 
     /// How many dead letters `sel` selects (what a bulk retry or discard
-    /// would touch).
-    async fn count_dead_letters(&self, namespace: &str, sel: &DeadLetterSelector) -> Result<u64>;
+    /// would touch); with `cap`, counting stops past it (a page that only
+    /// needs "more than 10,000" never walks a million rows).
+    async fn count_dead_letters(
+        &self,
+        namespace: &str,
+        sel: &DeadLetterSelector,
+        cap: Option<u64>,
+    ) -> Result<u64>;
 
-    /// Dead letters grouped by task and error fingerprint, largest first.
+    /// The newest [`GROUPED`] dead letters grouped by task and error
+    /// fingerprint, largest group first.
     async fn dead_letter_groups(&self, namespace: &str, limit: u32)
     -> Result<Vec<DeadLetterGroup>>;
 

@@ -23,7 +23,7 @@ mod stats;
 mod waitpoints;
 
 pub use completions::Completions;
-pub use console::{Console, EventQuery, WaitpointQuery};
+pub use console::{Console, EventQuery, GROUPED, WaitpointQuery};
 pub use definitions::Definitions;
 pub use logs::RunLogs;
 pub use outbox::Outbox;

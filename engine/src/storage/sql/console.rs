@@ -7,7 +7,7 @@ use super::rows::{EVENT_COLUMNS, event_from_row};
 use super::waitpoints::waitpoint_from_row;
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::storage::{Console, EventQuery, WaitpointQuery};
+use crate::storage::{Console, EventQuery, GROUPED, WaitpointQuery};
 use async_trait::async_trait;
 use sqlx::Row;
 
@@ -66,7 +66,12 @@ impl Console for SqlStore {
         Ok(out)
     }
 
-    async fn count_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
+    async fn count_dead_letters(
+        &self,
+        ns: &str,
+        sel: &DeadLetterSelector,
+        cap: Option<u64>,
+    ) -> Result<u64> {
         if !sel.all {
             let mut n = 0;
             for chunk in sel.ids.chunks(super::dialect::CHUNK) {
@@ -83,8 +88,12 @@ impl Console for SqlStore {
             return Ok(n);
         }
         let (filter, args) = Self::dead_letter_filter(sel, 2);
-        let sql =
-            format!("SELECT COUNT(*) AS n FROM runs WHERE namespace = $1 AND dlq = 1{filter}");
+        // With a cap the count stops past it: a page that only says "more
+        // than 10,000" never walks a million dead letters.
+        let limit = cap.map_or(String::new(), |c| format!(" LIMIT {}", c.saturating_add(1)));
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 AS one FROM runs WHERE namespace = $1 AND dlq = 1{filter}{limit}) d"
+        );
         let mut q = sqlx::query(&sql).bind(ns);
         for a in &args {
             q = q.bind(a);
@@ -96,7 +105,8 @@ impl Console for SqlStore {
         let n = DeadLetterGroup::FINGERPRINT_CHARS;
         let rows = sqlx::query(&format!(
             "SELECT task_id, substr(last_error, 1, {n}) AS fp, COUNT(*) AS n, MAX(id) AS newest, \
-             MAX(updated_at_ms) AS newest_at FROM runs WHERE namespace = $1 AND dlq = 1 \
+             MAX(updated_at_ms) AS newest_at FROM (SELECT task_id, last_error, id, updated_at_ms FROM runs \
+             WHERE namespace = $1 AND dlq = 1 ORDER BY id DESC LIMIT {GROUPED}) d \
              GROUP BY task_id, substr(last_error, 1, {n}) ORDER BY COUNT(*) DESC, task_id LIMIT {}",
             page(limit)
         ))
