@@ -27,6 +27,11 @@ impl Bench {
         Self::start_with(args, |_| {}, true).await
     }
 
+    /// The Postgres `(url, schema)` this run made, if any.
+    pub fn postgres_schema(&self) -> Option<(String, String)> {
+        self.schema.clone()
+    }
+
     /// The in-process engine (`None` with `--server`).
     pub fn engine(&self) -> Option<fanout_engine::Engine> {
         self.running.as_ref().map(|r| r.engine().clone())
@@ -104,7 +109,9 @@ impl Bench {
             }
         }
         // Each run starts on empty tables; leftovers would only pile up.
-        if let Some((url, schema)) = self.schema {
+        // FANOUT_BENCH_KEEP_SCHEMA=1 keeps it, to look at plans afterwards.
+        let keep = std::env::var("FANOUT_BENCH_KEEP_SCHEMA").is_ok_and(|v| v == "1");
+        if let Some((url, schema)) = self.schema.filter(|_| !keep) {
             use sqlx::Executor;
             let dropped = async {
                 let pool = sqlx::PgPool::connect(&url).await?;
