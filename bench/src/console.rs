@@ -170,7 +170,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         before_analyze = Some(pages_timed(addr, &pages).await?);
         use sqlx::Executor;
         let pool = sqlx::PgPool::connect(&url).await?;
-        pool.execute(format!("ANALYZE \"{schema}\".runs").as_str()).await?;
+        pool.execute(format!("ANALYZE \"{schema}\".runs").as_str())
+            .await?;
         pool.close().await;
     }
     let out = pages_timed(addr, &pages).await?;
