@@ -794,7 +794,15 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         let steps = store.run_steps(&a.run_id).await.unwrap();
         assert_eq!(steps.len(), 1, "[{name}]");
         assert_eq!((steps[0].key.as_str(), steps[0].value_json.as_str()), ("charge", r#"{"ok":1}"#), "[{name}]");
-        assert!(store.waitpoints_of_run("default", &a.run_id).await.unwrap().is_empty(), "[{name}]");
+        assert!(store.waitpoints_of_run("default", &a.run_id).await.unwrap().is_empty(), "[{name}] a step that is no waitpoint");
+        let parent = ParentRef { run_id: a.run_id.clone(), attempt: a.attempt, step_key: "approval".into(), worker_id: "w2".into() };
+        let token = store
+            .create_waitpoint(&NewWaitpoint { id: new_id(), namespace: "default".into(), kind: WaitpointKind::Token, timeout_at_ms: 0, parent: Some(parent) }, t0)
+            .await
+            .unwrap();
+        let of_run = store.waitpoints_of_run("default", &a.run_id).await.unwrap();
+        assert_eq!(of_run.iter().map(|w| w.id.clone()).collect::<Vec<_>>(), vec![token.id.clone()], "[{name}] found through the journal");
+        assert!(store.waitpoints_of_run("other", &a.run_id).await.unwrap().is_empty(), "[{name}]");
         assert!(store.list_replays("default", 10).await.unwrap().is_empty(), "[{name}]");
     }
 }

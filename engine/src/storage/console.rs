@@ -66,7 +66,8 @@ pub trait Console: Send + Sync {
         query: &WaitpointQuery,
     ) -> Result<Vec<Waitpoint>>;
 
-    /// Waitpoints a run is (or was) suspended on, oldest first.
+    /// Waitpoints a run made (publish-and-wait, sleeps, tokens it waits
+    /// on), oldest first, found through its journal.
     async fn waitpoints_of_run(&self, namespace: &str, run_id: &str) -> Result<Vec<Waitpoint>>;
 
     /// One stored event.

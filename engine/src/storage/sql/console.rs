@@ -166,16 +166,38 @@ impl Console for SqlStore {
     }
 
     async fn waitpoints_of_run(&self, ns: &str, run_id: &str) -> Result<Vec<Waitpoint>> {
-        sqlx::query(
-            "SELECT * FROM waitpoints WHERE parent_run_id = $1 AND namespace = $2 ORDER BY id LIMIT 100",
-        )
-        .bind(run_id)
-        .bind(ns)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(waitpoint_from_row)
-        .collect()
+        // A run's journal records `{"waitpoint_id": …}` under the step key
+        // of every waitpoint it made (in the same transaction), so no index
+        // on `waitpoints.parent_run_id` is needed.
+        let ids: Vec<String> = self
+            .run_steps(run_id)
+            .await?
+            .iter()
+            .filter_map(|s| {
+                serde_json::from_str::<serde_json::Value>(&s.value_json)
+                    .ok()?
+                    .get("waitpoint_id")?
+                    .as_str()
+                    .map(String::from)
+            })
+            .take(100)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT * FROM waitpoints WHERE namespace = $1 AND id IN ({}) ORDER BY id",
+            super::dialect::params(2, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(ns);
+        for id in &ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(waitpoint_from_row)
+            .collect()
     }
 
     async fn get_event_record(&self, ns: &str, id: &str) -> Result<Option<ArchivedEvent>> {
