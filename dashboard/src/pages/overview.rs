@@ -32,7 +32,7 @@ pub(crate) async fn page(ctx: Ctx) -> Result<Response, PageError> {
             div.legend { span.l-published { "published" } span.l-completed { "completed" } span.l-failed { "failed" } }
             (raw(svg::activity(&minutes)))
         }
-        p.muted { "Runs, queue and DLQ as of " (duration(computed.elapsed().as_millis() as i64)) " ago (recomputed at most every "
+        p.muted { "Runs, queue and DLQ as of " (age(computed.elapsed().as_millis() as i64)) " (recomputed at most every "
             (duration(ctx.engine().config().metrics_refresh_ms.max(1_000) as i64)) "); the chart and cards above are live." }
         section.split {
             div {
@@ -77,4 +77,13 @@ pub(crate) async fn page(ctx: Ctx) -> Result<Response, PageError> {
         }
     };
     Ok(ctx.page("/", "Overview", body))
+}
+
+/// How old the cached numbers are: "just now" under a second.
+fn age(ms: i64) -> String {
+    if ms < 1_000 {
+        "just now".into()
+    } else {
+        format!("{} ago", duration(ms))
+    }
 }
