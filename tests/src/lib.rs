@@ -326,3 +326,45 @@ pub async fn http_with(
         .collect();
     (status, headers, body.to_string())
 }
+
+/// An event of `name` in `ns` with one run per task (3 attempts, 1 s
+/// backoff), for store-level tests; `key` is its idempotency key.
+pub fn new_event(
+    ns: &str,
+    name: &str,
+    tasks: &[&str],
+    key: &str,
+) -> fanout_engine::model::NewEvent {
+    let retry = fanout_engine::model::RetryPolicy {
+        max_attempts: 3,
+        initial_backoff_ms: 1_000,
+        max_backoff_ms: 1_000,
+        multiplier: 1.0,
+    };
+    fanout_engine::model::NewEvent {
+        id: fanout_engine::model::new_id(),
+        namespace: ns.into(),
+        name: name.into(),
+        version: 1,
+        payload_json: r#"{"a":1}"#.into(),
+        ordering_key: String::new(),
+        idempotency_key: key.into(),
+        tags: vec!["x".into()],
+        published_at_ms: fanout_engine::model::now_ms(),
+        publisher_run_id: String::new(),
+        dlq: true,
+        waitpoint: None,
+        replay_of: String::new(),
+        trace: Default::default(),
+        runs: tasks
+            .iter()
+            .map(|t| fanout_engine::model::NewRun {
+                id: fanout_engine::model::new_id(),
+                task_id: (*t).into(),
+                consumer_group: String::new(),
+                retry,
+                lease_ms: 1_000,
+            })
+            .collect(),
+    }
+}

@@ -3,7 +3,8 @@
 //! [`Store`] is the trait the rest of the engine talks to; [`sql::SqlStore`]
 //! implements it for SQLite (embedded default) and PostgreSQL (production)
 //! with one body of SQL and a small dialect switch. Every implementation must
-//! pass the conformance suite in `tests/tests/store_conformance.rs`.
+//! pass the conformance suite in `tests/tests/store_conformance.rs` (and
+//! `console_store.rs` for the console's reads).
 //!
 //! Batching is part of the contract: `publish` and `complete` take many items
 //! and commit them in one transaction, because on this hardware a commit
