@@ -251,6 +251,12 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         let (status, headers, _) = s.post("/dlq/retry", &[("ids", &dead[0].id)], true).await;
         assert_eq!(status, 303, "[{}]", b.name);
         assert!(location(&headers).contains("done=Retried+1"), "[{}] {headers:?}", b.name);
+        // `back` may only name a path on this host.
+        for evil in ["//evil.example/x", "/\\evil.example/x", "https://evil.example/"] {
+            let (status, headers, _) = s.post("/dlq/retry", &[("ids", &dead[0].id), ("back", evil)], true).await;
+            assert_eq!(status, 303, "[{}]", b.name);
+            assert!(location(&headers).starts_with("/dlq?"), "[{}] {evil} → {headers:?}", b.name);
+        }
         let run = client.run(&dead[0].id).await.expect("run");
         assert_eq!(run.run.status, RunStatus::Queued, "[{}] retried run is queued", b.name);
 

@@ -190,9 +190,11 @@ async fn act(ctx: Ctx, token: Token, body: Bytes, verb: &str) -> Result<Response
             "Discarded"
         }
     );
+    // Only a path on this host: not `//host`, nor `/\host`, which
+    // browsers also read as another host.
     let back = f
         .text("back")
-        .filter(|b| b.starts_with('/') && !b.starts_with("//"));
+        .filter(|b| b.starts_with('/') && !b[1..].starts_with(['/', '\\']));
     let to = match back {
         Some(b) => format!(
             "{b}{}done={}",
