@@ -269,6 +269,27 @@ pub(crate) fn short_id(id: &str) -> Markup {
     html! { code title=(id) { "…" (tail) } }
 }
 
+/// The trace UI's address for a W3C `traceparent`: `template` with
+/// `{trace_id}` replaced; `None` without a template or a valid trace id.
+pub(crate) fn trace_href(template: &str, traceparent: &str) -> Option<String> {
+    let id = traceparent
+        .split('-')
+        .nth(1)
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    (!template.is_empty()).then(|| template.replace("{trace_id}", id))
+}
+
+/// A `traceparent` (stored when the engine traces) as a link to the trace
+/// (`dashboard.trace_url`), or as text when no trace UI is configured.
+pub(crate) fn trace_link(ctx: &Ctx, traceparent: &str) -> Markup {
+    match trace_href(&ctx.engine().config().dashboard.trace_url, traceparent) {
+        Some(href) => {
+            html! { a href=(href) target="_blank" rel="noopener" { "open trace" } " " code { (traceparent) } }
+        }
+        None => html! { code { (traceparent) } },
+    }
+}
+
 /// A message when a list is empty.
 pub(crate) fn empty(text: &str) -> Markup {
     html! { p.empty { (text) } }
@@ -285,4 +306,28 @@ pub(crate) fn flash(done: Option<&str>) -> Markup {
 /// Raw HTML known to be safe (our own SVG).
 pub(crate) fn raw(s: String) -> PreEscaped<String> {
     PreEscaped(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_links_need_a_template_and_a_trace_id() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            trace_href("http://jaeger:16686/trace/{trace_id}", tp).as_deref(),
+            Some("http://jaeger:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(trace_href("", tp), None);
+        assert_eq!(trace_href("http://x/{trace_id}", "00-nothex-01"), None);
+    }
+
+    #[test]
+    fn relative_times_read_naturally() {
+        assert_eq!(relative(1_000, 1_000), "just now");
+        assert_eq!(relative(0, 90_000), "1 min ago");
+        assert_eq!(relative(7_200_000, 0), "in 2 h");
+        assert_eq!(duration(1_500), "1.5 s");
+    }
 }

@@ -165,7 +165,7 @@ pub(crate) async fn event(ctx: Ctx, Path(id): Path<String>) -> Result<Response, 
             @if !e.publisher_run_id.is_empty() {
                 dt { "published by run" } dd { a href=(ctx.href(&format!("/runs/{}", e.publisher_run_id), &[])) { (short_id(&e.publisher_run_id)) } }
             }
-            @if !e.traceparent.is_empty() { dt { "traceparent" } dd { code { (e.traceparent) } } }
+            @if !e.traceparent.is_empty() { dt { "trace" } dd { (crate::layout::trace_link(&ctx, &e.traceparent)) } }
         }
         (json_block("payload", &e.payload))
         h2 { "Fan-out: " (runs.len()) " run(s)" }

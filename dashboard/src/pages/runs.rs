@@ -148,6 +148,12 @@ pub(crate) async fn one(
     let r = &d.run;
     let now = now_ms();
     let steps = engine.run_steps(r).await?;
+    // The event's trace context (its publish's span), for a trace link.
+    let traceparent = engine
+        .event_record(&ctx.ns, &r.event_id)
+        .await
+        .map(|e| e.traceparent)
+        .unwrap_or_default();
     let waitpoints = engine.waitpoints_of_run(r).await?;
     let logs = engine
         .run_logs(
@@ -227,6 +233,7 @@ pub(crate) async fn one(
                     @for o in &original { " · original run " a href=(ctx.href(&format!("/runs/{}", o.id), &[])) { (short_id(&o.id)) } }
                 }
             }
+            @if !traceparent.is_empty() { dt { "trace" } dd { (crate::layout::trace_link(&ctx, &traceparent)) } }
             @if !d.tags.is_empty() { dt { "tags" } dd { @for t in &d.tags { span.tag { (t) } " " } } }
         }
         @if r.dlq == DlqState::InDlq {

@@ -86,6 +86,10 @@ pub struct DashboardConfig {
     /// Serve it under this prefix (behind a proxy), e.g. `/fanout`; empty:
     /// at `/`.
     pub base_path: String,
+    /// Link runs and events to their trace in a tracing UI: `{trace_id}`
+    /// is replaced, e.g. `http://localhost:16686/trace/{trace_id}`
+    /// (Jaeger); empty: the trace context is shown without a link.
+    pub trace_url: String,
 }
 
 impl Default for DashboardConfig {
@@ -93,6 +97,7 @@ impl Default for DashboardConfig {
         DashboardConfig {
             enabled: true,
             base_path: String::new(),
+            trace_url: String::new(),
         }
     }
 }
@@ -245,6 +250,17 @@ impl Config {
             ));
         }
         p.extend(self.limits.problems());
+        let trace = &self.dashboard.trace_url;
+        if !trace.is_empty()
+            && !((trace.starts_with("http://") || trace.starts_with("https://"))
+                && trace.contains("{trace_id}")
+                && trace.len() <= 500)
+        {
+            p.push(format!(
+                "dashboard.trace_url '{}' is invalid: an http(s) URL containing {{trace_id}}, e.g. http://localhost:16686/trace/{{trace_id}}",
+                crate::error::clip(trace, 120)
+            ));
+        }
         let base = &self.dashboard.base_path;
         if !base.is_empty()
             && (!base.starts_with('/')
@@ -302,3 +318,26 @@ impl std::fmt::Display for Problems {
 }
 
 impl std::error::Error for Problems {}
+
+#[cfg(test)]
+mod dashboard_tests {
+    use super::*;
+
+    #[test]
+    fn dashboard_settings_are_checked_by_key() {
+        let mut c = Config::default();
+        c.dashboard.trace_url = "jaeger".into();
+        c.dashboard.base_path = "fanout".into();
+        let problems = c.validate().expect_err("both invalid").to_string();
+        assert!(
+            problems.contains("dashboard.trace_url") && problems.contains("dashboard.base_path"),
+            "{problems}"
+        );
+        c.dashboard = DashboardConfig {
+            trace_url: "http://localhost:16686/trace/{trace_id}".into(),
+            base_path: "/ops/fanout".into(),
+            ..DashboardConfig::default()
+        };
+        assert!(c.validate().is_ok());
+    }
+}
