@@ -6,14 +6,20 @@ use crate::layout::PageError;
 use fanout_engine::Error;
 
 /// The largest form the console accepts.
-pub(crate) const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
+const MAX_FORM_BYTES: usize = 2 * 1024 * 1024;
 
 /// A parsed `application/x-www-form-urlencoded` body.
 pub(crate) struct Fields(Vec<(String, String)>);
 
 impl Fields {
-    /// Parse `body` and check its `csrf` field against the cookie's token.
+    /// Parse `body` (at most [`MAX_FORM_BYTES`]) and check its `csrf` field against the cookie's token.
     pub fn verified(body: &[u8], token: &Token) -> Result<Self, PageError> {
+        if body.len() > MAX_FORM_BYTES {
+            return Err(Error::BodyTooLarge {
+                limit: MAX_FORM_BYTES,
+            }
+            .into());
+        }
         let fields = Fields(form_urlencoded::parse(body).into_owned().collect());
         if !csrf::verify(token, fields.get("csrf")) {
             return Err(PageError::forbidden(

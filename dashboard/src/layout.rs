@@ -82,6 +82,17 @@ impl Ctx {
         }
     }
 
+    /// Where an action in `ns` sends the browser after it: `path` under
+    /// the base path with the namespace and a `done` line to show.
+    pub fn done_href(&self, ns: &str, path: &str, done: &str) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        if ns != fanout_proto::DEFAULT_NAMESPACE {
+            s.append_pair("ns", ns);
+        }
+        s.append_pair("done", done);
+        format!("{}{path}?{}", self.app.opts.base_path, s.finish())
+    }
+
     /// Hidden fields every form carries: the CSRF token and namespace.
     pub fn form_fields(&self) -> Markup {
         html! {

@@ -27,7 +27,7 @@ fn fingerprint(app: &App) -> (u64, usize) {
             .wrapping_add(m.failed.wrapping_mul(7))
             .wrapping_add(m.dead.wrapping_mul(13))
     });
-    (recent, app.engine.workers().list(None).len())
+    (recent, app.engine.workers().live())
 }
 
 pub(crate) async fn stream(

@@ -78,6 +78,22 @@ impl Engine {
         Ok(count)
     }
 
+    /// Retry or discard the dead letters `sel` selects, or with `dry_run`
+    /// only count them: what every API's dead-letter action calls.
+    pub async fn act_on_dead_letters(
+        &self,
+        ns: &str,
+        sel: &DeadLetterSelector,
+        action: DeadLetterAction,
+        dry_run: bool,
+    ) -> Result<u64> {
+        match (dry_run, action) {
+            (true, _) => self.count_dead_letters(ns, sel).await,
+            (false, DeadLetterAction::Retry) => self.retry_dead_letters(ns, sel).await,
+            (false, DeadLetterAction::Discard) => self.discard_dead_letters(ns, sel).await,
+        }
+    }
+
     /// How many dead letters `sel` selects (a retry or discard's dry run).
     pub async fn count_dead_letters(&self, ns: &str, sel: &DeadLetterSelector) -> Result<u64> {
         sel.validate()?;
@@ -126,6 +142,15 @@ impl Engine {
     pub async fn list_events(&self, ns: &str) -> Result<Vec<EventDef>> {
         self.store().list_events(ns).await
     }
+}
+
+/// What to do with selected dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterAction {
+    /// Queue again with a fresh attempt budget.
+    Retry,
+    /// Drop from the DLQ (the runs stay).
+    Discard,
 }
 
 /// The console's overview numbers for one namespace.
@@ -189,20 +214,13 @@ impl Engine {
         self.store().list_waitpoints(ns, q).await
     }
 
-    /// The waitpoints `run` suspended on, and each one's children.
-    pub async fn waitpoints_of_run(
-        &self,
-        run: &Run,
-    ) -> Result<Vec<crate::waitpoint::WaitpointView>> {
-        let mut out = Vec::new();
-        for wp in self
-            .store()
+    /// The waitpoints `run` made (publish-and-wait, sleeps, tokens),
+    /// oldest first; a `runs` waitpoint's children are the runs of its
+    /// `event_id`.
+    pub async fn waitpoints_of_run(&self, run: &Run) -> Result<Vec<Waitpoint>> {
+        self.store()
             .waitpoints_of_run(&run.namespace, &run.id)
-            .await?
-        {
-            out.push(self.waitpoint(&run.namespace, &wp.id).await?);
-        }
-        Ok(out)
+            .await
     }
 
     /// One stored event (NOT_FOUND when it is not in `ns`).

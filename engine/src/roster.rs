@@ -46,6 +46,15 @@ impl Roster {
         }
     }
 
+    /// How many sessions are live (no per-session work: the console's
+    /// live-update check reads it four times a second per open page).
+    pub fn live(&self) -> usize {
+        self.sessions
+            .lock()
+            .map(|s| s.values().filter(|w| w.strong_count() > 0).count())
+            .unwrap_or(0)
+    }
+
     /// The live sessions of `namespace` (`None`: all), by connection time.
     pub fn list(&self, namespace: Option<&str>) -> Vec<WorkerInfo> {
         let live: Vec<Arc<dyn Listed>> = match self.sessions.lock() {

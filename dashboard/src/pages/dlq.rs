@@ -6,7 +6,7 @@
 
 use super::{param, see_other};
 use crate::csrf::Token;
-use crate::form::{Fields, MAX_FORM_BYTES};
+use crate::form::Fields;
 use crate::layout::{Ctx, PageError, empty, flash, short_id, when};
 use crate::pages::runs::{clip, table};
 use axum::Extension;
@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::RawQuery;
 use axum::response::Response;
 use fanout_engine::Error;
+use fanout_engine::admin::DeadLetterAction;
 use fanout_engine::model::{DeadLetterSelector, RunQuery};
 use maud::html;
 
@@ -86,14 +87,14 @@ pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, Pa
         p.count { strong #matching { (shown) } " dead letter(s) match this filter." }
         @if matching > 0 {
             div.actions {
-                @for (verb, class) in [("retry", "primary"), ("discard", "danger")] {
+                @for (label, verb, _, class) in [words(DeadLetterAction::Retry), words(DeadLetterAction::Discard)] {
                     form method="post" action=(ctx.href(&format!("/dlq/{verb}"), &[])) {
                         (ctx.form_fields())
                         input type="hidden" name="all" value="1";
                         input type="hidden" name="event" value=(ev);
                         input type="hidden" name="task" value=(tk);
                         input type="hidden" name="error_prefix" value=(er);
-                        button class=(class) type="submit" { (verb_label(verb)) " all " (shown) " matching…" }
+                        button class=(class) type="submit" { (label) " all " (shown) " matching…" }
                     }
                 }
             }
@@ -115,8 +116,12 @@ pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, Pa
     Ok(ctx.page("/dlq", "Dead letters", body))
 }
 
-fn verb_label(verb: &str) -> &'static str {
-    if verb == "retry" { "Retry" } else { "Discard" }
+/// The words and button style of an action.
+fn words(action: DeadLetterAction) -> (&'static str, &'static str, &'static str, &'static str) {
+    match action {
+        DeadLetterAction::Retry => ("Retry", "retry", "Retried", "primary"),
+        DeadLetterAction::Discard => ("Discard", "discard", "Discarded", "danger"),
+    }
 }
 
 pub(crate) async fn retry(
@@ -124,7 +129,7 @@ pub(crate) async fn retry(
     Extension(t): Extension<Token>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    act(ctx, t, body, "retry").await
+    act(ctx, t, body, DeadLetterAction::Retry).await
 }
 
 pub(crate) async fn discard(
@@ -132,18 +137,18 @@ pub(crate) async fn discard(
     Extension(t): Extension<Token>,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    act(ctx, t, body, "discard").await
+    act(ctx, t, body, DeadLetterAction::Discard).await
 }
 
 /// Retry or discard. Ids act at once; `all` (a filter) first answers a
 /// confirmation page with the count, and acts when posted with `confirm`.
-async fn act(ctx: Ctx, token: Token, body: Bytes, verb: &str) -> Result<Response, PageError> {
-    if body.len() > MAX_FORM_BYTES {
-        return Err(Error::BodyTooLarge {
-            limit: MAX_FORM_BYTES,
-        }
-        .into());
-    }
+async fn act(
+    ctx: Ctx,
+    token: Token,
+    body: Bytes,
+    action: DeadLetterAction,
+) -> Result<Response, PageError> {
+    let (label, verb, past, class) = words(action);
     let f = Fields::verified(&body, &token)?;
     let ns = f.namespace()?;
     let sel = DeadLetterSelector {
@@ -160,7 +165,7 @@ async fn act(ctx: Ctx, token: Token, body: Bytes, verb: &str) -> Result<Response
     if sel.all && !f.flag("confirm") {
         let n = engine.count_dead_letters(&ns, &sel).await?;
         let body = html! {
-            p.confirm { (verb_label(verb)) " " strong #confirm-count { (n) } " dead letter(s) matching "
+            p.confirm { (label) " " strong #confirm-count { (n) } " dead letter(s) matching "
                 "event " code { (sel.event.as_deref().unwrap_or("any")) } ", task " code { (sel.task.as_deref().unwrap_or("any")) }
                 ", error starting with " code { (sel.error_prefix.as_deref().unwrap_or("anything")) } "?" }
             p.muted { "The count is of now; dead letters that arrive before you confirm are included." }
@@ -171,25 +176,14 @@ async fn act(ctx: Ctx, token: Token, body: Bytes, verb: &str) -> Result<Response
                 input type="hidden" name="task" value=(sel.task.clone().unwrap_or_default());
                 input type="hidden" name="error_prefix" value=(sel.error_prefix.clone().unwrap_or_default());
                 input type="hidden" name="confirm" value="1";
-                button class=(if verb == "retry" { "primary" } else { "danger" }) type="submit" { "Yes, " (verb) " " (n) }
+                button class=(class) type="submit" { "Yes, " (verb) " " (n) }
                 " " a href=(ctx.href("/dlq", &[])) { "Cancel" }
             }
         };
-        return Ok(ctx.page("/dlq", &format!("{} dead letters", verb_label(verb)), body));
+        return Ok(ctx.page("/dlq", &format!("{label} dead letters"), body));
     }
-    let n = if verb == "retry" {
-        engine.retry_dead_letters(&ns, &sel).await?
-    } else {
-        engine.discard_dead_letters(&ns, &sel).await?
-    };
-    let done = format!(
-        "{} {n} dead letter(s)",
-        if verb == "retry" {
-            "Retried"
-        } else {
-            "Discarded"
-        }
-    );
+    let n = engine.act_on_dead_letters(&ns, &sel, action, false).await?;
+    let done = format!("{past} {n} dead letter(s)");
     // Only a path on this host: not `//host`, nor `/\host`, which
     // browsers also read as another host.
     let back = f
@@ -199,23 +193,9 @@ async fn act(ctx: Ctx, token: Token, body: Bytes, verb: &str) -> Result<Response
         Some(b) => format!(
             "{b}{}done={}",
             if b.contains('?') { "&" } else { "?" },
-            encode(&done)
+            form_urlencoded::byte_serialize(done.as_bytes()).collect::<String>()
         ),
-        None => ctx_href_ns(&ctx, &ns, "/dlq", &done),
+        None => ctx.done_href(&ns, "/dlq", &done),
     };
     Ok(see_other(&to))
-}
-
-fn encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// `path?ns=…&done=…` under the base path, for the form's namespace.
-pub(crate) fn ctx_href_ns(ctx: &Ctx, ns: &str, path: &str, done: &str) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    if ns != fanout_proto::DEFAULT_NAMESPACE {
-        s.append_pair("ns", ns);
-    }
-    s.append_pair("done", done);
-    format!("{}{path}?{}", ctx.app.opts.base_path, s.finish())
 }

@@ -228,7 +228,5 @@ async fn set_paused(
     let ns = f.namespace()?;
     ctx.engine().set_paused(&ns, &task, paused).await?;
     let done = format!("{task} {}", if paused { "paused" } else { "resumed" });
-    Ok(see_other(&crate::pages::dlq::ctx_href_ns(
-        &ctx, &ns, "/events", &done,
-    )))
+    Ok(see_other(&ctx.done_href(&ns, "/events", &done)))
 }

@@ -32,16 +32,7 @@ const SINCE: [(&str, i64); 5] = [
 pub(crate) async fn page(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, PageError> {
     let q = q.as_deref();
     let pattern = param(q, "event").unwrap_or_else(|| "#".into());
-    let since = param(q, "since").unwrap_or_else(|| "1h".into());
-    let window = SINCE
-        .iter()
-        .find(|(l, _)| *l == since)
-        .map(|(_, w)| *w)
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "since '{since}' is invalid: expected 15m, 1h, 24h, 7d or 30d"
-            ))
-        })?;
+    let (since, window) = super::since(q, "1h", &SINCE)?;
     let filter_text = param(q, "filter").unwrap_or_default();
     let filter = match filter_text.as_str() {
         "" => None,
@@ -138,14 +129,14 @@ pub(crate) async fn event(ctx: Ctx, Path(id): Path<String>) -> Result<Response, 
     let mut hanging = Vec::new();
     for r in runs.iter().take(20) {
         for w in engine.waitpoints_of_run(r).await? {
-            let kids = if w.waitpoint.event_id.is_empty() {
+            let kids = if w.event_id.is_empty() {
                 Vec::new()
             } else {
                 engine
                     .list_runs(
                         &ctx.ns,
                         &RunQuery {
-                            event_id: Some(w.waitpoint.event_id.clone()),
+                            event_id: Some(w.event_id.clone()),
                             limit: 100,
                             ..Default::default()
                         },
@@ -172,8 +163,8 @@ pub(crate) async fn event(ctx: Ctx, Path(id): Path<String>) -> Result<Response, 
         (table(&ctx, &runs, false))
         @for (parent, w, kids) in &hanging {
             h2 { "Waitpoint of run " (short_id(parent)) }
-            p { (crate::layout::badge(w.waitpoint.status.as_str())) " " (w.waitpoint.kind.as_str()) " · "
-                (w.waitpoint.total - w.waitpoint.pending) " of " (w.waitpoint.total) " done" }
+            p { (crate::layout::badge(w.status.as_str())) " " (w.kind.as_str()) " · "
+                (w.total - w.pending) " of " (w.total) " done" }
             @if !kids.is_empty() { (table(&ctx, kids, false)) }
         }
     };

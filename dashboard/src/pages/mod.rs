@@ -27,3 +27,23 @@ pub(crate) fn param(query: Option<&str>, name: &str) -> Option<String> {
         .find(|(k, v)| k == name && !v.trim().is_empty())
         .map(|(_, v)| v.trim().to_string())
 }
+
+/// The `since` parameter: one of `choices` (label, window in ms; 0: all
+/// time), `default` when absent. Returns the label and the window.
+pub(crate) fn since(
+    query: Option<&str>,
+    default: &str,
+    choices: &[(&'static str, i64)],
+) -> Result<(String, i64), fanout_engine::Error> {
+    let label = param(query, "since").unwrap_or_else(|| default.to_string());
+    match choices.iter().find(|(l, _)| *l == label) {
+        Some((_, window)) => Ok((label, *window)),
+        None => {
+            let expected: Vec<&str> = choices.iter().map(|(l, _)| *l).collect();
+            Err(fanout_engine::Error::InvalidArgument(format!(
+                "since '{label}' is invalid: expected one of {}",
+                expected.join(", ")
+            )))
+        }
+    }
+}

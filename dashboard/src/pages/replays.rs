@@ -128,9 +128,7 @@ pub(crate) async fn start(
         if job.dry_run { "Dry run" } else { "Replay" },
         job.id
     );
-    Ok(see_other(&crate::pages::dlq::ctx_href_ns(
-        &ctx, &ns, "/replays", &done,
-    )))
+    Ok(see_other(&ctx.done_href(&ns, "/replays", &done)))
 }
 
 pub(crate) async fn cancel(
@@ -143,7 +141,5 @@ pub(crate) async fn cancel(
     let ns = f.namespace()?;
     let job = ctx.engine().cancel_replay(&ns, &id).await?;
     let done = format!("Replay {} is {}", job.id, job.status.as_str());
-    Ok(see_other(&crate::pages::dlq::ctx_href_ns(
-        &ctx, &ns, "/replays", &done,
-    )))
+    Ok(see_other(&ctx.done_href(&ns, "/replays", &done)))
 }

@@ -73,16 +73,7 @@ pub(crate) async fn list(ctx: Ctx, RawQuery(q): RawQuery) -> Result<Response, Pa
             ))
         })?),
     };
-    let since = param(q, "since").unwrap_or_else(|| "any".into());
-    let window = SINCE
-        .iter()
-        .find(|(l, _)| *l == since)
-        .map(|(_, w)| *w)
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "since '{since}' is invalid: expected 15m, 1h, 24h, 7d or any"
-            ))
-        })?;
+    let (since, window) = super::since(q, "any", &SINCE)?;
     let query = RunQuery {
         event: param(q, "event"),
         event_id: param(q, "event_id"),
@@ -148,12 +139,6 @@ pub(crate) async fn one(
     let r = &d.run;
     let now = now_ms();
     let steps = engine.run_steps(r).await?;
-    // The event's trace context (its publish's span), for a trace link.
-    let traceparent = engine
-        .event_record(&ctx.ns, &r.event_id)
-        .await
-        .map(|e| e.traceparent)
-        .unwrap_or_default();
     let waitpoints = engine.waitpoints_of_run(r).await?;
     let logs = engine
         .run_logs(
@@ -167,9 +152,9 @@ pub(crate) async fn one(
         .await?;
     let mut children = Vec::new();
     for w in &waitpoints {
-        if !w.waitpoint.event_id.is_empty() {
+        if !w.event_id.is_empty() {
             let q = RunQuery {
-                event_id: Some(w.waitpoint.event_id.clone()),
+                event_id: Some(w.event_id.clone()),
                 limit: 100,
                 ..Default::default()
             };
@@ -233,7 +218,7 @@ pub(crate) async fn one(
                     @for o in &original { " · original run " a href=(ctx.href(&format!("/runs/{}", o.id), &[])) { (short_id(&o.id)) } }
                 }
             }
-            @if !traceparent.is_empty() { dt { "trace" } dd { (crate::layout::trace_link(&ctx, &traceparent)) } }
+            @if !d.traceparent.is_empty() { dt { "trace" } dd { (crate::layout::trace_link(&ctx, &d.traceparent)) } }
             @if !d.tags.is_empty() { dt { "tags" } dd { @for t in &d.tags { span.tag { (t) } " " } } }
         }
         @if r.dlq == DlqState::InDlq {
@@ -273,9 +258,9 @@ pub(crate) async fn one(
                 tbody { @for s in &steps { tr { td { code { (s.key) } } td { (when(s.created_at_ms)) } td { code { (clip(&s.value_json, 200)) } } } } } }
         }
         @for (w, kids) in waitpoints.iter().zip(&children) {
-            h2 { "Waitpoint " code { (w.waitpoint.id) } }
-            p { (crate::layout::badge(w.waitpoint.status.as_str())) " " (w.waitpoint.kind.as_str())
-                " · " (w.waitpoint.total - w.waitpoint.pending) " of " (w.waitpoint.total) " done · created " (when(w.waitpoint.created_at_ms)) }
+            h2 { "Waitpoint " code { (w.id) } }
+            p { (crate::layout::badge(w.status.as_str())) " " (w.kind.as_str())
+                " · " (w.total - w.pending) " of " (w.total) " done · created " (when(w.created_at_ms)) }
             @if !kids.is_empty() { (table(&ctx, kids, false)) }
         }
         h2 { "Logs" }

@@ -94,8 +94,7 @@ pub(crate) async fn complete(
         ))
     })?;
     ctx.engine().complete_token(&ns, &id, &data).await?;
-    Ok(see_other(&crate::pages::dlq::ctx_href_ns(
-        &ctx,
+    Ok(see_other(&ctx.done_href(
         &ns,
         "/waitpoints",
         &format!("Completed {id}"),

@@ -254,6 +254,8 @@ pub struct RunDetail {
     pub payload_json: String,
     pub tags: Vec<String>,
     pub publisher_run_id: String,
+    /// The event's W3C `traceparent` (empty when it was not traced).
+    pub traceparent: String,
 }
 
 /// One finished attempt of a run.

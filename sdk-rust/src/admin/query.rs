@@ -207,44 +207,32 @@ impl DeadLetterQuery {
     /// Queue the selected dead letters again with a fresh attempt budget
     /// (history kept); returns how many.
     pub async fn retry(self) -> Result<u64> {
-        let sel = self.client.request(self.selector());
-        Ok(self
-            .client
-            .raw()
-            .admin()
-            .retry_dead_letters(sel)
-            .await?
-            .into_inner()
-            .count)
+        self.act(false, false).await
     }
 
     /// How many dead letters `retry` or `discard` would touch now (a dry
     /// run: nothing changes).
     pub async fn count(self) -> Result<u64> {
-        let mut sel = self.selector();
-        sel.dry_run = true;
-        let sel = self.client.request(sel);
-        Ok(self
-            .client
-            .raw()
-            .admin()
-            .retry_dead_letters(sel)
-            .await?
-            .into_inner()
-            .count)
+        self.act(false, true).await
     }
 
     /// Mark the selected dead letters discarded; returns how many.
     pub async fn discard(self) -> Result<u64> {
-        let sel = self.client.request(self.selector());
-        Ok(self
-            .client
-            .raw()
-            .admin()
-            .discard_dead_letters(sel)
-            .await?
-            .into_inner()
-            .count)
+        self.act(true, false).await
+    }
+
+    /// Retry (or `discard`) the selection, or only count it (`dry_run`).
+    async fn act(self, discard: bool, dry_run: bool) -> Result<u64> {
+        let mut sel = self.selector();
+        sel.dry_run = dry_run;
+        let sel = self.client.request(sel);
+        let mut admin = self.client.raw().admin();
+        let answer = if discard {
+            admin.discard_dead_letters(sel).await?
+        } else {
+            admin.retry_dead_letters(sel).await?
+        };
+        Ok(answer.into_inner().count)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `AdminService`: list and inspect runs and subscriptions.
 
 use super::{convert, namespace};
+use crate::admin::DeadLetterAction;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::model::{DeadLetterSelector, LogQuery, RunQuery, RunStatus};
@@ -130,32 +131,14 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DeadLetterSelector>,
     ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
-        let ns = namespace(&req)?;
-        let r = req.into_inner();
-        let dry_run = r.dry_run;
-        let sel = selector(r);
-        let count = if dry_run {
-            self.engine.count_dead_letters(&ns, &sel).await?
-        } else {
-            self.engine.retry_dead_letters(&ns, &sel).await?
-        };
-        Ok(Response::new(pb::DeadLetterActionResponse { count }))
+        self.dead_letters(req, DeadLetterAction::Retry).await
     }
 
     async fn discard_dead_letters(
         &self,
         req: Request<pb::DeadLetterSelector>,
     ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
-        let ns = namespace(&req)?;
-        let r = req.into_inner();
-        let dry_run = r.dry_run;
-        let sel = selector(r);
-        let count = if dry_run {
-            self.engine.count_dead_letters(&ns, &sel).await?
-        } else {
-            self.engine.discard_dead_letters(&ns, &sel).await?
-        };
-        Ok(Response::new(pb::DeadLetterActionResponse { count }))
+        self.dead_letters(req, DeadLetterAction::Discard).await
     }
 
     async fn set_subscription_paused(
@@ -166,6 +149,23 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         self.engine.set_paused(&ns, &r.task_id, r.paused).await?;
         Ok(Response::new(pb::SetSubscriptionPausedResponse {}))
+    }
+}
+
+impl AdminApi {
+    async fn dead_letters(
+        &self,
+        req: Request<pb::DeadLetterSelector>,
+        action: DeadLetterAction,
+    ) -> Result<Response<pb::DeadLetterActionResponse>, Status> {
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let dry_run = r.dry_run;
+        let count = self
+            .engine
+            .act_on_dead_letters(&ns, &selector(r), action, dry_run)
+            .await?;
+        Ok(Response::new(pb::DeadLetterActionResponse { count }))
     }
 }
 

@@ -3,6 +3,7 @@
 //! (`docs/openapi.yaml`) beside its gRPC and CLI equivalents.
 
 use super::{json_body, namespace};
+use crate::admin::DeadLetterAction;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::model::DeadLetterSelector;
@@ -19,11 +20,11 @@ pub(super) fn routes() -> axum::Router<Engine> {
     axum::Router::new()
         .route(
             "/api/v1/dead-letters/retry",
-            post(|s, h, b| dead_letters(s, h, b, Action::Retry)),
+            post(|s, h, b| dead_letters(s, h, b, DeadLetterAction::Retry)),
         )
         .route(
             "/api/v1/dead-letters/discard",
-            post(|s, h, b| dead_letters(s, h, b, Action::Discard)),
+            post(|s, h, b| dead_letters(s, h, b, DeadLetterAction::Discard)),
         )
         .route("/api/v1/replays", post(start_replay))
         .route("/api/v1/replays/{id}", get(get_replay))
@@ -60,31 +61,22 @@ impl SelectorBody {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Action {
-    Retry,
-    Discard,
-}
-
 const SELECTOR_SHAPE: &str = "{\"ids\": [\"<run id>\", …]} or {\"all\": true, \"event\"?, \"task\"?, \"errorPrefix\"?}, with \"dryRun\"? to count only";
 
 async fn dead_letters(
     State(engine): State<Engine>,
     headers: HeaderMap,
     body: axum::body::Body,
-    action: Action,
+    action: DeadLetterAction,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
     let body: SelectorBody = json_body(&headers, body, 1024 * 1024, SELECTOR_SHAPE)
         .await?
         .ok_or_else(|| Error::InvalidArgument(format!("request body must be {SELECTOR_SHAPE}")))?;
     let dry_run = body.dry_run;
-    let sel = body.selector();
-    let count = match (dry_run, action) {
-        (true, _) => engine.count_dead_letters(&ns, &sel).await?,
-        (false, Action::Retry) => engine.retry_dead_letters(&ns, &sel).await?,
-        (false, Action::Discard) => engine.discard_dead_letters(&ns, &sel).await?,
-    };
+    let count = engine
+        .act_on_dead_letters(&ns, &body.selector(), action, dry_run)
+        .await?;
     Ok(Json(json!({ "count": count, "dryRun": dry_run })))
 }
 

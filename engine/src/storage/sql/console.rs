@@ -47,6 +47,39 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// `select` of namespace `ns`, narrowed by each `(column, value,
+    /// operator)` that has a value, newest first, one page of `limit`.
+    async fn newest_first<T>(
+        &self,
+        select: &str,
+        ns: &str,
+        conds: &[(&str, Option<&str>, &str)],
+        limit: u32,
+        row: fn(&sqlx::any::AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut sql = format!("{select} WHERE namespace = $1");
+        let mut args = Vec::new();
+        for (col, v, op) in conds {
+            if let Some(v) = v {
+                args.push(*v);
+                sql += &format!(" AND {col} {op} ${}", args.len() + 1);
+            }
+        }
+        sql += &format!(" ORDER BY id DESC LIMIT {}", page(limit));
+        let mut query = sqlx::query(&sql).bind(ns);
+        for a in args {
+            query = query.bind(a);
+        }
+        query
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(row)
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Console for SqlStore {
     async fn run_counts(&self, ns: &str) -> Result<Vec<(RunStatus, u64)>> {
@@ -140,29 +173,19 @@ impl Console for SqlStore {
     }
 
     async fn list_waitpoints(&self, ns: &str, q: &WaitpointQuery) -> Result<Vec<Waitpoint>> {
-        let mut sql = "SELECT * FROM waitpoints WHERE namespace = $1".to_string();
-        let mut args: Vec<&str> = Vec::new();
-        for (col, v, op) in [
+        let conds = [
             ("status", q.status.map(|s| s.as_str()), "="),
             ("kind", q.kind.map(|k| k.as_str()), "="),
             ("id", q.before.as_deref(), "<"),
-        ] {
-            if let Some(v) = v {
-                args.push(v);
-                sql += &format!(" AND {col} {op} ${}", args.len() + 1);
-            }
-        }
-        sql += &format!(" ORDER BY id DESC LIMIT {}", page(q.limit));
-        let mut query = sqlx::query(&sql).bind(ns);
-        for a in args {
-            query = query.bind(a);
-        }
-        query
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(waitpoint_from_row)
-            .collect()
+        ];
+        self.newest_first(
+            "SELECT * FROM waitpoints",
+            ns,
+            &conds,
+            q.limit,
+            waitpoint_from_row,
+        )
+        .await
     }
 
     async fn waitpoints_of_run(&self, ns: &str, run_id: &str) -> Result<Vec<Waitpoint>> {
@@ -214,28 +237,13 @@ impl Console for SqlStore {
     }
 
     async fn list_event_records(&self, ns: &str, q: &EventQuery) -> Result<Vec<ArchivedEvent>> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1");
-        let mut args: Vec<&str> = Vec::new();
-        for (col, v, op) in [
+        let conds = [
             ("name", q.name.as_deref(), "="),
             ("id", q.before.as_deref(), "<"),
-        ] {
-            if let Some(v) = v {
-                args.push(v);
-                sql += &format!(" AND {col} {op} ${}", args.len() + 1);
-            }
-        }
-        sql += &format!(" ORDER BY id DESC LIMIT {}", page(q.limit));
-        let mut query = sqlx::query(&sql).bind(ns);
-        for a in args {
-            query = query.bind(a);
-        }
-        query
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(event_from_row)
-            .collect()
+        ];
+        let select = format!("SELECT {EVENT_COLUMNS} FROM events");
+        self.newest_first(&select, ns, &conds, q.limit, event_from_row)
+            .await
     }
 
     async fn run_steps(&self, run_id: &str) -> Result<Vec<Step>> {

@@ -178,15 +178,18 @@ impl RunAdmin for SqlStore {
                 error: String::new(),
             });
         }
-        let event = sqlx::query("SELECT payload, tags, publisher_run_id FROM events WHERE id = $1")
-            .bind(&run.event_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        let (payload_json, tags, publisher_run_id) = match event {
+        let event = sqlx::query(
+            "SELECT payload, tags, publisher_run_id, traceparent FROM events WHERE id = $1",
+        )
+        .bind(&run.event_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        let (payload_json, tags, publisher_run_id, traceparent) = match event {
             Some(e) => (
                 e.try_get("payload")?,
                 tags_from_json(&e.try_get::<String, _>("tags")?),
                 e.try_get("publisher_run_id")?,
+                e.try_get("traceparent")?,
             ),
             None => Default::default(),
         };
@@ -196,6 +199,7 @@ impl RunAdmin for SqlStore {
             payload_json,
             tags,
             publisher_run_id,
+            traceparent,
         }))
     }
 
