@@ -33,7 +33,9 @@ fn subs(n: usize) -> Vec<LiveSub> {
                     retry: RetryPolicy::default(),
                     lease_ms: 30_000,
                     updated_at_ms: 0,
-                    paused: false,
+                    state: Default::default(),
+                    breaker: Default::default(),
+                    endpoint: None,
                 },
                 filter: Filter::compile(&filter).ok(),
             }

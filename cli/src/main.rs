@@ -77,7 +77,7 @@ enum Cmd {
     /// The dead-letter queue: list, show, retry, discard.
     #[command(subcommand)]
     Dlq(client_cmds::DlqCmd),
-    /// Subscriptions: list, pause, resume.
+    /// Subscriptions: tasks' and HTTP subscribers (create, update, delete, rotate-secret), pause, resume.
     #[command(subcommand)]
     Subscriptions(client_cmds::SubscriptionsCmd),
     /// Content filters.

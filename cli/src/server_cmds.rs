@@ -22,6 +22,33 @@ pub struct DevArgs {
     http_addr: String,
     #[command(flatten)]
     dashboard: DashboardArgs,
+    #[command(flatten)]
+    webhooks: WebhookArgs,
+}
+
+/// HTTP subscribers' flags (`dev` and `serve`).
+#[derive(Args, Serialize)]
+pub struct WebhookArgs {
+    /// Deliver webhooks to private, loopback and link-local addresses too
+    /// (refused by default, checked on the resolved address; `dev` allows
+    /// loopback).
+    #[arg(long)]
+    #[serde(skip)]
+    allow_private_endpoints: bool,
+}
+
+impl WebhookArgs {
+    /// The flags as a `webhooks` config layer; `dev` adds loopback.
+    fn layer(&self, dev: bool) -> serde_json::Value {
+        let mut w = serde_json::Map::new();
+        if self.allow_private_endpoints {
+            w.insert("allow_private".into(), true.into());
+        }
+        if dev {
+            w.insert("allow_loopback".into(), true.into());
+        }
+        serde_json::Value::Object(w)
+    }
 }
 
 /// The console's flags (`dev` and `serve`).
@@ -84,6 +111,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(skip)]
     dashboard: DashboardArgs,
+    #[command(flatten)]
+    #[serde(skip)]
+    webhooks: WebhookArgs,
 }
 
 /// `serve`'s backends, said once at start: what is embedded and why.
@@ -145,6 +175,7 @@ pub async fn dev(a: DevArgs) -> Result<ExitCode> {
     let flags = serde_json::json!({
         "data_dir": a.data_dir, "grpc_addr": a.grpc_addr, "http_addr": a.http_addr,
         "dashboard": a.dashboard.layer(),
+        "webhooks": a.webhooks.layer(true),
     });
     let mut config =
         config::load(None, flags).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -160,6 +191,7 @@ pub async fn dev(a: DevArgs) -> Result<ExitCode> {
 pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     let mut flags = serde_json::to_value(&a)?;
     flags["dashboard"] = a.dashboard.layer();
+    flags["webhooks"] = a.webhooks.layer(false);
     let config = config::load(a.config.as_deref(), flags)
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     if a.dump_config {

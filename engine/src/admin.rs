@@ -42,25 +42,6 @@ impl Engine {
         self.store().list_subscriptions(Some(ns)).await
     }
 
-    /// Pause (`true`) or resume a subscription. Paused: its runs are still
-    /// created at publish, and none is claimed until it is resumed; running
-    /// attempts finish. Resuming wakes the namespace's sessions.
-    pub async fn set_paused(&self, ns: &str, task_id: &str, paused: bool) -> Result<()> {
-        if !self.store().set_paused(ns, task_id, paused).await? {
-            return Err(Error::not_found(
-                EntityKind::Task,
-                task_id,
-                format!("task '{task_id}' has no subscription in namespace '{ns}'"),
-            ));
-        }
-        self.registry().invalidate_subscriptions(Some(ns));
-        if !paused {
-            self.wakeup().namespace(ns);
-        }
-        tracing::info!(namespace = %ns, task = %task_id, paused, "subscription paused state set");
-        Ok(())
-    }
-
     /// Dead letters of `ns`, newest first.
     pub async fn list_dead_letters(&self, ns: &str, q: &RunQuery) -> Result<Vec<Run>> {
         self.store().list_dead_letters(ns, q).await

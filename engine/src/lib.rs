@@ -11,6 +11,9 @@
 //! - [`routing`]: which subscribers an event reaches: registry cache,
 //!   JSON Schema, content filters, event-name patterns;
 //! - [`dispatch`]: worker sessions and leases;
+//! - [`webhook`]: HTTP subscribers: the engine claims their runs through
+//!   the same sessions and POSTs them, signed (Standard Webhooks);
+//!   [`netguard`]: which addresses it may reach;
 //! - [`wakeup`]: in-process signals: idle sessions, the deadline queue,
 //!   waitpoint waiters;
 //! - [`waitpoint`]: publish-and-wait, sleeps, tokens, the waiter hub;
@@ -37,6 +40,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod netguard;
 pub mod peers;
 pub mod ratelimit;
 pub mod replay;
@@ -48,6 +52,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod waitpoint;
 pub mod wakeup;
+pub mod webhook;
 
 pub use config::Config;
 pub use engine::Engine;

@@ -223,6 +223,7 @@ async fn start(
     tasks.spawn(dispatch::reaper(engine.clone(), cancel.clone()));
     tasks.spawn(waitpoint::relay(engine.clone(), cancel.clone()));
     tasks.spawn(replay::runner(engine.clone(), cancel.clone()));
+    tasks.spawn(crate::webhook::supervisor(engine.clone(), cancel.clone()));
     let health = engine.clone();
     let archiver = archive::archiver::Archiver {
         store: backends.store.clone(),

@@ -111,8 +111,9 @@ mod waitpoint;
 mod worker;
 
 pub use admin::{
-    ArchiveQuery, ArchivedEvent, Attempt, DeadLetterQuery, DlqState, EventDefinition, RateLimit,
-    Replay, ReplaySpec, ReplayStatus, Run, RunDetail, RunLog, RunQuery, RunStatus, Subscription,
+    ArchiveQuery, ArchivedEvent, Attempt, Breaker, CreatedSubscription, DeadLetterQuery, DlqState,
+    Endpoint, EventDefinition, HttpSubscription, RateLimit, Replay, ReplaySpec, ReplayStatus, Run,
+    RunDetail, RunLog, RunQuery, RunStatus, Subscription, SubscriptionState, SubscriptionUpdate,
 };
 pub use client::{Client, EventOptions, PublishOptions, Published, RawClient, RunRef};
 pub use context::TaskContext;

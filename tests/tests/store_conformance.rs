@@ -473,7 +473,9 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
             retry: RetryPolicy::default(),
             lease_ms: 5_000,
             updated_at_ms: now_ms(),
-            paused: false,
+            state: Default::default(),
+            breaker: Default::default(),
+            endpoint: None,
         };
         store
             .upsert_subscriptions(std::slice::from_ref(&sub))
@@ -489,17 +491,81 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         let subs = store.list_subscriptions(Some("ns")).await.unwrap();
         assert_eq!(subs.len(), 1);
         assert_eq!(subs[0].lease_ms, 9_000, "[{name}] upsert replaces");
-        // Paused state: set by set_paused only, kept across re-registration.
-        assert!(store.set_paused("ns", "t", true).await.unwrap());
+        // State: set by set_state only, kept across re-registration.
+        use SubscriptionState::*;
+        assert!(store.set_state("ns", "t", Paused, &[]).await.unwrap());
         store
             .upsert_subscriptions(std::slice::from_ref(&sub))
             .await
             .unwrap();
-        assert!(store.list_subscriptions(Some("ns")).await.unwrap()[0].paused, "[{name}]");
-        assert!(store.set_paused("ns", "t", false).await.unwrap());
-        assert!(!store.list_subscriptions(Some("ns")).await.unwrap()[0].paused);
-        assert!(!store.set_paused("ns", "nobody", true).await.unwrap());
-        assert!(!store.set_paused("other-ns", "t", true).await.unwrap());
+        let got = &store.list_subscriptions(Some("ns")).await.unwrap()[0];
+        assert!(got.paused() && got.state == Paused, "[{name}]");
+        // Compare-and-set: only from the states given.
+        assert!(!store.set_state("ns", "t", Probing, &[Tripped]).await.unwrap(), "[{name}]");
+        assert!(store.set_state("ns", "t", Tripped, &[Active, Paused]).await.unwrap());
+        assert!(store.set_state("ns", "t", Probing, &[Tripped]).await.unwrap());
+        let got = &store.list_subscriptions(Some("ns")).await.unwrap()[0];
+        assert!(!got.paused() && got.state == Probing, "[{name}] probing claims");
+        assert!(store.set_state("ns", "t", Active, &[]).await.unwrap());
+        assert!(!store.list_subscriptions(Some("ns")).await.unwrap()[0].paused());
+        assert!(!store.set_state("ns", "nobody", Paused, &[]).await.unwrap());
+        assert!(!store.set_state("other-ns", "t", Paused, &[]).await.unwrap());
+
+        // An HTTP subscriber: created once with every field, its endpoint
+        // and breaker read back; a worker registering the same id does not
+        // overwrite it; update keeps the state; delete removes it.
+        let hook = Subscription {
+            task_id: "hook".into(),
+            endpoint: Some(Endpoint {
+                url: "https://example.com/h".into(),
+                timeout_ms: 5_000,
+                concurrency: 3,
+                rate_per_s: 7,
+                secrets: Secrets {
+                    current: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into(),
+                    previous: String::new(),
+                    previous_until_ms: 0,
+                },
+            }),
+            breaker: Breaker {
+                after_failures: 4,
+                probe_after_ms: 60_000,
+            },
+            ..sub.clone()
+        };
+        assert!(store.save_subscription(&hook, SaveMode::Create).await.unwrap());
+        assert!(
+            !store.save_subscription(&hook, SaveMode::Create).await.unwrap(),
+            "[{name}] the id is taken"
+        );
+        store
+            .upsert_subscriptions(&[Subscription {
+                task_id: "hook".into(),
+                lease_ms: 1_234,
+                ..sub.clone()
+            }])
+            .await
+            .unwrap();
+        let read = |subs: Vec<Subscription>| subs.into_iter().find(|s| s.task_id == "hook").unwrap();
+        let got = read(store.list_subscriptions(Some("ns")).await.unwrap());
+        assert_eq!(got.endpoint, hook.endpoint, "[{name}] a task registration left it alone");
+        assert_eq!(got.breaker, hook.breaker);
+        assert_eq!(got.lease_ms, hook.lease_ms);
+        assert!(store.set_state("ns", "hook", Disabled, &[Active]).await.unwrap());
+        let mut changed = hook.clone();
+        changed.endpoint.as_mut().unwrap().url = "https://example.com/other".into();
+        changed.state = Active;
+        assert!(store.save_subscription(&changed, SaveMode::Update).await.unwrap());
+        let got = read(store.list_subscriptions(Some("ns")).await.unwrap());
+        assert_eq!(got.endpoint.unwrap().url, "https://example.com/other");
+        assert_eq!(got.state, Disabled, "[{name}] update keeps the state");
+        assert!(!store
+            .save_subscription(&Subscription { task_id: "nobody".into(), ..changed.clone() }, SaveMode::Update)
+            .await
+            .unwrap());
+        assert!(store.delete_subscription("ns", "hook").await.unwrap());
+        assert!(!store.delete_subscription("ns", "hook").await.unwrap());
+        assert_eq!(store.list_subscriptions(Some("ns")).await.unwrap().len(), 1);
     }
 }
 

@@ -29,19 +29,22 @@ fn subs_table(ctx: &Ctx, subs: &[&Subscription]) -> Markup {
     html! {
         @if subs.is_empty() { (empty("No subscribers: publishes are stored and archived, and create no runs.")) } @else {
             table.subs {
-                thead { tr { th { "task" } th { "on" } th { "filter" } th { "group" } th { "retry" } th { "state" } th {} } }
+                thead { tr { th { "subscriber" } th { "on" } th { "filter" } th { "group" } th { "retry" } th { "state" } th {} } }
                 tbody { @for s in subs { tr {
-                    td { a href=(ctx.href("/runs", &[("task", &s.task_id)])) { (s.task_id) } }
+                    td {
+                        a href=(ctx.href("/runs", &[("task", &s.task_id)])) { (s.task_id) }
+                        @if let Some(ep) = &s.endpoint { br; span.muted { "POST " (clip(&ep.url, 80)) } }
+                    }
                     td { code { (s.event) } }
                     td { @if s.filter_json.is_empty() { span.muted { "all" } } @else { code { (clip(&s.filter_json, 120)) } } }
                     td { (s.consumer_group) }
                     td { (s.retry.max_attempts) " attempts, " (duration(s.retry.initial_backoff_ms as i64)) "…" (duration(s.retry.max_backoff_ms as i64)) " ×" (s.retry.multiplier) }
-                    td { @if s.paused { (badge("paused")) } @else { (badge("active")) } }
+                    td { (badge(s.state.as_str())) }
                     td {
-                        form method="post" action=(ctx.href(&format!("/subscriptions/{}/{}", s.task_id, if s.paused { "resume" } else { "pause" }), &[])) {
+                        form method="post" action=(ctx.href(&format!("/subscriptions/{}/{}", s.task_id, if s.paused() { "resume" } else { "pause" }), &[])) {
                             (ctx.form_fields())
                             input type="hidden" name="back" value=(ctx.href("/events", &[]));
-                            button type="submit" { @if s.paused { "Resume" } @else { "Pause" } }
+                            button type="submit" { @if s.paused() { "Resume" } @else { "Pause" } }
                         }
                     }
                 } } }

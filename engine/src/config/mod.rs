@@ -76,6 +76,35 @@ pub struct Config {
     /// The operator console on the HTTP listener (the `fanout-dashboard`
     /// crate, mounted by the CLI).
     pub dashboard: DashboardConfig,
+    /// Delivery to HTTP subscribers (signed webhooks).
+    pub webhooks: WebhooksConfig,
+}
+
+/// How the engine delivers to HTTP subscribers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Deliver on this replica (off: other replicas deliver; runs wait).
+    pub enabled: bool,
+    /// Allow endpoints on private, loopback, link-local and other
+    /// non-public addresses (checked on the resolved address at connect
+    /// time, so DNS cannot smuggle one in).
+    pub allow_private: bool,
+    /// Allow loopback endpoints only (`fanout dev` turns this on).
+    pub allow_loopback: bool,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub rotation_overlap_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            enabled: true,
+            allow_private: false,
+            allow_loopback: false,
+            rotation_overlap_ms: 24 * 3_600_000,
+        }
+    }
 }
 
 /// Where and whether the console is served.
@@ -130,6 +159,7 @@ impl Default for Config {
             instance_id: String::new(),
             metrics_refresh_ms: 5_000,
             dashboard: DashboardConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

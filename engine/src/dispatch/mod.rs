@@ -25,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 /// A run sent to the worker and not yet reported.
 struct InFlight {
     task: String,
+    event: String,
     keyed: bool,
+    /// Claimed as the one trial run of a probing subscription.
+    probe: bool,
     lease: Duration,
     /// The lease as the worker last renewed it (claim, then heartbeats).
     renewed: Instant,
@@ -100,6 +103,54 @@ impl crate::roster::Listed for Session {
 }
 
 impl Session {
+    /// Claim up to `free` runs: first one run of the probing task, if any,
+    /// then of the active ones.
+    async fn claim_with_probe(
+        &self,
+        active: &[String],
+        probe: Option<&str>,
+        free: usize,
+    ) -> Result<Vec<ClaimedRun>> {
+        let store = self.engine.store();
+        let mut claimed = match probe {
+            Some(t) => {
+                store
+                    .claim(
+                        &self.namespace,
+                        &[t.to_string()],
+                        &self.worker_id,
+                        1,
+                        now_ms(),
+                    )
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let left = free.saturating_sub(claimed.len());
+        if left > 0 && !active.is_empty() {
+            claimed.extend(
+                store
+                    .claim(
+                        &self.namespace,
+                        active,
+                        &self.worker_id,
+                        left as u32,
+                        now_ms(),
+                    )
+                    .await?,
+            );
+        }
+        Ok(claimed)
+    }
+
+    /// Whether this session holds a run of `task` now.
+    fn holds_task(&self, task: &str) -> bool {
+        self.in_flight
+            .lock()
+            .map(|s| s.values().any(|r| r.task == task))
+            .unwrap_or(true)
+    }
+
     fn free_slots(&self) -> usize {
         let used = self
             .in_flight
@@ -146,28 +197,37 @@ impl Session {
             let mut full = false;
             if free > 0 && pending {
                 // Paused subscriptions keep their runs queued (the cache is
-                // invalidated on pause/resume, here and on every replica).
-                let active: std::borrow::Cow<'_, [String]> =
+                // invalidated on state changes, here and on every replica);
+                // a probing one gets one run at a time, claimed apart.
+                let (active, probe): (std::borrow::Cow<'_, [String]>, Option<String>) =
                     match self.engine.registry().subscriptions(&self.namespace).await {
-                        Ok(subs) if subs.iter().any(|s| s.sub.paused) => order
-                            .iter()
-                            .filter(|t| !subs.iter().any(|s| s.sub.paused && &s.sub.task_id == *t))
-                            .cloned()
-                            .collect(),
-                        _ => std::borrow::Cow::Borrowed(&order[..]),
+                        Ok(subs)
+                            if subs
+                                .iter()
+                                .any(|s| s.sub.state != SubscriptionState::Active) =>
+                        {
+                            let state = |t: &str| {
+                                subs.iter()
+                                    .find(|s| s.sub.task_id == t)
+                                    .map_or(SubscriptionState::Active, |s| s.sub.state)
+                            };
+                            let probe = order
+                                .iter()
+                                .find(|t| {
+                                    state(t) == SubscriptionState::Probing && !self.holds_task(t)
+                                })
+                                .cloned();
+                            let active = order
+                                .iter()
+                                .filter(|t| state(t) == SubscriptionState::Active)
+                                .cloned()
+                                .collect();
+                            (active, probe)
+                        }
+                        _ => (std::borrow::Cow::Borrowed(&order[..]), None),
                     };
-                match self
-                    .engine
-                    .store()
-                    .claim(
-                        &self.namespace,
-                        &active,
-                        &self.worker_id,
-                        free as u32,
-                        now_ms(),
-                    )
-                    .await
-                {
+                let claimed = self.claim_with_probe(&active, probe.as_deref(), free).await;
+                match claimed {
                     Ok(claimed) => {
                         failures = 0;
                         order.rotate_left(1);
@@ -189,7 +249,9 @@ impl Session {
                                     c.run_id.clone(),
                                     InFlight {
                                         task: c.task_id.clone(),
+                                        event: c.event.clone(),
                                         keyed: !c.ordering_key.is_empty(),
+                                        probe: probe.as_deref() == Some(c.task_id.as_str()),
                                         lease: Duration::from_millis(c.lease_ms),
                                         renewed: now,
                                         started: now,
@@ -258,14 +320,17 @@ impl Session {
         attempt: u32,
         outcome: Outcome,
     ) -> Result<CompletionEffect> {
-        let run = self
-            .in_flight
-            .lock()
-            .ok()
-            .and_then(|set| set.get(&run_id).map(|r| (r.task.clone(), r.started)));
+        let run = self.in_flight.lock().ok().and_then(|set| {
+            set.get(&run_id)
+                .map(|r| (r.task.clone(), r.started, r.event.clone(), r.probe))
+        });
         let failed = matches!(outcome, Outcome::Failed { .. });
+        let error = match (&outcome, &run) {
+            (Outcome::Failed { message, .. }, Some(_)) => message.clone(),
+            _ => String::new(),
+        };
         let retry_wakes = match &run {
-            Some((task, _)) => Target::Task {
+            Some((task, ..)) => Target::Task {
                 namespace: self.namespace.clone(),
                 task: task.clone(),
             },
@@ -283,13 +348,19 @@ impl Session {
                 retry_wakes,
             )
             .await;
-        if let (Some((task, started)), Ok(e)) = (&run, &effect) {
+        if let (Some((task, started, event, probe)), Ok(e)) = (&run, &effect) {
             let metrics = self.engine.metrics();
             if *e != CompletionEffect::Stale {
                 metrics
                     .run_duration
                     .get_or_create(&metrics.task("runs", &self.namespace, task))
                     .observe(started.elapsed().as_secs_f64());
+                self.engine
+                    .attempt_ended(&self.namespace, task, !failed, *probe);
+            }
+            if *e == CompletionEffect::Dead {
+                self.engine
+                    .run_died(&self.namespace, &run_id, task, event, &error);
             }
             self.engine.count_effect(&self.namespace, task, *e, failed);
         }

@@ -21,6 +21,7 @@ impl Engine {
         options: &EventOptions,
     ) -> Result<(EventDef, bool)> {
         schema::check_event_name(name)?;
+        schema::check_not_reserved(name)?;
         if schema_json.len() > limits::MAX_SCHEMA_BYTES {
             return Err(Error::InvalidArgument(format!(
                 "schema_json is {} bytes, over the limit of {} bytes",
@@ -77,67 +78,98 @@ impl Engine {
     /// name the offending entry (`tasks[1].event`).
     pub async fn register_tasks(&self, ns: &str, subs: &[Subscription]) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
+        let current = self.inner.registry.subscriptions(ns).await?;
         for (i, s) in subs.iter().enumerate() {
-            schema::check_identifier(&format!("tasks[{i}].id"), &s.task_id)?;
+            let label = format!("tasks[{i}]");
             if !seen.insert(&s.task_id) {
                 return Err(Error::InvalidArgument(format!(
-                    "tasks[{i}].id: task '{}' is registered twice by this worker",
+                    "{label}.id: task '{}' is registered twice by this worker",
                     s.task_id
                 )));
             }
-            if crate::routing::pattern::is_pattern(&s.event) {
-                crate::routing::pattern::check(&format!("tasks[{i}].event"), &s.event)?;
-            } else if let Err(Error::NotFound { .. }) = {
-                schema::check_event_name(&s.event)
-                    .map_err(|e| Error::InvalidArgument(format!("tasks[{i}].event: {e}")))?;
+            if current
+                .iter()
+                .any(|c| c.sub.task_id == s.task_id && c.sub.endpoint.is_some())
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "{label}.id: '{}' is an HTTP subscription in namespace '{ns}'; give the task another id",
+                    s.task_id
+                )));
+            }
+            self.check_subscription(&label, s).await?;
+        }
+        self.inner.store.upsert_subscriptions(subs).await?;
+        self.inner.registry.invalidate_subscriptions(Some(ns));
+        Ok(())
+    }
+
+    /// Check one subscription (a task's or an HTTP subscriber's); `label`
+    /// prefixes every message (`tasks[1]`, `subscription`). Its event must
+    /// be defined (a `fanout.*` operational event is defined here on first
+    /// use).
+    pub(super) async fn check_subscription(&self, label: &str, s: &Subscription) -> Result<()> {
+        let ns = &s.namespace;
+        schema::check_identifier(&format!("{label}.id"), &s.task_id)?;
+        if crate::routing::pattern::is_pattern(&s.event) {
+            crate::routing::pattern::check(&format!("{label}.event"), &s.event)?;
+        } else {
+            schema::check_event_name(&s.event)
+                .map_err(|e| Error::InvalidArgument(format!("{label}.event: {e}")))?;
+            if s.event.starts_with("fanout.") {
+                self.ensure_operational_event(ns, &s.event).await?;
+            } else if let Err(Error::NotFound { .. }) =
                 self.inner.registry.event(ns, &s.event).await
-            } {
+            {
                 return Err(Error::not_found(
                     EntityKind::Event,
                     &s.event,
                     format!(
-                        "tasks[{i}]: task '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
+                        "{label}: '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
                         s.task_id, s.event
                     ),
                 ));
             }
-            if s.filter_json.len() > limits::MAX_FILTER_BYTES {
-                return Err(Error::InvalidArgument(format!(
-                    "tasks[{i}].filter_json is {} bytes, over the limit of {} bytes",
-                    s.filter_json.len(),
-                    limits::MAX_FILTER_BYTES
-                )));
-            }
-            Filter::parse(&s.filter_json).map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "tasks[{i}].filter_json (task '{}'): {e}",
-                    s.task_id
-                ))
-            })?;
-            if !s.consumer_group.is_empty() {
-                schema::check_identifier(&format!("tasks[{i}].consumer_group"), &s.consumer_group)?;
-            }
-            let r = &s.retry;
-            if r.max_attempts == 0 || r.max_attempts > 1000 {
-                return Err(Error::InvalidArgument(format!(
-                    "tasks[{i}].retry.max_attempts: {} is out of range 1..=1000",
-                    r.max_attempts
-                )));
-            }
-            if !(1.0..=100.0).contains(&r.multiplier) || r.initial_backoff_ms > r.max_backoff_ms {
-                return Err(Error::InvalidArgument(format!(
-                    "tasks[{i}].retry: multiplier must be in 1..=100 and initial_backoff_ms <= max_backoff_ms (got {r:?})"
-                )));
-            }
-            if s.lease_ms < 100 || s.lease_ms > 24 * 3_600_000 {
-                return Err(Error::InvalidArgument(format!(
-                    "tasks[{i}].lease_ms: {} is out of range 100..=86400000",
-                    s.lease_ms
-                )));
-            }
         }
-        self.inner.store.upsert_subscriptions(subs).await?;
-        self.inner.registry.invalidate_subscriptions(Some(ns));
+        if s.filter_json.len() > limits::MAX_FILTER_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "{label}.filter_json is {} bytes, over the limit of {} bytes",
+                s.filter_json.len(),
+                limits::MAX_FILTER_BYTES
+            )));
+        }
+        Filter::parse(&s.filter_json).map_err(|e| {
+            Error::InvalidArgument(format!("{label}.filter_json (task '{}'): {e}", s.task_id))
+        })?;
+        if !s.consumer_group.is_empty() {
+            schema::check_identifier(&format!("{label}.consumer_group"), &s.consumer_group)?;
+        }
+        let r = &s.retry;
+        if r.max_attempts == 0 || r.max_attempts > 1000 {
+            return Err(Error::InvalidArgument(format!(
+                "{label}.retry.max_attempts: {} is out of range 1..=1000",
+                r.max_attempts
+            )));
+        }
+        if !(1.0..=100.0).contains(&r.multiplier) || r.initial_backoff_ms > r.max_backoff_ms {
+            return Err(Error::InvalidArgument(format!(
+                "{label}.retry: multiplier must be in 1..=100 and initial_backoff_ms <= max_backoff_ms (got {r:?})"
+            )));
+        }
+        if s.lease_ms < 100 || s.lease_ms > 24 * 3_600_000 {
+            return Err(Error::InvalidArgument(format!(
+                "{label}.lease_ms: {} is out of range 100..=86400000",
+                s.lease_ms
+            )));
+        }
+        if s.breaker.after_failures > 1_000_000 || s.breaker.probe_after_ms > 7 * 24 * 3_600_000 {
+            return Err(Error::InvalidArgument(format!(
+                "{label}.breaker: after_failures must be at most 1000000 and probe_after_ms at most 7 days (got {:?})",
+                s.breaker
+            )));
+        }
+        if let Some(ep) = &s.endpoint {
+            self.check_endpoint(label, ep)?;
+        }
         Ok(())
     }
 }

@@ -33,6 +33,9 @@ use std::time::Duration;
 
 mod define;
 mod publish;
+mod subscriptions;
+
+pub use subscriptions::{OPERATIONAL_EVENTS, SubscriptionSpec, new_secret};
 
 /// What a caller asks to publish.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +85,12 @@ struct Inner {
     activity: crate::activity::Activity,
     /// Connected worker sessions (the console's `/workers`).
     workers: crate::roster::Roster,
+    /// Consecutive failed attempts per (namespace, subscription) seen on
+    /// this replica: the breaker's count (`subscriptions.rs`).
+    failures: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+    /// Poked when this replica changes a subscription (the webhook
+    /// supervisor looks again at once).
+    subscriptions_changed: tokio::sync::Notify,
     /// Cancelled when the engine shuts down: held calls (long polls) end
     /// with UNAVAILABLE so their clients wait again elsewhere or later.
     shutdown: tokio_util::sync::CancellationToken,
@@ -162,6 +171,8 @@ impl Engine {
                 health: Default::default(),
                 activity: Default::default(),
                 workers: Default::default(),
+                failures: Default::default(),
+                subscriptions_changed: Default::default(),
                 metrics: Default::default(),
                 shutdown: Default::default(),
             }),
@@ -174,6 +185,15 @@ impl Engine {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
+    /// Notified (one permit) when this replica changed a subscription.
+    pub fn subscriptions_changed(&self) -> &tokio::sync::Notify {
+        &self.inner.subscriptions_changed
+    }
+
+    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.inner.limiter
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }

@@ -30,6 +30,7 @@ impl Engine {
         input: PublishInput,
         wp: Option<NewWaitpoint>,
     ) -> Result<Published> {
+        schema::check_not_reserved(&input.event)?;
         // The event's creation context (messaging semantic conventions):
         // its runs' attempts link to this span.
         let span = tracing::info_span!(
@@ -72,7 +73,7 @@ impl Engine {
         out
     }
 
-    async fn publish_inner(
+    pub(super) async fn publish_inner(
         &self,
         ns: &str,
         input: PublishInput,

@@ -56,9 +56,23 @@ pub struct Subscription {
     pub retry: RetryPolicy,
     pub lease_ms: u64,
     pub updated_at_ms: i64,
-    /// Paused: runs are still created, none is claimed. Set only by
-    /// `pause` / `resume`; registering a task leaves it as it is.
-    pub paused: bool,
+    /// Active, paused, tripped, probing or disabled: runs are created in
+    /// every state, claimed only when active or probing. Registering a
+    /// task leaves it as it is.
+    pub state: SubscriptionState,
+    /// Pause after consecutive failures (kept across re-registration).
+    pub breaker: Breaker,
+    /// An HTTP subscriber: the engine POSTs its runs here (`None`: an SDK
+    /// task claims them). Not serialized: it holds the signing secrets.
+    #[serde(skip_serializing)]
+    pub endpoint: Option<Endpoint>,
+}
+
+impl Subscription {
+    /// Whether its runs wait unclaimed.
+    pub fn paused(&self) -> bool {
+        self.state.holds_runs()
+    }
 }
 
 /// One run to create in a publish transaction.

@@ -60,12 +60,14 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+mod endpoint;
 mod event;
 mod logs;
 mod replay;
 mod run;
 mod waitpoint;
 
+pub use endpoint::*;
 pub use event::*;
 pub use logs::*;
 pub use replay::*;

@@ -123,7 +123,9 @@ mod tests {
                 retry: RetryPolicy::default(),
                 lease_ms: 1000,
                 updated_at_ms: 0,
-                paused: false,
+                state: Default::default(),
+                breaker: Default::default(),
+                endpoint: None,
             },
             filter: filter.map(|f| Filter::compile(&f).unwrap()),
         }

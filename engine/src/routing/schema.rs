@@ -231,6 +231,17 @@ pub fn check_event_name(name: &str) -> Result<()> {
     }
 }
 
+/// Names starting with `fanout.` are Fanout's operational events: users
+/// subscribe to them but neither define nor publish them.
+pub fn check_not_reserved(name: &str) -> Result<()> {
+    if name.starts_with("fanout.") {
+        return Err(Error::InvalidArgument(format!(
+            "event name '{name}': names starting with 'fanout.' are reserved for Fanout's operational events (fanout.subscription.paused, fanout.subscription.resumed, fanout.subscription.disabled, fanout.run.dead); subscribe to them instead"
+        )));
+    }
+    Ok(())
+}
+
 /// Task ids and namespaces: `[A-Za-z0-9_.-]`, 1..=200 characters.
 pub fn check_identifier(field: &str, value: &str) -> Result<()> {
     let ok = !value.is_empty()

@@ -19,10 +19,12 @@
 mod query;
 mod replay;
 mod views;
+mod webhooks;
 
 pub use query::{DeadLetterQuery, RunQuery};
 pub use replay::{ArchiveQuery, ReplaySpec};
 pub use views::{
-    ArchivedEvent, Attempt, DlqState, EventDefinition, RateLimit, Replay, ReplayStatus, Run,
-    RunDetail, RunLog, RunStatus, Subscription,
+    ArchivedEvent, Attempt, Breaker, DlqState, Endpoint, EventDefinition, RateLimit, Replay,
+    ReplayStatus, Run, RunDetail, RunLog, RunStatus, Subscription, SubscriptionState,
 };
+pub use webhooks::{CreatedSubscription, HttpSubscription, SubscriptionUpdate};

@@ -332,10 +332,70 @@ pub struct Subscription {
     pub retry: Retry,
     /// The lease of a claimed run.
     pub lease: Duration,
-    /// Runs are created but not claimed.
+    /// Runs are created but not claimed (paused, tripped or disabled).
     pub paused: bool,
+    /// Where it stands.
+    pub state: SubscriptionState,
+    /// Pauses itself after consecutive failures.
+    pub breaker: Breaker,
+    /// Set for an HTTP subscriber (its secret is never shown again).
+    pub endpoint: Option<Endpoint>,
     /// When it was last registered or changed.
     pub updated_at: SystemTime,
+}
+
+/// Where a subscription stands. Runs are created in every state; only
+/// `Active` and `Probing` ones are claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscriptionState {
+    /// Its runs are claimed.
+    Active,
+    /// Paused by an operator.
+    Paused,
+    /// Paused by its breaker after consecutive failures.
+    Tripped,
+    /// One trial run at a time; its success resumes the subscription.
+    Probing,
+    /// Its endpoint answered `410 Gone`.
+    Disabled,
+}
+
+impl SubscriptionState {
+    fn parse(s: &str) -> Self {
+        match s {
+            "paused" => SubscriptionState::Paused,
+            "tripped" => SubscriptionState::Tripped,
+            "probing" => SubscriptionState::Probing,
+            "disabled" => SubscriptionState::Disabled,
+            _ => SubscriptionState::Active,
+        }
+    }
+}
+
+/// A subscription's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Breaker {
+    /// Pause after this many consecutive failed attempts (0: never).
+    pub after_failures: u32,
+    /// Once tripped, try one run after this long (zero: wait for an operator).
+    pub probe_after: Duration,
+}
+
+/// An HTTP subscriber's endpoint.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// Where runs are POSTed.
+    pub url: String,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Attempts in flight per engine replica.
+    pub concurrency: u32,
+    /// Deliveries per second across replicas (0: unlimited).
+    pub rate_per_second: u32,
+    /// While a rotated-out secret still signs beside the new one.
+    pub previous_secret_until: Option<SystemTime>,
 }
 
 impl From<pb::Subscription> for Subscription {
@@ -355,6 +415,22 @@ impl From<pb::Subscription> for Subscription {
             task_id: s.task_id,
             event: s.event,
             paused: s.paused,
+            state: SubscriptionState::parse(&s.state),
+            breaker: s
+                .breaker
+                .map(|b| Breaker {
+                    after_failures: b.after_failures,
+                    probe_after: Duration::from_millis(b.probe_after_ms),
+                })
+                .unwrap_or_default(),
+            endpoint: s.endpoint.map(|e| Endpoint {
+                url: e.url,
+                timeout: Duration::from_millis(e.timeout_ms),
+                concurrency: e.concurrency,
+                rate_per_second: e.rate_per_s,
+                previous_secret_until: (e.previous_secret_until_ms > 0)
+                    .then(|| time_or_epoch(e.previous_secret_until_ms)),
+            }),
         }
     }
 }

@@ -150,6 +150,62 @@ impl AdminService for AdminApi {
         self.engine.set_paused(&ns, &r.task_id, r.paused).await?;
         Ok(Response::new(pb::SetSubscriptionPausedResponse {}))
     }
+
+    async fn create_subscription(
+        &self,
+        req: Request<pb::SubscriptionSpec>,
+    ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
+        let ns = namespace(&req)?;
+        let spec = convert::subscription_spec(req.into_inner());
+        let (sub, secret) = self.engine.create_subscription(&ns, spec).await?;
+        Ok(Response::new(pb::CreateSubscriptionResponse {
+            subscription: Some(convert::subscription(sub)),
+            secret,
+        }))
+    }
+
+    async fn update_subscription(
+        &self,
+        req: Request<pb::SubscriptionSpec>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let ns = namespace(&req)?;
+        let spec = convert::subscription_spec(req.into_inner());
+        let sub = self.engine.update_subscription(&ns, spec).await?;
+        Ok(Response::new(convert::subscription(sub)))
+    }
+
+    async fn get_subscription(
+        &self,
+        req: Request<pb::SubscriptionRef>,
+    ) -> Result<Response<pb::Subscription>, Status> {
+        let ns = namespace(&req)?;
+        let sub = self.engine.subscription(&ns, &req.into_inner().id).await?;
+        Ok(Response::new(convert::subscription(sub)))
+    }
+
+    async fn delete_subscription(
+        &self,
+        req: Request<pb::SubscriptionRef>,
+    ) -> Result<Response<pb::DeleteSubscriptionResponse>, Status> {
+        let ns = namespace(&req)?;
+        self.engine
+            .delete_subscription(&ns, &req.into_inner().id)
+            .await?;
+        Ok(Response::new(pb::DeleteSubscriptionResponse {}))
+    }
+
+    async fn rotate_subscription_secret(
+        &self,
+        req: Request<pb::RotateSecretRequest>,
+    ) -> Result<Response<pb::RotateSecretResponse>, Status> {
+        let ns = namespace(&req)?;
+        let r = req.into_inner();
+        let (secret, until) = self.engine.rotate_secret(&ns, &r.id, r.overlap_ms).await?;
+        Ok(Response::new(pb::RotateSecretResponse {
+            secret,
+            previous_secret_until_ms: until,
+        }))
+    }
 }
 
 impl AdminApi {

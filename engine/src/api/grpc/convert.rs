@@ -1,5 +1,6 @@
 //! Model ⇄ proto conversions, kept in one place.
 
+use crate::engine::SubscriptionSpec;
 use crate::model::*;
 use fanout_proto::v1 as pb;
 
@@ -146,6 +147,7 @@ pub fn attempt(a: Attempt) -> pb::Attempt {
 }
 
 pub fn subscription(s: Subscription) -> pb::Subscription {
+    let paused = s.paused();
     pb::Subscription {
         task_id: s.task_id,
         event: s.event,
@@ -154,7 +156,43 @@ pub fn subscription(s: Subscription) -> pb::Subscription {
         retry: Some(retry_to_pb(s.retry)),
         lease_ms: s.lease_ms,
         updated_at_ms: s.updated_at_ms,
-        paused: s.paused,
+        paused,
+        state: s.state.as_str().to_string(),
+        breaker: Some(pb::Breaker {
+            after_failures: s.breaker.after_failures,
+            probe_after_ms: s.breaker.probe_after_ms,
+        }),
+        endpoint: s.endpoint.map(|e| pb::Endpoint {
+            url: e.url,
+            timeout_ms: e.timeout_ms,
+            concurrency: e.concurrency,
+            rate_per_s: e.rate_per_s,
+            previous_secret_until_ms: if e.secrets.previous.is_empty() {
+                0
+            } else {
+                e.secrets.previous_until_ms
+            },
+        }),
+    }
+}
+
+/// A create / update request as the engine takes it.
+pub fn subscription_spec(s: pb::SubscriptionSpec) -> SubscriptionSpec {
+    SubscriptionSpec {
+        id: s.id,
+        event: s.event,
+        url: s.url,
+        filter_json: s.filter_json,
+        consumer_group: s.consumer_group,
+        retry: s.retry.map(|r| retry_from_pb(Some(r))),
+        timeout_ms: s.timeout_ms,
+        concurrency: s.concurrency,
+        rate_per_s: s.rate_per_s,
+        breaker: s.breaker.map(|b| Breaker {
+            after_failures: b.after_failures,
+            probe_after_ms: b.probe_after_ms,
+        }),
+        secret: s.secret,
     }
 }
 

@@ -10,7 +10,9 @@ use super::{convert, namespace};
 use crate::dispatch::Session;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::model::{CompletionEffect, Outcome, Subscription, new_id, now_ms};
+use crate::model::{
+    Breaker, CompletionEffect, Outcome, Subscription, SubscriptionState, new_id, now_ms,
+};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::worker_service_server::WorkerService;
 use pb::{server_message::Msg as Out, worker_message::Msg as In};
@@ -44,7 +46,9 @@ fn subscription(ns: &str, default_lease: u64, t: pb::TaskRegistration) -> Subscr
             t.lease_ms
         },
         updated_at_ms: now_ms(),
-        paused: false,
+        state: SubscriptionState::Active,
+        breaker: Breaker::default(),
+        endpoint: None,
     }
 }
 

@@ -11,6 +11,7 @@
 //! engine's file descriptors.
 
 mod admin;
+mod subscriptions;
 
 pub use admin::SelectorBody;
 
@@ -47,24 +48,9 @@ pub fn router(engine: Engine, mount: Option<Mount>) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/events/{name}/publish", post(publish))
         .route("/api/v1/waitpoints/{id}/complete", post(complete_waitpoint))
-        .route(
-            "/api/v1/subscriptions/{task}/pause",
-            post(
-                |State(e): State<Engine>, Path(t): Path<String>, h: HeaderMap| {
-                    set_paused(e, t, h, true)
-                },
-            ),
-        )
-        .route(
-            "/api/v1/subscriptions/{task}/resume",
-            post(
-                |State(e): State<Engine>, Path(t): Path<String>, h: HeaderMap| {
-                    set_paused(e, t, h, false)
-                },
-            ),
-        )
         .route("/api/v1/runs/{id}/logs", get(run_logs))
         .merge(admin::routes())
+        .merge(subscriptions::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&limits))
@@ -88,7 +74,12 @@ fn cors(limits: &Limits) -> tower_http::cors::CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PATCH,
+            axum::http::Method::DELETE,
+        ])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
@@ -309,17 +300,6 @@ async fn run_logs(
         )
         .await?;
     Ok(Json(json!({ "runId": id, "lines": lines })))
-}
-
-async fn set_paused(
-    engine: Engine,
-    task: String,
-    headers: HeaderMap,
-    paused: bool,
-) -> Result<Json<Value>, Error> {
-    let ns = namespace(&headers)?;
-    engine.set_paused(&ns, &task, paused).await?;
-    Ok(Json(json!({"task": task, "paused": paused})))
 }
 
 impl IntoResponse for Error {

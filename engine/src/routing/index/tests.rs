@@ -20,7 +20,9 @@ fn live(i: usize, event: &str, group: &str, filter: Option<Value>) -> Option<Liv
             retry: RetryPolicy::default(),
             lease_ms: 1000,
             updated_at_ms: 0,
-            paused: false,
+            state: Default::default(),
+            breaker: Default::default(),
+            endpoint: None,
         },
         filter,
     })

@@ -146,7 +146,8 @@ impl Definitions for SqlStore {
                  filter_json = excluded.filter_json, consumer_group = excluded.consumer_group, \
                  max_attempts = excluded.max_attempts, initial_backoff_ms = excluded.initial_backoff_ms, \
                  max_backoff_ms = excluded.max_backoff_ms, backoff_multiplier = excluded.backoff_multiplier, \
-                 lease_ms = excluded.lease_ms, updated_at_ms = excluded.updated_at_ms",
+                 lease_ms = excluded.lease_ms, updated_at_ms = excluded.updated_at_ms \
+                 WHERE subscriptions.endpoint_json = ''",
             )
             .bind(&s.namespace)
             .bind(&s.task_id)
@@ -190,22 +191,101 @@ impl Definitions for SqlStore {
         rows.iter().map(sub_from_row).collect()
     }
 
-    async fn set_paused(&self, namespace: &str, task_id: &str, paused: bool) -> Result<bool> {
+    async fn save_subscription(&self, s: &Subscription, mode: SaveMode) -> Result<bool> {
+        let sql = match mode {
+            SaveMode::Create => {
+                "INSERT INTO subscriptions (namespace, task_id, event, filter_json, consumer_group, max_attempts, \
+                 initial_backoff_ms, max_backoff_ms, backoff_multiplier, lease_ms, created_at_ms, updated_at_ms, \
+                 breaker_after, probe_after_ms, endpoint_json, state, paused) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16) \
+                 ON CONFLICT (namespace, task_id) DO NOTHING"
+            }
+            SaveMode::Update => {
+                "UPDATE subscriptions SET event = $3, filter_json = $4, consumer_group = $5, max_attempts = $6, \
+                 initial_backoff_ms = $7, max_backoff_ms = $8, backoff_multiplier = $9, lease_ms = $10, \
+                 updated_at_ms = $11, breaker_after = $12, probe_after_ms = $13, endpoint_json = $14 \
+                 WHERE namespace = $1 AND task_id = $2"
+            }
+        };
+        let mut tx = self.begin_write().await?;
+        let q = sqlx::query(sql)
+            .bind(&s.namespace)
+            .bind(&s.task_id)
+            .bind(&s.event)
+            .bind(&s.filter_json)
+            .bind(&s.consumer_group)
+            .bind(s.retry.max_attempts as i64)
+            .bind(s.retry.initial_backoff_ms as i64)
+            .bind(s.retry.max_backoff_ms as i64)
+            .bind(s.retry.multiplier)
+            .bind(s.lease_ms as i64)
+            .bind(s.updated_at_ms)
+            .bind(i64::from(s.breaker.after_failures))
+            .bind(s.breaker.probe_after_ms as i64)
+            .bind(
+                s.endpoint
+                    .as_ref()
+                    .map(Endpoint::to_json)
+                    .unwrap_or_default(),
+            );
+        // Only a new subscription takes its state from the caller.
+        let q = match mode {
+            SaveMode::Create => q.bind(s.state.as_str()).bind(i64::from(s.paused())),
+            SaveMode::Update => q,
+        };
+        let n = q.execute(&mut *tx).await?.rows_affected();
+        if n > 0 {
+            self.notify(&mut tx, Signal::Subscriptions(s.namespace.clone()))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_subscription(&self, namespace: &str, task_id: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM subscriptions WHERE namespace = $1 AND task_id = $2")
+            .bind(namespace)
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            self.notify(&mut tx, Signal::Subscriptions(namespace.to_string()))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn set_state(
+        &self,
+        namespace: &str,
+        task_id: &str,
+        to: SubscriptionState,
+        from: &[SubscriptionState],
+    ) -> Result<bool> {
+        // The allowed prior states as one text list: a fixed statement
+        // whatever their number.
+        let from_list: String = from.iter().map(|s| format!(",{},", s.as_str())).collect();
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE subscriptions SET paused = $3, updated_at_ms = $4 WHERE namespace = $1 AND task_id = $2",
+            "UPDATE subscriptions SET state = $3, paused = $4, updated_at_ms = $5 \
+             WHERE namespace = $1 AND task_id = $2 AND ($6 = '' OR $6 LIKE '%,' || state || ',%')",
         )
         .bind(namespace)
         .bind(task_id)
-        .bind(i64::from(paused))
+        .bind(to.as_str())
+        .bind(i64::from(to.holds_runs()))
         .bind(now_ms())
+        .bind(&from_list)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if n > 0 {
             self.notify(&mut tx, Signal::Subscriptions(namespace.to_string()))
                 .await?;
-            if !paused {
+            if !to.holds_runs() {
                 self.notify(&mut tx, Signal::Runs(namespace.to_string()))
                     .await?;
             }

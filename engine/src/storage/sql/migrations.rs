@@ -24,6 +24,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (9, "trace context", "0009_trace_context.sql"),
     (10, "run logs", "0010_run_logs.sql"),
     (11, "console", "0011_console.sql"),
+    (12, "endpoints", "0012_endpoints.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -37,6 +38,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (9, "trace context", "0009_trace_context.sql"),
     (10, "run logs", "0010_run_logs.sql"),
     (11, "console", "0011_console.sql"),
+    (12, "endpoints", "0012_endpoints.sql"),
 );
 
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

@@ -50,7 +50,17 @@ pub(super) fn sub_from_row(r: &AnyRow) -> Result<Subscription> {
         },
         lease_ms: r.try_get::<i64, _>("lease_ms")? as u64,
         updated_at_ms: r.try_get("updated_at_ms")?,
-        paused: r.try_get::<i64, _>("paused")? != 0,
+        state: r.try_get::<String, _>("state")?.parse()?,
+        breaker: Breaker {
+            after_failures: r.try_get::<i64, _>("breaker_after")? as u32,
+            probe_after_ms: r.try_get::<i64, _>("probe_after_ms")? as u64,
+        },
+        endpoint: match r.try_get::<String, _>("endpoint_json")? {
+            j if j.is_empty() => None,
+            j => Some(serde_json::from_str(&j).map_err(|e| {
+                crate::error::Error::Internal(format!("stored endpoint is not valid: {e}"))
+            })?),
+        },
     })
 }
 
