@@ -12,6 +12,7 @@ mod observe;
 mod repeat;
 mod scenarios;
 mod stats;
+mod webhooks;
 
 use clap::{Parser, ValueEnum};
 
@@ -114,6 +115,8 @@ pub enum Scenario {
     Matching,
     /// 9. Console pages (/runs, /dlq, /log, …) answer times with --events × --subscribers runs stored.
     Console,
+    /// 10. HTTP subscribers: deliveries/s to a local receiver, publish → POST received p50/p99.
+    Webhooks,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Replay => scenarios::replay(&args).await?,
         Scenario::Matching => matching::run(args.events),
         Scenario::Console => console::run(&args).await?,
+        Scenario::Webhooks => webhooks::run(&args).await?,
     };
     if let Some(t) = tracing {
         summary["spans_exported"] = t.spans().into();

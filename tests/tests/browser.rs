@@ -68,12 +68,26 @@ async fn browser(d: &Driver) -> Client {
         opts["binary"] = "/usr/bin/chromium".into();
     }
     caps.insert("goog:chromeOptions".into(), opts);
-    ClientBuilder::rustls()
-        .expect("tls")
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", d.1))
         .await
         .expect("connect to chromedriver")
+}
+
+/// Find and click `css`; the page swaps its `<main>` when it refreshes
+/// itself, so an element found just before a swap is stale: find it again.
+async fn click(c: &Client, css: &str, what: &str) {
+    for _ in 0..20 {
+        let el = c.find(Locator::Css(css)).await.expect(what);
+        match el.click().await {
+            Ok(_) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+            Err(e) => panic!("click {what}: {e:?}"),
+        }
+    }
+    panic!("click {what}: the element went stale 20 times");
 }
 
 /// Wait until the page's text contains `want` (the page refreshes itself).
@@ -210,12 +224,7 @@ async fn console_in_a_real_browser() {
     let dead = runs_with_status(&client, RunStatus::Dead).await;
     assert_eq!(dead.len(), 1);
     let id = dead[0].id.clone();
-    c.find(Locator::Css(&format!("a[href='/runs/{id}']")))
-        .await
-        .expect("run link")
-        .click()
-        .await
-        .expect("click");
+    click(&c, &format!("a[href='/runs/{id}']"), "run link").await;
     let page = until_text(&c, "Last error").await;
     assert!(
         page.contains("amount over its limit") && page.contains("ord-big"),
@@ -226,18 +235,8 @@ async fn console_in_a_real_browser() {
 
     // Retry it from /dlq: select its row, press Retry selected.
     c.goto(&format!("{base}/dlq")).await.expect("goto dlq");
-    c.find(Locator::Css(&format!("input[name=ids][value='{id}']")))
-        .await
-        .expect("checkbox")
-        .click()
-        .await
-        .expect("check");
-    c.find(Locator::Css("#selection button.primary"))
-        .await
-        .expect("retry button")
-        .click()
-        .await
-        .expect("retry");
+    click(&c, &format!("input[name=ids][value='{id}']"), "checkbox").await;
+    click(&c, "#selection button.primary", "retry button").await;
     until_text(&c, "Retried 1 dead letter(s)").await;
     c.goto(&format!("{base}/runs/{id}"))
         .await
@@ -254,12 +253,7 @@ async fn console_in_a_real_browser() {
         .await
         .expect("goto replays");
     step("replays page");
-    c.find(Locator::Css("button[name=dry_run][value='1']"))
-        .await
-        .expect("dry run button")
-        .click()
-        .await
-        .expect("dry run");
+    click(&c, "button[name=dry_run][value='1']", "dry run button").await;
     step("clicked");
     until_text(&c, "Dry run").await;
     step("flash");

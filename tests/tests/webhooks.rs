@@ -4,6 +4,7 @@
 //! output, `Retry-After`, redirects, 410), the breaker, pausing through a
 //! restart, consumer groups mixing a URL and a task, ordering keys across
 //! retries, address refusals, secret rotation, the HTTP API.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use axum::http::{HeaderMap, StatusCode};
 use fanout::{
@@ -101,7 +102,11 @@ impl Receiver {
 }
 
 fn ok(body: &str) -> Answer {
-    (200, vec![("content-type", "application/json".into())], body.into())
+    (
+        200,
+        vec![("content-type", "application/json".into())],
+        body.into(),
+    )
 }
 
 /// An engine that may deliver to loopback (as `fanout dev`).
@@ -308,33 +313,69 @@ async fn answers_decide_what_happens_next() {
         .create_subscription(HttpSubscription::new("busy", "ping", &rx.url).retry(fast))
         .await
         .unwrap();
-    // Alerts: the operational events go to another endpoint.
+    // Alerts: the operational events go to other endpoints.
     let alerts = Receiver::start(|_, _| ok("{}")).await;
     client
-        .create_subscription(HttpSubscription::new("alerts", "fanout.subscription.*", &alerts.url))
+        .create_subscription(HttpSubscription::new(
+            "alerts",
+            "fanout.subscription.*",
+            &alerts.url,
+        ))
+        .await
+        .unwrap();
+    let deaths = Receiver::start(|_, _| ok("{}")).await;
+    client
+        .create_subscription(HttpSubscription::new(
+            "deaths",
+            "fanout.run.dead",
+            &deaths.url,
+        ))
         .await
         .unwrap();
     let p = ev.publish(&client, &json!({})).await.unwrap();
-    let busy_run = p.runs.iter().find(|r| r.task_id == "busy").unwrap().run_id.clone();
+    let busy_run = p
+        .runs
+        .iter()
+        .find(|r| r.task_id == "busy")
+        .unwrap()
+        .run_id
+        .clone();
     let hits = rx.wait_for(2, "the retry after Retry-After").await;
     let gap = hits[1].at - hits[0].at;
-    assert!(gap >= Duration::from_millis(1900), "Retry-After: 2 was honoured (gap {gap:?})");
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 was honoured (gap {gap:?})"
+    );
     let detail = client.run(&busy_run).await.unwrap();
     assert!(
-        detail.attempts[0].error.as_deref().unwrap_or("").starts_with("HTTP 503"),
+        detail.attempts[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("HTTP 503"),
         "the attempt keeps the answer: {:?}",
         detail.attempts[0]
     );
-    assert!(detail.attempts[0].error.as_deref().unwrap_or("").contains("busy"));
+    assert!(
+        detail.attempts[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("busy")
+    );
 
     // A redirect fails the attempt and its target is never asked.
     let target = Receiver::start(|_, _| ok("{}")).await;
     let location = target.url.clone();
-    let redirect = Receiver::start(move |_, _| (302, vec![("location", location.clone())], String::new())).await;
+    let redirect =
+        Receiver::start(move |_, _| (302, vec![("location", location.clone())], String::new()))
+            .await;
     client
         .create_subscription(
-            HttpSubscription::new("moved", "ping", &redirect.url)
-                .retry(Retry { max_attempts: 1, ..fast }),
+            HttpSubscription::new("moved", "ping", &redirect.url).retry(Retry {
+                max_attempts: 1,
+                ..fast
+            }),
         )
         .await
         .unwrap();
@@ -345,17 +386,39 @@ async fn answers_decide_what_happens_next() {
         .await
         .unwrap();
     let p = ev.publish(&client, &json!({})).await.unwrap();
-    let moved = p.runs.iter().find(|r| r.task_id == "moved").unwrap().run_id.clone();
-    let dead = eventually(Duration::from_secs(20), "the redirected run dies", || async {
-        let r = client.run(&moved).await.unwrap();
-        (r.run.status == RunStatus::Dead).then_some(r)
-    })
+    let moved = p
+        .runs
+        .iter()
+        .find(|r| r.task_id == "moved")
+        .unwrap()
+        .run_id
+        .clone();
+    let dead = eventually(
+        Duration::from_secs(20),
+        "the redirected run dies",
+        || async {
+            let r = client.run(&moved).await.unwrap();
+            (r.run.status == RunStatus::Dead).then_some(r)
+        },
+    )
     .await;
     let err = dead.run.last_error.unwrap_or_default();
-    assert!(err.contains("HTTP 302") && err.contains("not followed"), "{err}");
+    assert!(
+        err.contains("HTTP 302") && err.contains("not followed"),
+        "{err}"
+    );
     assert!(target.hits().is_empty(), "the redirect was not followed");
+    let death = deaths
+        .wait_for(1, "the fanout.run.dead event")
+        .await
+        .remove(0);
+    assert_eq!(death.body["type"], "fanout.run.dead");
+    assert_eq!(death.body["data"]["run_id"], moved.as_str());
+    assert_eq!(death.body["data"]["subscription"], "moved");
+    assert_eq!(death.body["data"]["event"], "ping");
     eventually(Duration::from_secs(20), "410 disables", || async {
-        (client.subscription("gone").await.unwrap().state == SubscriptionState::Disabled).then_some(())
+        (client.subscription("gone").await.unwrap().state == SubscriptionState::Disabled)
+            .then_some(())
     })
     .await;
     let alert = eventually(Duration::from_secs(20), "the disabled alert", || async {
@@ -410,7 +473,11 @@ async fn the_breaker_pauses_and_its_probe_resumes() {
         .unwrap();
     let alerts = Receiver::start(|_, _| ok("{}")).await;
     client
-        .create_subscription(HttpSubscription::new("alerts", "fanout.subscription.*", &alerts.url))
+        .create_subscription(HttpSubscription::new(
+            "alerts",
+            "fanout.subscription.*",
+            &alerts.url,
+        ))
         .await
         .unwrap();
     for n in 0..3 {
@@ -421,10 +488,13 @@ async fn the_breaker_pauses_and_its_probe_resumes() {
         matches!(s, SubscriptionState::Tripped | SubscriptionState::Probing).then_some(())
     })
     .await;
-    other.wait_for(3, "the other subscription is unaffected").await;
+    other
+        .wait_for(3, "the other subscription is unaffected")
+        .await;
     healthy_now.store(true, std::sync::atomic::Ordering::SeqCst);
     eventually(Duration::from_secs(20), "the probe resumes it", || async {
-        (client.subscription("flaky").await.unwrap().state == SubscriptionState::Active).then_some(())
+        (client.subscription("flaky").await.unwrap().state == SubscriptionState::Active)
+            .then_some(())
     })
     .await;
     eventually(Duration::from_secs(20), "every run completes", || async {
@@ -442,8 +512,14 @@ async fn the_breaker_pauses_and_its_probe_resumes() {
         .iter()
         .map(|h| h.body["type"].as_str().unwrap_or("").to_string())
         .collect();
-    assert!(kinds.contains(&"fanout.subscription.paused".to_string()), "{kinds:?}");
-    assert!(kinds.contains(&"fanout.subscription.resumed".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"fanout.subscription.paused".to_string()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"fanout.subscription.resumed".to_string()),
+        "{kinds:?}"
+    );
     engine.stop().await;
 }
 
@@ -466,17 +542,27 @@ async fn private_destinations_are_refused() {
             .create_subscription(HttpSubscription::new("literal", "leak", &url))
             .await
             .unwrap_err();
-        assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("public addresses")), "{url}: {err:?}");
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains("public addresses")),
+            "{url}: {err:?}"
+        );
     }
     let err = client
         .create_subscription(HttpSubscription::new("x", "leak", "ftp://example.com/"))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("http://")), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("http://")),
+        "{err:?}"
+    );
     client
         .create_subscription(
-            HttpSubscription::new("by-name", "leak", format!("http://localhost:{}/hooks", rx.port))
-                .retry(Retry::attempts(1)),
+            HttpSubscription::new(
+                "by-name",
+                "leak",
+                format!("http://localhost:{}/hooks", rx.port),
+            )
+            .retry(Retry::attempts(1)),
         )
         .await
         .unwrap();
@@ -507,28 +593,68 @@ async fn rotation_updates_and_the_http_api() {
         .await
         .unwrap()
         .secret;
-    let new = client.rotate_secret("rot", Some(Duration::from_secs(3600))).await.unwrap();
+    let new = client
+        .rotate_secret("rot", Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
     assert_ne!(old, new);
-    assert!(client.subscription("rot").await.unwrap().endpoint.unwrap().previous_secret_until.is_some());
+    assert!(
+        client
+            .subscription("rot")
+            .await
+            .unwrap()
+            .endpoint
+            .unwrap()
+            .previous_secret_until
+            .is_some()
+    );
     ev.publish(&client, &json!({})).await.unwrap();
     let hit = rx.wait_for(1, "a delivery").await.remove(0);
-    let sig = hit.headers.get("webhook-signature").unwrap().to_str().unwrap().to_string();
-    assert_eq!(sig.split(' ').count(), 2, "both secrets sign during the overlap: {sig}");
+    let sig = hit
+        .headers
+        .get("webhook-signature")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        sig.split(' ').count(),
+        2,
+        "both secrets sign during the overlap: {sig}"
+    );
     for s in [&old, &new] {
-        standardwebhooks::Webhook::new(s).unwrap().verify(&hit.raw, &hit.headers).unwrap();
+        standardwebhooks::Webhook::new(s)
+            .unwrap()
+            .verify(&hit.raw, &hit.headers)
+            .unwrap();
     }
     // Overlap 0: only the new secret signs.
-    let newest = client.rotate_secret("rot", Some(Duration::ZERO)).await.unwrap();
+    let newest = client
+        .rotate_secret("rot", Some(Duration::ZERO))
+        .await
+        .unwrap();
     ev.publish(&client, &json!({})).await.unwrap();
     let hit = rx.wait_for(2, "a second delivery").await.remove(1);
-    let sig = hit.headers.get("webhook-signature").unwrap().to_str().unwrap();
+    let sig = hit
+        .headers
+        .get("webhook-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(sig.split(' ').count(), 1, "{sig}");
-    standardwebhooks::Webhook::new(&newest).unwrap().verify(&hit.raw, &hit.headers).unwrap();
+    standardwebhooks::Webhook::new(&newest)
+        .unwrap()
+        .verify(&hit.raw, &hit.headers)
+        .unwrap();
 
     // Update: settings change, the state stays.
     client.pause("rot").await.unwrap();
     let s = client
-        .update_subscription(SubscriptionUpdate::new("rot").timeout(Duration::from_secs(3)).concurrency(2))
+        .update_subscription(
+            SubscriptionUpdate::new("rot")
+                .timeout(Duration::from_secs(3))
+                .concurrency(2),
+        )
         .await
         .unwrap();
     assert_eq!(s.state, SubscriptionState::Paused);
@@ -538,11 +664,15 @@ async fn rotation_updates_and_the_http_api() {
         .update_subscription(SubscriptionUpdate::new("rot").url("not a url"))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("subscription.url")), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("subscription.url")),
+        "{err:?}"
+    );
 
     // HTTP: create (201, secret once), duplicate (409), show, patch, delete.
     let body = json!({"id": "h", "event": "rot", "url": rx.url, "ratePerS": 5,
-                      "breaker": {"afterFailures": 2}}).to_string();
+                      "breaker": {"afterFailures": 2}})
+    .to_string();
     let (s, _, created) = http(&engine.http_url, "POST", "/api/v1/subscriptions", &body).await;
     assert_eq!(s, 201, "{created}");
     let v: Value = serde_json::from_str(&created).unwrap();
@@ -551,20 +681,39 @@ async fn rotation_updates_and_the_http_api() {
     assert_eq!(v["subscription"]["breaker"]["afterFailures"], 2);
     let (s, _, dup) = http(&engine.http_url, "POST", "/api/v1/subscriptions", &body).await;
     assert_eq!(s, 409, "{dup}");
-    let (s, _, bad) = http(&engine.http_url, "POST", "/api/v1/subscriptions",
-        &json!({"id": "nourl", "event": "rot"}).to_string()).await;
+    let (s, _, bad) = http(
+        &engine.http_url,
+        "POST",
+        "/api/v1/subscriptions",
+        &json!({"id": "nourl", "event": "rot"}).to_string(),
+    )
+    .await;
     assert_eq!(s, 400, "{bad}");
     assert!(bad.contains("url"), "{bad}");
-    let (s, _, patched) = http(&engine.http_url, "PATCH", "/api/v1/subscriptions/h",
-        &json!({"concurrency": 4}).to_string()).await;
+    let (s, _, patched) = http(
+        &engine.http_url,
+        "PATCH",
+        "/api/v1/subscriptions/h",
+        &json!({"concurrency": 4}).to_string(),
+    )
+    .await;
     assert_eq!(s, 200, "{patched}");
-    assert!(patched.contains("\"concurrency\":4") && !patched.contains("whsec_"), "{patched}");
+    assert!(
+        patched.contains("\"concurrency\":4") && !patched.contains("whsec_"),
+        "{patched}"
+    );
     let (s, _, _) = http(&engine.http_url, "DELETE", "/api/v1/subscriptions/h", "").await;
     assert_eq!(s, 204);
     let (s, _, gone) = http(&engine.http_url, "GET", "/api/v1/subscriptions/h", "").await;
     assert_eq!(s, 404, "{gone}");
     // Reserved names: neither defined nor published by users.
-    let err = Event::<Value>::new("fanout.run.dead").define(&client).await.unwrap_err();
-    assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("reserved")), "{err:?}");
+    let err = Event::<Value>::new("fanout.run.dead")
+        .define(&client)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("reserved")),
+        "{err:?}"
+    );
     engine.stop().await;
 }

@@ -124,8 +124,14 @@ impl Engine {
                     EntityKind::Event,
                     &s.event,
                     format!(
-                        "{label}: '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
-                        s.task_id, s.event
+                        "{label}: {} '{}' subscribes to event '{}', which is not defined in namespace '{ns}'; define it first",
+                        if s.endpoint.is_some() {
+                            "subscription"
+                        } else {
+                            "task"
+                        },
+                        s.task_id,
+                        s.event
                     ),
                 ));
             }
