@@ -563,6 +563,14 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
             .save_subscription(&Subscription { task_id: "nobody".into(), ..changed.clone() }, SaveMode::Update)
             .await
             .unwrap());
+        let watched: Vec<String> = store
+            .list_watched_subscriptions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.task_id)
+            .collect();
+        assert_eq!(watched, vec!["hook".to_string()], "[{name}] endpoints and tripped only");
         assert!(store.delete_subscription("ns", "hook").await.unwrap());
         assert!(!store.delete_subscription("ns", "hook").await.unwrap());
         assert_eq!(store.list_subscriptions(Some("ns")).await.unwrap().len(), 1);

@@ -88,6 +88,8 @@ struct Inner {
     /// Consecutive failed attempts per (namespace, subscription) seen on
     /// this replica: the breaker's count (`subscriptions.rs`).
     failures: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+    /// Entries in `failures`: a success with none counted skips the lock.
+    failing: AtomicUsize,
     /// Poked when this replica changes a subscription (the webhook
     /// supervisor looks again at once).
     subscriptions_changed: tokio::sync::Notify,
@@ -172,6 +174,7 @@ impl Engine {
                 activity: Default::default(),
                 workers: Default::default(),
                 failures: Default::default(),
+                failing: AtomicUsize::new(0),
                 subscriptions_changed: Default::default(),
                 metrics: Default::default(),
                 shutdown: Default::default(),

@@ -323,26 +323,29 @@ impl Engine {
     /// subscription's breaker, and close or trip it when it was claimed as
     /// a probe. A success of a healthy subscription costs one map lookup.
     pub fn attempt_ended(&self, ns: &str, task: &str, ok: bool, probe: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if ok && !probe && self.inner.failing.load(Relaxed) == 0 {
+            return;
+        }
         let failures = {
             let Ok(mut counts) = self.inner.failures.lock() else {
                 return;
             };
-            if ok {
-                if !counts.is_empty() {
-                    counts.remove(&(ns.to_string(), task.to_string()));
-                }
-                if !probe {
-                    return;
-                }
+            let key = (ns.to_string(), task.to_string());
+            let n = if ok {
+                counts.remove(&key);
                 None
             } else {
-                let n = counts
-                    .entry((ns.to_string(), task.to_string()))
-                    .or_default();
+                let n = counts.entry(key).or_default();
                 *n += 1;
                 Some(*n)
-            }
+            };
+            self.inner.failing.store(counts.len(), Relaxed);
+            n
         };
+        if ok && !probe {
+            return;
+        }
         let engine = self.clone();
         let (ns, task) = (ns.to_string(), task.to_string());
         // The state lives in the registry's cached subscriptions: a read
@@ -378,6 +381,10 @@ impl Engine {
             };
             if let Ok(mut counts) = engine.inner.failures.lock() {
                 counts.remove(&(ns.clone(), task.clone()));
+                engine
+                    .inner
+                    .failing
+                    .store(counts.len(), std::sync::atomic::Ordering::Relaxed);
             }
             if let Err(e) = engine
                 .set_subscription_state(&ns, &task, to, &[from], reason)

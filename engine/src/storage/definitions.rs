@@ -47,6 +47,11 @@ pub trait Definitions: Send + Sync {
     /// All subscriptions of a namespace (`None`: of every namespace).
     async fn list_subscriptions(&self, namespace: Option<&str>) -> Result<Vec<Subscription>>;
 
+    /// What the webhook supervisor watches, in every namespace: HTTP
+    /// subscribers and tripped subscriptions (a few rows, however many
+    /// task subscriptions there are).
+    async fn list_watched_subscriptions(&self) -> Result<Vec<Subscription>>;
+
     /// Move a subscription to `to`, only from one of `from` (empty: from
     /// any state), so replicas racing on a breaker agree; `false` when it
     /// is absent or in another state.

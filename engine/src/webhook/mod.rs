@@ -56,7 +56,7 @@ pub async fn supervisor(engine: Engine, cancel: CancellationToken) {
     let mut running: HashMap<(String, String), Deliverer> = HashMap::new();
     loop {
         let changed = engine.subscriptions_changed().notified();
-        match engine.store().list_subscriptions(None).await {
+        match engine.store().list_watched_subscriptions().await {
             Ok(subs) => {
                 if let Err(e) = engine.probe_tripped(&subs).await {
                     tracing::warn!(error = %e, "webhooks: breaker probe failed");

@@ -191,6 +191,16 @@ impl Definitions for SqlStore {
         rows.iter().map(sub_from_row).collect()
     }
 
+    async fn list_watched_subscriptions(&self) -> Result<Vec<Subscription>> {
+        let rows = sqlx::query(
+            "SELECT * FROM subscriptions WHERE endpoint_json <> '' OR state = 'tripped' \
+             ORDER BY namespace, task_id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(sub_from_row).collect()
+    }
+
     async fn save_subscription(&self, s: &Subscription, mode: SaveMode) -> Result<bool> {
         let sql = match mode {
             SaveMode::Create => {
