@@ -717,3 +717,125 @@ async fn rotation_updates_and_the_http_api() {
     );
     engine.stop().await;
 }
+
+/// The breaker is not only for URLs: a task's subscription takes one
+/// through `update` (its worker's registration keeps it), trips after its
+/// consecutive failures, and an operator resumes it.
+#[tokio::test]
+async fn a_task_subscription_trips_too() {
+    let b = fanout_tests::backend("sqlite").await;
+    let engine = TestEngine::start(b.config.clone()).await;
+    let client = engine.client().await;
+    let ev = define(&client, "job").await;
+    let failing = Task::new("poisoned", &ev, |_: Value, _| async {
+        Err::<(), _>(TaskError::retryable("upstream down"))
+    })
+    .retry(Retry {
+        max_attempts: 50,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(10),
+        multiplier: 1.0,
+    });
+    let healthy = Task::new("healthy", &ev, |_: Value, _| async {
+        Ok::<_, TaskError>(())
+    });
+    client.register(&[&failing, &healthy]).await.unwrap();
+    let s = client
+        .update_subscription(SubscriptionUpdate::new("poisoned").breaker(4, Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(s.breaker.after_failures, 4);
+    let err = client
+        .update_subscription(SubscriptionUpdate::new("poisoned").url("https://example.com/"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Server { code: tonic::Code::FailedPrecondition, message, .. } if message.contains("only the breaker")),
+        "{err:?}"
+    );
+    let worker = Worker::new(client.clone())
+        .task(failing)
+        .task(healthy)
+        .start()
+        .await
+        .unwrap();
+    let p = ev.publish(&client, &json!({})).await.unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the task's breaker trips",
+        || async {
+            (client.subscription("poisoned").await.unwrap().state == SubscriptionState::Tripped)
+                .then_some(())
+        },
+    )
+    .await;
+    // The trip commits after the fourth failure is recorded; an attempt
+    // claimed meanwhile may still run, none after it.
+    let run = p
+        .runs
+        .iter()
+        .find(|r| r.task_id == "poisoned")
+        .unwrap()
+        .run_id
+        .clone();
+    let held = eventually(Duration::from_secs(20), "the run waits", || async {
+        let r = client.run(&run).await.unwrap();
+        (r.run.status == RunStatus::Retrying).then_some(r)
+    })
+    .await;
+    assert!(
+        (4..=5).contains(&held.attempts.len()),
+        "{} attempts",
+        held.attempts.len()
+    );
+    // A new event: its run is created and held; the other task's completes.
+    let p2 = ev.publish(&client, &json!({})).await.unwrap();
+    for p in [&p, &p2] {
+        let other = p
+            .runs
+            .iter()
+            .find(|r| r.task_id == "healthy")
+            .unwrap()
+            .run_id
+            .clone();
+        eventually(
+            Duration::from_secs(20),
+            "the healthy task is unaffected",
+            || async {
+                (client.run(&other).await.unwrap().run.status == RunStatus::Completed).then_some(())
+            },
+        )
+        .await;
+    }
+    let held2 = p2
+        .runs
+        .iter()
+        .find(|r| r.task_id == "poisoned")
+        .unwrap()
+        .run_id
+        .clone();
+    assert_eq!(
+        client.run(&held2).await.unwrap().run.status,
+        RunStatus::Queued
+    );
+    assert_eq!(
+        client.run(&run).await.unwrap().attempts.len(),
+        held.attempts.len()
+    );
+    client.resume("poisoned").await.unwrap();
+    assert_eq!(
+        client.subscription("poisoned").await.unwrap().state,
+        SubscriptionState::Active
+    );
+    assert_eq!(
+        client
+            .subscription("poisoned")
+            .await
+            .unwrap()
+            .breaker
+            .after_failures,
+        4
+    );
+    worker.shutdown().await.unwrap();
+    engine.stop().await;
+}
