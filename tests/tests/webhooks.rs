@@ -839,3 +839,62 @@ async fn a_task_subscription_trips_too() {
     worker.shutdown().await.unwrap();
     engine.stop().await;
 }
+
+/// A slow endpoint is never hammered: at most `concurrency` requests in
+/// flight, at most `rate` per second.
+#[tokio::test]
+async fn concurrency_and_rate_bound_an_endpoint() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let b = fanout_tests::backend("sqlite").await;
+    let engine = TestEngine::start(loopback(b.config.clone())).await;
+    let client = engine.client().await;
+    let ev = define(&client, "load").await;
+    // A slow endpoint that counts how many requests overlap.
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (n2, p2) = (now.clone(), peak.clone());
+    let app = axum::Router::new().fallback(move || {
+        let (now, peak) = (n2.clone(), p2.clone());
+        async move {
+            let in_flight = now.fetch_add(1, SeqCst) + 1;
+            peak.fetch_max(in_flight, SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            now.fetch_sub(1, SeqCst);
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = format!("http://{}/slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    client
+        .create_subscription(HttpSubscription::new("slow", "load", &slow).concurrency(2))
+        .await
+        .unwrap();
+    // A rate-limited one beside it.
+    let rx = Receiver::start(|_, _| ok("{}")).await;
+    client
+        .create_subscription(HttpSubscription::new("limited", "load", &rx.url).rate_per_second(5))
+        .await
+        .unwrap();
+    for n in 0..12 {
+        ev.publish(&client, &json!({"n": n})).await.unwrap();
+    }
+    let hits = rx.wait_for(12, "the limited deliveries").await;
+    let spread = hits[11].at - hits[0].at;
+    assert!(
+        spread >= Duration::from_millis(1800),
+        "12 at 5/s take two windows: {spread:?}"
+    );
+    eventually(Duration::from_secs(30), "the slow deliveries", || async {
+        let done = fanout_tests::runs_with_status(&client, RunStatus::Completed)
+            .await
+            .iter()
+            .filter(|r| r.task_id == "slow")
+            .count();
+        (done == 12).then_some(())
+    })
+    .await;
+    let peak = peak.load(SeqCst);
+    assert!((1..=2).contains(&peak), "at most 2 in flight, saw {peak}");
+    engine.stop().await;
+}
