@@ -1,10 +1,13 @@
 //! Scenario 10: HTTP subscribers. A receiver in this process (axum on
 //! port 0, answers `200 {}` at once) is subscribed to one event; the engine
-//! delivers through its own claim path and HTTP client. Two phases:
-//! throughput — `--events` publishes from `--publishers` at once, timed
-//! from the first publish to the last POST received (deliveries/s) — and
-//! latency — 200 sequential publishes on the idle engine, publish call →
-//! POST received at the endpoint (p50/p95/p99). Nothing is asserted.
+//! delivers through its own claim path and HTTP client. Three phases:
+//! drain — `--events` publishes made while the subscription is paused,
+//! then resume, timed to the last POST received (deliveries/s, what the
+//! delivery side sustains); live — `--events` more from `--publishers` at
+//! once while delivering, first publish to last POST (bounded by the
+//! publish rate: one run per event); latency — 200 sequential publishes on
+//! the idle engine, publish call → POST received (p50/p95/p99). Nothing is
+//! asserted.
 
 use crate::Args;
 use crate::harness::Bench;
@@ -55,6 +58,34 @@ async fn until(received: &Received, n: u64) -> anyhow::Result<()> {
     }
 }
 
+/// Publish `n` events from `publishers` tasks at once.
+async fn publish_all(
+    client: &fanout::Client,
+    ev: &Event<Value>,
+    n: u64,
+    publishers: usize,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..publishers.max(1) {
+        let (c, e, next) = (client.clone(), ev.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, fanout::Error>(());
+                }
+                e.publish(&c, &json!({"n": i, "tenant": format!("t-{}", i % 50)}))
+                    .await?;
+            }
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    Ok(())
+}
+
 pub async fn run(args: &Args) -> anyhow::Result<Value> {
     anyhow::ensure!(
         args.server.is_none(),
@@ -78,27 +109,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
     drop(warm);
 
     let n = args.events as u64;
-    let t0 = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut handles = Vec::new();
-    for _ in 0..args.publishers.max(1) {
-        let (c, e, next) = (client.clone(), ev.clone(), next.clone());
-        handles.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, fanout::Error>(());
-                }
-                e.publish(&c, &json!({"n": i, "tenant": format!("t-{}", i % 50)}))
-                    .await?;
-            }
-        }));
-    }
-    for h in handles {
-        h.await??;
-    }
-    let published_s = t0.elapsed().as_secs_f64();
+    // Drain: a backlog of n runs, delivered as fast as the engine can.
+    client.pause("hook").await?;
+    publish_all(&client, &ev, n, args.publishers).await?;
+    let t_drain = Instant::now();
+    client.resume("hook").await?;
     until(&received, n + 1).await?;
+    let drain_s = t_drain.elapsed().as_secs_f64();
+
+    // Live: publishing and delivering at once.
+    let t0 = Instant::now();
+    publish_all(&client, &ev, n, args.publishers).await?;
+    let published_s = t0.elapsed().as_secs_f64();
+    until(&received, 2 * n + 1).await?;
     let delivered_s = t0.elapsed().as_secs_f64();
 
     // Latency on the idle engine.
@@ -117,8 +140,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Value> {
         "events": n,
         "endpoint_concurrency": concurrency,
         "publishers": args.publishers,
-        "published_per_s": crate::stats::round(n as f64 / published_s),
-        "deliveries_per_s": crate::stats::round(n as f64 / delivered_s),
+        "drain_deliveries_per_s": crate::stats::round(n as f64 / drain_s),
+        "live_published_per_s": crate::stats::round(n as f64 / published_s),
+        "live_deliveries_per_s": crate::stats::round(n as f64 / delivered_s),
         "publish_to_delivery_ms": percentiles(lat),
     }))
 }
