@@ -702,6 +702,17 @@ async fn rotation_updates_and_the_http_api() {
         patched.contains("\"concurrency\":4") && !patched.contains("whsec_"),
         "{patched}"
     );
+    // A bodiless POST from another origin's page cannot act: JSON only.
+    let (s, _, refused) = fanout_tests::http_with(
+        &engine.http_url,
+        "POST",
+        "/api/v1/subscriptions/h/rotate-secret",
+        "Content-Type: text/plain\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(s, 415, "{refused}");
+    assert!(refused.contains("application/json"), "{refused}");
     let (s, _, _) = http(&engine.http_url, "DELETE", "/api/v1/subscriptions/h", "").await;
     assert_eq!(s, 204);
     let (s, _, gone) = http(&engine.http_url, "GET", "/api/v1/subscriptions/h", "").await;

@@ -53,6 +53,7 @@ pub fn router(engine: Engine, mount: Option<Mount>) -> axum::Router {
         .merge(subscriptions::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(json_only))
         .layer(cors(&limits))
         .with_state(engine);
     let all = match extra {
@@ -114,6 +115,30 @@ async fn healthz(State(engine): State<Engine>) -> Response {
 /// Liveness: the process serves requests.
 async fn livez() -> Json<Value> {
     Json(json!({"status": "live"}))
+}
+
+/// Every request that changes something must say `Content-Type:
+/// application/json`, body or not: a page on another origin can send a
+/// bodiless "simple" POST (pause, resume, rotate-secret) without a CORS
+/// preflight, but not one with this header.
+async fn json_only(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let m = req.method();
+    let reads = m == axum::http::Method::GET
+        || m == axum::http::Method::HEAD
+        || m == axum::http::Method::OPTIONS;
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if reads || json {
+        return next.run(req).await;
+    }
+    Error::UnsupportedMediaType(format!(
+        "{m} requests must send Content-Type: application/json (even without a body), so a page on another origin cannot make them"
+    ))
+    .into_response()
 }
 
 async fn not_found() -> Error {
