@@ -326,8 +326,8 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         // The lease expires (no heartbeat): a failed attempt, retried.
         let reaped = store.reap_expired(at_ms + 1_001).await.unwrap();
         assert!(
-            matches!(&reaped[..], [Reaped { effect: CompletionEffect::Retrying { .. }, task_id, namespace }]
-                if task_id == &tasks[0] && namespace == "default"),
+            matches!(&reaped[..], [Reaped { effect: CompletionEffect::Retrying { .. }, task_id, namespace, run_id, event }]
+                if task_id == &tasks[0] && namespace == "default" && run_id == &c2.run_id && event == &c2.event),
             "[{name}] {reaped:?}"
         );
         // The late report for attempt 2 is stale.

@@ -909,3 +909,79 @@ async fn concurrency_and_rate_bound_an_endpoint() {
     assert!((1..=2).contains(&peak), "at most 2 in flight, saw {peak}");
     engine.stop().await;
 }
+
+/// A run that dies because its last lease lapsed (a silent worker) is
+/// reported on `fanout.run.dead` too.
+#[tokio::test]
+async fn a_run_dead_by_lease_is_reported() {
+    use fanout_proto::v1 as pb;
+    let b = fanout_tests::backend("sqlite").await;
+    let engine = TestEngine::start(loopback(b.config.clone())).await;
+    let client = engine.client().await;
+    let ev = define(&client, "silent.job").await;
+    let deaths = Receiver::start(|_, _| ok("{}")).await;
+    client
+        .create_subscription(HttpSubscription::new(
+            "deaths",
+            "fanout.run.dead",
+            &deaths.url,
+        ))
+        .await
+        .unwrap();
+    let mut raw = pb::worker_service_client::WorkerServiceClient::connect(engine.grpc_url.clone())
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(pb::WorkerMessage {
+        msg: Some(pb::worker_message::Msg::Register(pb::Register {
+            worker_name: "silent".into(),
+            concurrency: 1,
+            tasks: vec![pb::TaskRegistration {
+                id: "silent".into(),
+                event: "silent.job".into(),
+                lease_ms: 300,
+                retry: Some(pb::RetryPolicy {
+                    max_attempts: 1,
+                    initial_backoff_ms: 10,
+                    max_backoff_ms: 10,
+                    multiplier: 1.0,
+                }),
+                ..Default::default()
+            }],
+        })),
+    })
+    .await
+    .unwrap();
+    let mut inbound = raw
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    inbound.message().await.unwrap().unwrap(); // registered
+    let p = ev.publish(&client, &json!({})).await.unwrap();
+    let run_id = p
+        .runs
+        .iter()
+        .find(|r| r.task_id == "silent")
+        .unwrap()
+        .run_id
+        .clone();
+    // Assigned, never answered.
+    inbound.message().await.unwrap().unwrap();
+    let death = deaths
+        .wait_for(1, "the dead-by-lease report")
+        .await
+        .remove(0);
+    assert_eq!(death.body["data"]["run_id"], run_id.as_str());
+    assert_eq!(death.body["data"]["subscription"], "silent");
+    assert!(
+        death.body["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("lease expired"),
+        "{:?}",
+        death.body
+    );
+    drop(tx);
+    engine.stop().await;
+}

@@ -355,6 +355,16 @@ impl Engine {
         let effects = self.inner.store.reap_expired(now_ms()).await?;
         for r in &effects {
             self.count_effect(&r.namespace, &r.task_id, r.effect, true);
+            self.attempt_ended(&r.namespace, &r.task_id, false, false);
+            if r.effect == CompletionEffect::Dead {
+                self.run_died(
+                    &r.namespace,
+                    &r.run_id,
+                    &r.task_id,
+                    &r.event,
+                    "lease expired: no result or heartbeat from the worker in time",
+                );
+            }
             self.after_effect(
                 r.effect,
                 Target::Task {

@@ -142,8 +142,11 @@ impl DlqState {
 /// and what became of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reaped {
+    pub run_id: String,
     pub namespace: String,
     pub task_id: String,
+    /// The run's event name.
+    pub event: String,
     pub effect: CompletionEffect,
 }
 

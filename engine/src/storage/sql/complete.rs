@@ -29,6 +29,7 @@ struct Failing {
     id: String,
     namespace: String,
     task_id: String,
+    event: String,
     attempts: u32,
     worker_id: String,
     started_at_ms: i64,
@@ -37,13 +38,14 @@ struct Failing {
     waitpoint_id: String,
 }
 
-const FAILING_COLUMNS: &str = "id, namespace, task_id, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier, waitpoint_id";
+const FAILING_COLUMNS: &str = "id, namespace, task_id, event, attempts, worker_id, started_at_ms, max_attempts, initial_backoff_ms, max_backoff_ms, backoff_multiplier, waitpoint_id";
 
 fn failing_from_row(r: &AnyRow) -> Result<Failing> {
     Ok(Failing {
         id: r.try_get("id")?,
         namespace: r.try_get("namespace")?,
         task_id: r.try_get("task_id")?,
+        event: r.try_get("event")?,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         worker_id: r.try_get("worker_id")?,
         started_at_ms: r.try_get("started_at_ms")?,
@@ -196,8 +198,10 @@ impl SqlStore {
                 children.add(&f.waitpoint_id);
             }
             effects.push(Reaped {
+                run_id: f.id,
                 namespace: f.namespace,
                 task_id: f.task_id,
+                event: f.event,
                 effect,
             });
         }
