@@ -88,7 +88,10 @@
 //! [`Client::runs`], [`Client::dead_letters`], [`Client::archive`],
 //! [`Client::start_replay`], [`Client::event_definitions`] and
 //! [`Client::subscriptions`] are the typed admin API (streams page by
-//! cursor).
+//! cursor). [`Client::pause`] / [`Client::resume`] hold a subscription's
+//! runs; [`Client::create_subscription`] subscribes a URL instead of a task
+//! ([`HttpSubscription`]: signed webhooks the engine delivers, with a
+//! breaker that pauses a failing endpoint).
 //!
 //! ## Test your handlers
 //! [`testing::TestContext`] runs one handler in-process without an engine:

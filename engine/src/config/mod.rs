@@ -305,6 +305,12 @@ impl Config {
                 crate::error::clip(base, 120)
             ));
         }
+        if self.webhooks.rotation_overlap_ms > 30 * 24 * 3_600_000 {
+            p.push(format!(
+                "webhooks.rotation_overlap_ms is {}: at most 30 days (2592000000)",
+                self.webhooks.rotation_overlap_ms
+            ));
+        }
         if let StoreConfig::Postgres { url, .. } = &self.store
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
@@ -369,5 +375,11 @@ mod dashboard_tests {
             ..DashboardConfig::default()
         };
         assert!(c.validate().is_ok());
+        c.webhooks.rotation_overlap_ms = 31 * 24 * 3_600_000;
+        let problems = c.validate().expect_err("overlap too long").to_string();
+        assert!(
+            problems.contains("webhooks.rotation_overlap_ms"),
+            "{problems}"
+        );
     }
 }
