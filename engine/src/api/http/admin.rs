@@ -70,7 +70,7 @@ async fn dead_letters(
     action: DeadLetterAction,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
-    let body: SelectorBody = json_body(&headers, body, 1024 * 1024, SELECTOR_SHAPE)
+    let body: SelectorBody = json_body(body, 1024 * 1024, SELECTOR_SHAPE)
         .await?
         .ok_or_else(|| Error::InvalidArgument(format!("request body must be {SELECTOR_SHAPE}")))?;
     let dry_run = body.dry_run;
@@ -108,7 +108,7 @@ async fn start_replay(
     body: axum::body::Body,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
-    let b: ReplayBody = json_body(&headers, body, 256 * 1024, REPLAY_SHAPE)
+    let b: ReplayBody = json_body(body, 256 * 1024, REPLAY_SHAPE)
         .await?
         .ok_or_else(|| Error::InvalidArgument(format!("request body must be {REPLAY_SHAPE}")))?;
     let job = engine
@@ -155,9 +155,9 @@ struct FilterTestBody {
     payload: Value,
 }
 
-async fn test_filter(headers: HeaderMap, body: axum::body::Body) -> Result<Json<Value>, Error> {
+async fn test_filter(body: axum::body::Body) -> Result<Json<Value>, Error> {
     let shape = "{\"pattern\": {…}, \"payload\": …}";
-    let b: FilterTestBody = json_body(&headers, body, 1024 * 1024, shape)
+    let b: FilterTestBody = json_body(body, 1024 * 1024, shape)
         .await?
         .ok_or_else(|| Error::InvalidArgument(format!("request body must be {shape}")))?;
     let matches = Engine::test_filter(&b.pattern.to_string(), &b.payload.to_string())?;

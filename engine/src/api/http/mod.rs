@@ -187,11 +187,11 @@ pub(super) fn namespace(headers: &HeaderMap) -> Result<String, Error> {
     }
 }
 
-/// The request body as a JSON object of shape `T`: `Content-Type` must be
-/// `application/json`, the body at most `limit` bytes (413 otherwise) and
-/// an object (serde would also take an array for a struct).
+/// The request body as a JSON object of shape `T`: at most `limit` bytes
+/// (413 otherwise) and an object (serde would also take an array for a
+/// struct). Its `Content-Type` was checked by [`json_only`], which guards
+/// every route that takes a body.
 pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
     body: axum::body::Body,
     limit: usize,
     shape: &str,
@@ -206,16 +206,6 @@ pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
-    }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(Error::UnsupportedMediaType(
-            "Content-Type must be application/json".into(),
-        ));
     }
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::InvalidArgument(format!(
@@ -241,7 +231,7 @@ async fn publish(
         .saturating_mul(2)
         .max(64 * 1024);
     let shape = "{\"payload\": …, \"idempotencyKey\"?, \"orderingKey\"?, \"tags\"?}";
-    let body: PublishBody = json_body(&headers, body, limit, shape)
+    let body: PublishBody = json_body(body, limit, shape)
         .await?
         .ok_or_else(|| Error::InvalidArgument(format!("request body must be {shape}")))?;
     let p = engine
@@ -279,7 +269,7 @@ async fn complete_waitpoint(
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
     let limit = engine.config().max_payload_bytes.saturating_add(1024);
-    let body: Option<CompleteBody> = json_body(&headers, body, limit, "{\"data\"?: …}").await?;
+    let body: Option<CompleteBody> = json_body(body, limit, "{\"data\"?: …}").await?;
     let data = body
         .and_then(|b| b.data)
         .map_or_else(|| "null".to_string(), |d| d.get().to_string());

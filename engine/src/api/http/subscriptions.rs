@@ -140,7 +140,7 @@ async fn create(
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<Value>), Error> {
     let ns = namespace(&headers)?;
-    let b: SpecBody = json_body(&headers, body, 64 * 1024, SPEC_SHAPE)
+    let b: SpecBody = json_body(body, 64 * 1024, SPEC_SHAPE)
         .await?
         .ok_or_else(|| Error::InvalidArgument(format!("request body must be {SPEC_SHAPE}")))?;
     let id = b
@@ -170,7 +170,7 @@ async fn update(
     body: axum::body::Body,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
-    let b: SpecBody = json_body(&headers, body, 64 * 1024, SPEC_SHAPE)
+    let b: SpecBody = json_body(body, 64 * 1024, SPEC_SHAPE)
         .await?
         .unwrap_or_default();
     if b.id.as_ref().is_some_and(|i| *i != id) {
@@ -207,7 +207,7 @@ async fn rotate(
     body: axum::body::Body,
 ) -> Result<Json<Value>, Error> {
     let ns = namespace(&headers)?;
-    let b: RotateBody = json_body(&headers, body, 1024, "{\"overlapMs\"?}")
+    let b: RotateBody = json_body(body, 1024, "{\"overlapMs\"?}")
         .await?
         .unwrap_or_default();
     let (secret, until) = engine.rotate_secret(&ns, &id, b.overlap_ms).await?;

@@ -9,6 +9,24 @@ use crate::storage::Definitions;
 use async_trait::async_trait;
 use sqlx::Row;
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// `$1`..`$11` of both subscription statements: the fields a task's
+/// registration sets (`$11` is the update time).
+fn bind_task_fields<'q>(q: AnyQuery<'q>, s: &'q Subscription) -> AnyQuery<'q> {
+    q.bind(&s.namespace)
+        .bind(&s.task_id)
+        .bind(&s.event)
+        .bind(&s.filter_json)
+        .bind(&s.consumer_group)
+        .bind(s.retry.max_attempts as i64)
+        .bind(s.retry.initial_backoff_ms as i64)
+        .bind(s.retry.max_backoff_ms as i64)
+        .bind(s.retry.multiplier)
+        .bind(s.lease_ms as i64)
+        .bind(s.updated_at_ms)
+}
+
 #[async_trait]
 impl Definitions for SqlStore {
     async fn define_event(
@@ -138,7 +156,7 @@ impl Definitions for SqlStore {
     async fn upsert_subscriptions(&self, subs: &[Subscription]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         for s in subs {
-            sqlx::query(
+            let q = sqlx::query(
                 "INSERT INTO subscriptions (namespace, task_id, event, filter_json, consumer_group, max_attempts, \
                  initial_backoff_ms, max_backoff_ms, backoff_multiplier, lease_ms, created_at_ms, updated_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
@@ -148,20 +166,8 @@ impl Definitions for SqlStore {
                  max_backoff_ms = excluded.max_backoff_ms, backoff_multiplier = excluded.backoff_multiplier, \
                  lease_ms = excluded.lease_ms, updated_at_ms = excluded.updated_at_ms \
                  WHERE subscriptions.endpoint_json = ''",
-            )
-            .bind(&s.namespace)
-            .bind(&s.task_id)
-            .bind(&s.event)
-            .bind(&s.filter_json)
-            .bind(&s.consumer_group)
-            .bind(s.retry.max_attempts as i64)
-            .bind(s.retry.initial_backoff_ms as i64)
-            .bind(s.retry.max_backoff_ms as i64)
-            .bind(s.retry.multiplier)
-            .bind(s.lease_ms as i64)
-            .bind(s.updated_at_ms)
-            .execute(&mut *tx)
-            .await?;
+            );
+            bind_task_fields(q, s).execute(&mut *tx).await?;
         }
         let mut namespaces: Vec<&str> = subs.iter().map(|s| s.namespace.as_str()).collect();
         namespaces.sort_unstable();
@@ -218,18 +224,7 @@ impl Definitions for SqlStore {
             }
         };
         let mut tx = self.begin_write().await?;
-        let q = sqlx::query(sql)
-            .bind(&s.namespace)
-            .bind(&s.task_id)
-            .bind(&s.event)
-            .bind(&s.filter_json)
-            .bind(&s.consumer_group)
-            .bind(s.retry.max_attempts as i64)
-            .bind(s.retry.initial_backoff_ms as i64)
-            .bind(s.retry.max_backoff_ms as i64)
-            .bind(s.retry.multiplier)
-            .bind(s.lease_ms as i64)
-            .bind(s.updated_at_ms)
+        let q = bind_task_fields(sqlx::query(sql), s)
             .bind(i64::from(s.breaker.after_failures))
             .bind(s.breaker.probe_after_ms as i64)
             .bind(
