@@ -3,6 +3,7 @@
 
 mod client_cmds;
 mod ctx;
+mod keys_cmds;
 mod replay_cmds;
 mod server_cmds;
 
@@ -29,14 +30,13 @@ struct Cli {
         default_value = "http://127.0.0.1:7070"
     )]
     server: String,
-    /// Namespace for client commands.
-    #[arg(
-        long,
-        global = true,
-        env = "FANOUT_NAMESPACE",
-        default_value = "default"
-    )]
-    namespace: String,
+    /// Namespace for client commands (default: the API key's own, else
+    /// `default`). `keys create`: the namespace the key is bound to.
+    #[arg(long, global = true, env = "FANOUT_NAMESPACE")]
+    namespace: Option<String>,
+    /// API key for client commands (`fo_…`; `fanout keys create`).
+    #[arg(long, global = true, env = "FANOUT_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Log level when no RUST_LOG is set (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
@@ -90,6 +90,12 @@ enum Cmd {
     /// Waitpoints: show, create a token, complete a token.
     #[command(subcommand)]
     Waitpoint(client_cmds::WaitpointCmd),
+    /// API keys: create, list, revoke (through the engine, or --database-url).
+    #[command(subcommand)]
+    Keys(keys_cmds::KeysCmd),
+    /// The audit log: every mutation and who made it.
+    #[command(subcommand)]
+    Audit(keys_cmds::AuditCmd),
 }
 
 /// How the engine writes its log.
@@ -176,6 +182,7 @@ async fn main() -> ExitCode {
             let ctx = ctx::Ctx {
                 server: cli.server,
                 namespace: cli.namespace,
+                api_key: cli.api_key,
             };
             match other {
                 Cmd::Events(c) => client_cmds::events(&ctx, c).await,
@@ -186,6 +193,8 @@ async fn main() -> ExitCode {
                 Cmd::Wait(a) => client_cmds::wait(&ctx, a).await,
                 Cmd::Replay(c) => replay_cmds::replay(&ctx, c).await,
                 Cmd::Waitpoint(c) => client_cmds::waitpoint(&ctx, c).await,
+                Cmd::Keys(c) => keys_cmds::keys(&ctx, c).await,
+                Cmd::Audit(c) => keys_cmds::audit(&ctx, c).await,
                 _ => unreachable!("server commands handled above"),
             }
         }

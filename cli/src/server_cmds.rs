@@ -24,6 +24,10 @@ pub struct DevArgs {
     dashboard: DashboardArgs,
     #[command(flatten)]
     webhooks: WebhookArgs,
+    /// Require an API key on every call, as `serve` does (the first start
+    /// prints an admin key).
+    #[arg(long)]
+    auth: bool,
 }
 
 /// HTTP subscribers' flags (`dev` and `serve`).
@@ -114,6 +118,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(skip)]
     webhooks: WebhookArgs,
+    /// `required` (the default: every call needs an API key) or `disabled`
+    /// (anyone who reaches the ports may do anything; logged at start).
+    #[arg(long, value_name = "required|disabled", value_parser = ["required", "disabled"])]
+    #[serde(skip)]
+    auth: Option<String>,
 }
 
 /// `serve`'s backends, said once at start: what is embedded and why.
@@ -151,7 +160,23 @@ async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode
         listeners = listeners.mount(fanout_dashboard::mount(opts));
     }
     let stop = terminate();
+    let auth = config.auth.mode;
     let running = fanout_engine::spawn(config, listeners).await?;
+    if auth == config::AuthMode::Required
+        && let Some(key) = running
+            .engine()
+            .bootstrap_key()
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap key: {e}"))?
+    {
+        println!(
+            "first start on an empty store: an admin key for every namespace (shown once, store it now):"
+        );
+        println!("  {key}");
+        println!(
+            "  use it as FANOUT_API_KEY or --api-key; `fanout keys create` makes narrower keys, `fanout keys revoke bootstrap-admin` retires it"
+        );
+    }
     println!("fanout engine ready");
     println!("  gRPC: http://{}", running.grpc_addr());
     println!("  HTTP: http://{}  (GET /healthz)", running.http_addr());
@@ -176,6 +201,7 @@ pub async fn dev(a: DevArgs) -> Result<ExitCode> {
         "data_dir": a.data_dir, "grpc_addr": a.grpc_addr, "http_addr": a.http_addr,
         "dashboard": a.dashboard.layer(),
         "webhooks": a.webhooks.layer(true),
+        "auth": {"mode": if a.auth { "required" } else { "disabled" }},
     });
     let mut config =
         config::load(None, flags).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -192,6 +218,9 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     let mut flags = serde_json::to_value(&a)?;
     flags["dashboard"] = a.dashboard.layer();
     flags["webhooks"] = a.webhooks.layer(false);
+    if let Some(mode) = &a.auth {
+        flags["auth"] = serde_json::json!({ "mode": mode });
+    }
     let config = config::load(a.config.as_deref(), flags)
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     if a.dump_config {

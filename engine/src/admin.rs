@@ -56,6 +56,13 @@ impl Engine {
             self.wakeup().namespace(ns);
         }
         tracing::info!(namespace = %ns, count, "dead letters retried");
+        self.audit(
+            ns,
+            "dlq.retry",
+            &sel.describe(),
+            serde_json::json!({"count": count}),
+        )
+        .await;
         Ok(count)
     }
 
@@ -98,6 +105,13 @@ impl Engine {
         sel.validate()?;
         let count = self.store().discard_dead_letters(ns, sel, now_ms()).await?;
         tracing::info!(namespace = %ns, count, "dead letters discarded");
+        self.audit(
+            ns,
+            "dlq.discard",
+            &sel.describe(),
+            serde_json::json!({"count": count}),
+        )
+        .await;
         Ok(count)
     }
 

@@ -112,6 +112,12 @@ pub enum Error {
     /// A bug or an unexpected backend answer.
     #[error("internal error: {0}")]
     Internal(String),
+    /// No valid API key came with the request.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The key is valid but may not do this (scope, namespace, event).
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 fn join(violations: &[Violation]) -> String {
@@ -261,6 +267,8 @@ impl Error {
             Error::Conflict(_) => C::Conflict,
             Error::Unavailable(_) => C::Unavailable,
             Error::Internal(_) => C::Internal,
+            Error::Unauthenticated(_) => C::Unauthenticated,
+            Error::PermissionDenied(_) => C::PermissionDenied,
         };
         d.code = code as i32;
         d
@@ -287,6 +295,8 @@ impl Error {
             Error::Conflict(_) => (G::Aborted, H::CONFLICT),
             Error::Unavailable(_) => (G::Unavailable, H::SERVICE_UNAVAILABLE),
             Error::Internal(_) => (G::Internal, H::INTERNAL_SERVER_ERROR),
+            Error::Unauthenticated(_) => (G::Unauthenticated, H::UNAUTHORIZED),
+            Error::PermissionDenied(_) => (G::PermissionDenied, H::FORBIDDEN),
         }
     }
 

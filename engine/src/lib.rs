@@ -23,7 +23,8 @@
 //! - [`ratelimit`]: sliding-window limiters;
 //! - [`signal`]: the cross-replica signal vocabulary; [`peers`]: the
 //!   Postgres listener acting on other replicas' signals;
-//! - [`api`]: the gRPC and HTTP faces;
+//! - [`api`]: the gRPC and HTTP faces; [`auth`]: API keys, scopes, the
+//!   caller of a request;
 //! - [`config`], [`error`], [`limits`], [`model`], [`health`]: shared
 //!   vocabulary.
 
@@ -31,6 +32,7 @@ pub mod activity;
 pub mod admin;
 pub mod api;
 pub mod archive;
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod dispatch;

@@ -66,6 +66,7 @@ fn resync(engine: &Engine) {
     engine.registry().invalidate_subscriptions(None);
     engine.wakeup().now();
     engine.hub().wake_all();
+    engine.keyring().reload_soon();
 }
 
 fn handle(engine: &Engine, payload: &str) {
@@ -79,6 +80,7 @@ fn handle(engine: &Engine, payload: &str) {
         Ok(Signal::Events(ns)) => engine.registry().invalidate_events(Some(&ns)),
         Ok(Signal::Subscriptions(ns)) => engine.registry().invalidate_subscriptions(Some(&ns)),
         Ok(Signal::WaitpointFinished(id)) => engine.hub().finished_somewhere(&id),
+        Ok(Signal::Keys) => engine.keyring().reload_soon(),
         Err(_) => tracing::debug!(payload, "unknown notification"),
     }
 }

@@ -127,6 +127,14 @@ impl Engine {
         self.store().create_replay(&job).await?;
         self.replay_wakeup().now();
         tracing::info!(replay = %job.id, namespace = ns, pattern = %job.event_pattern, total, dry_run = job.dry_run, "replay started");
+        self.audit(
+            ns,
+            "replay.start",
+            &job.id,
+            serde_json::json!({"event": job.event_pattern, "from_ms": job.from_ms, "to_ms": job.to_ms,
+                "tasks": job.tasks, "dry_run": job.dry_run}),
+        )
+        .await;
         Ok(job)
     }
 
@@ -167,7 +175,8 @@ impl Engine {
     }
 
     pub async fn cancel_replay(&self, ns: &str, id: &str) -> Result<ReplayJob> {
-        self.store()
+        let job = self
+            .store()
             .cancel_replay(ns, id, now_ms())
             .await?
             .ok_or_else(|| {
@@ -176,7 +185,10 @@ impl Engine {
                     id,
                     format!("replay '{id}' not found in namespace '{ns}'"),
                 )
-            })
+            })?;
+        self.audit(ns, "replay.cancel", id, serde_json::json!({}))
+            .await;
+        Ok(job)
     }
 
     /// Archived events of a name or pattern in a range, one page.

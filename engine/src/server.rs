@@ -171,6 +171,22 @@ fn validate(config: &Config) -> anyhow::Result<()> {
         .map_err(|problems| anyhow::anyhow!("invalid configuration: {problems}"))
 }
 
+/// Auth off is said once at start; loudly when the ports are reachable
+/// from other hosts.
+fn warn_if_open(config: &Config, grpc: SocketAddr, http: SocketAddr) {
+    if config.auth.mode == config::AuthMode::Required {
+        return;
+    }
+    if grpc.ip().is_loopback() && http.ip().is_loopback() {
+        tracing::info!("auth is disabled: no API key is asked for (loopback only)");
+    } else {
+        tracing::warn!(
+            grpc = %grpc, http = %http,
+            "auth is disabled and the engine listens beyond loopback: anyone who reaches these ports can publish, redefine events and act on runs"
+        );
+    }
+}
+
 /// Start every task and both servers over connected backends.
 async fn start(
     config: Config,
@@ -204,6 +220,13 @@ async fn start(
     );
     let cancel = engine.shutdown_token().clone();
     let http_addr = listeners.http.local_addr()?;
+    // The keys before the first request: a replica that cannot read them
+    // does not start (it would refuse every call).
+    engine
+        .keyring()
+        .load(backends.store.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load API keys: {e}"))?;
 
     let mut tasks = JoinSet::new();
     let timers = engine.clone();
@@ -220,6 +243,12 @@ async fn start(
             }
         }
     }));
+    tasks.spawn(
+        engine
+            .keyring()
+            .clone()
+            .run(backends.store.clone(), cancel.clone()),
+    );
     tasks.spawn(dispatch::reaper(engine.clone(), cancel.clone()));
     tasks.spawn(waitpoint::relay(engine.clone(), cancel.clone()));
     tasks.spawn(replay::runner(engine.clone(), cancel.clone()));
@@ -269,6 +298,7 @@ async fn start(
         cancel.clone(),
     );
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "engine started");
+    warn_if_open(engine.config(), grpc_addr, http_addr);
 
     let stop = cancel.clone();
     let store = backends.store.clone();

@@ -232,7 +232,9 @@ impl Engine {
             .map(|t| now_ms() + t.as_millis() as i64)
             .unwrap_or(0);
         let wp = NewWaitpoint {
-            id: new_id(),
+            // Whoever holds a token's id can complete it: 122 random bits,
+            // not time ordered (a UUIDv7 has 74 and tells when it was made).
+            id: uuid::Uuid::new_v4().to_string(),
             namespace: ns.into(),
             kind: WaitpointKind::Token,
             timeout_at_ms: at,
@@ -261,6 +263,8 @@ impl Engine {
             data_json.trim().to_string()
         };
         self.store().complete_token(ns, id, &data, now_ms()).await?;
+        self.audit(ns, "token.complete", id, serde_json::json!({}))
+            .await;
         self.waitpoint(ns, id).await
     }
 

@@ -71,7 +71,22 @@ impl Default for EventOptions {
 pub struct Client {
     channel: Channel,
     namespace: String,
+    /// Sent only when chosen: with none, the engine acts in the key's own
+    /// namespace (a bound key) or `default`.
+    namespace_chosen: bool,
+    /// `Bearer fo_…`, sent with every call.
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
     url: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .field("namespace", &self.namespace)
+            .field("api_key", &self.authorization.as_ref().map(|_| "fo_…"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -98,15 +113,49 @@ impl Client {
         Ok(Client {
             channel,
             namespace: fanout_proto::DEFAULT_NAMESPACE.into(),
+            namespace_chosen: false,
+            authorization: None,
             url,
         })
     }
 
+    /// Send this API key (`fo_…`, from `fanout keys create`) with every
+    /// call. A key bound to a namespace acts there unless
+    /// [`Client::with_namespace`] names it (naming another is refused).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> fanout::Result<()> {
+    /// let client = fanout::Client::connect("https://fanout.internal:7070")
+    ///     .await?
+    ///     .api_key(std::env::var("FANOUT_API_KEY").unwrap_or_default())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn api_key(mut self, key: impl AsRef<str>) -> Result<Self> {
+        let key = key.as_ref().trim();
+        if key.is_empty() {
+            self.authorization = None;
+            return Ok(self);
+        }
+        if !key.starts_with("fo_") || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::InvalidArgument(
+                "api key is malformed: expected fo_ followed by letters and digits (from `fanout keys create`)".into(),
+            ));
+        }
+        self.authorization =
+            Some(format!("Bearer {key}").parse().map_err(|_| {
+                Error::InvalidArgument("api key is not a valid header value".into())
+            })?);
+        Ok(self)
+    }
+
     /// Connect to `FANOUT_SERVER` (default `http://127.0.0.1:7070`), in
-    /// `FANOUT_NAMESPACE` (default `default`).
+    /// `FANOUT_NAMESPACE` (default: the key's namespace, else `default`),
+    /// with `FANOUT_API_KEY` when set.
     pub async fn from_env() -> Result<Self> {
         let url = std::env::var("FANOUT_SERVER").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
-        let client = Client::connect(url).await?;
+        let client = Client::connect(url)
+            .await?
+            .api_key(std::env::var("FANOUT_API_KEY").unwrap_or_default())?;
         Ok(match std::env::var("FANOUT_NAMESPACE") {
             Ok(ns) if !ns.is_empty() => client.with_namespace(ns)?,
             _ => client,
@@ -129,6 +178,7 @@ impl Client {
             )));
         }
         self.namespace = ns;
+        self.namespace_chosen = true;
         Ok(self)
     }
 
@@ -145,8 +195,13 @@ impl Client {
     /// A request carrying this client's namespace.
     pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
-        if let Ok(v) = self.namespace.parse() {
+        if self.namespace_chosen
+            && let Ok(v) = self.namespace.parse()
+        {
             req.metadata_mut().insert(fanout_proto::NAMESPACE_HEADER, v);
+        }
+        if let Some(auth) = &self.authorization {
+            req.metadata_mut().insert("authorization", auth.clone());
         }
         crate::trace::inject(req.metadata_mut());
         req

@@ -152,12 +152,3 @@ impl TaskContext {
         v
     }
 }
-
-impl std::fmt::Debug for crate::Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("url", &self.url())
-            .field("namespace", &self.namespace())
-            .finish()
-    }
-}

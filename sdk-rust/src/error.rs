@@ -215,6 +215,8 @@ impl From<tonic::Status> for Error {
             },
             ErrorCode::Unavailable => Error::Unavailable(message),
             ErrorCode::AlreadyExists => Error::AlreadyExists(message),
+            ErrorCode::Unauthenticated => Error::Unauthenticated(message),
+            ErrorCode::PermissionDenied => Error::PermissionDenied(message),
             code => Error::Server {
                 code: s.code(),
                 message,

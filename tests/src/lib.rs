@@ -226,6 +226,25 @@ impl TestEngine {
         }
     }
 
+    /// The engine itself (its public methods).
+    pub fn engine(&self) -> &fanout_engine::Engine {
+        self.running.engine()
+    }
+
+    /// Start with API keys required; returns the engine and an admin key
+    /// for every namespace (the bootstrap key `serve` prints).
+    pub async fn start_with_auth(mut config: Config) -> (Self, String) {
+        config.auth.mode = fanout_engine::config::AuthMode::Required;
+        let e = Self::start(config).await;
+        let key = e
+            .engine()
+            .bootstrap_key()
+            .await
+            .expect("bootstrap key")
+            .expect("a fresh store has no key");
+        (e, key)
+    }
+
     /// A client in `namespace`.
     pub async fn client(&self) -> fanout::Client {
         fanout::Client::connect(&self.grpc_url)

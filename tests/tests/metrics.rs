@@ -86,7 +86,14 @@ fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
         })
         .await;
 
-        let (s, body) = scrape(&engine).await;
+        // A run's counter moves just after its completion commits: wait
+        // for the last one to be counted.
+        let (s, body) = eventually(Duration::from_secs(10), "completions counted", || async {
+            let (s, body) = scrape(&engine).await;
+            let l = [("namespace", "default"), ("task", "flaky")];
+            (value(&s, "fanout_runs_completed_total", &l) == Some(2.0)).then_some((s, body))
+        })
+        .await;
         let ev_labels = [("namespace", "default"), ("event", "order.created")];
         assert_eq!(value(&s, "fanout_events_published_total", &ev_labels), Some(2.0), "{body}");
         for task in ["ok", "flaky", "fatal"] {

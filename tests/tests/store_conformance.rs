@@ -738,3 +738,94 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         assert!(store.run_logs("other", &c.run_id, &LogQuery::default()).await.unwrap().is_none());
     }
 }
+
+fn api_key(id: &str, name: &str, ns: Option<&str>) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        name: name.into(),
+        hash: format!("{:0>64}", id.trim_start_matches("fo_")),
+        namespace: ns.map(String::from),
+        scopes: vec![Scope::Publish, Scope::Read],
+        events: vec!["order.*".into()],
+        created_by: "test".into(),
+        created_at_ms: 1_000,
+        expires_at_ms: 0,
+        revoked_at_ms: 0,
+        last_used_at_ms: 0,
+    }
+}
+
+fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
+    async fn api_keys_are_stored_listed_revoked_and_touched((name, store, _d)) {
+        // The bootstrap insert happens only on a store without keys.
+        let a = api_key("fo_aaaaaaaa", "a", Some("shop"));
+        assert!(store.insert_key(&a, true).await.unwrap(), "[{name}]");
+        assert!(!store.insert_key(&api_key("fo_bbbbbbbb", "b", None), true).await.unwrap());
+        let mut b = api_key("fo_bbbbbbbb", "b", None);
+        b.expires_at_ms = 5_000;
+        b.created_at_ms = 2_000;
+        assert!(store.insert_key(&b, false).await.unwrap());
+        // Names are unique.
+        let dup = store.insert_key(&api_key("fo_cccccccc", "a", None), false).await;
+        assert!(matches!(dup, Err(fanout_engine::Error::AlreadyExists(_))), "[{name}] {dup:?}");
+
+        let all = store.list_keys(None).await.unwrap();
+        assert_eq!(all.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(all[1], a, "[{name}] every field round-trips");
+        let shop = store.list_keys(Some("shop")).await.unwrap();
+        assert_eq!(shop.len(), 1);
+        // Live: not revoked, not expired.
+        assert_eq!(store.live_keys(4_999).await.unwrap().len(), 2);
+        assert_eq!(store.live_keys(5_000).await.unwrap().len(), 1);
+
+        // Revoking in another namespace finds nothing; by name works; twice
+        // keeps the first time.
+        assert!(store.revoke_key("a", Some("bank"), 7_000).await.unwrap().is_none());
+        let r = store.revoke_key("a", Some("shop"), 7_000).await.unwrap().unwrap();
+        assert_eq!(r.revoked_at_ms, 7_000);
+        let again = store.revoke_key("fo_aaaaaaaa", None, 8_000).await.unwrap().unwrap();
+        assert_eq!(again.revoked_at_ms, 7_000, "[{name}]");
+        assert!(store.live_keys(0).await.unwrap().iter().all(|k| k.name != "a"));
+        assert!(store.revoke_key("nobody", None, 1).await.unwrap().is_none());
+
+        // Last use only moves forward.
+        store.touch_keys(&[("fo_bbbbbbbb".into(), 9_000)]).await.unwrap();
+        store.touch_keys(&[("fo_bbbbbbbb".into(), 8_000)]).await.unwrap();
+        let b = store.list_keys(None).await.unwrap().into_iter().find(|k| k.name == "b").unwrap();
+        assert_eq!(b.last_used_at_ms, 9_000, "[{name}]");
+    }
+
+    async fn audit_entries_list_newest_first_by_namespace_and_time((name, store, _d)) {
+        for (i, ns) in ["shop", "bank", "shop"].iter().enumerate() {
+            store
+                .record_audit(&AuditEntry {
+                    id: new_id(),
+                    at_ms: 1_000 * (i as i64 + 1),
+                    namespace: ns.to_string(),
+                    actor: "ops".into(),
+                    action: "dlq.retry".into(),
+                    target: format!("t{i}"),
+                    detail: "{\"count\":1}".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let all = store.list_audit(&AuditQuery { limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["t2", "t1", "t0"], "[{name}]");
+        let shop = store
+            .list_audit(&AuditQuery { namespace: Some("shop".into()), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(shop.len(), 2);
+        let recent = store
+            .list_audit(&AuditQuery { since_ms: 2_000, limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(recent.len(), 2);
+        let page = store
+            .list_audit(&AuditQuery { before_id: all[0].id.clone(), limit: 1, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(page[0].target, "t1", "[{name}]");
+    }
+}

@@ -92,7 +92,7 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
             if json {
                 print_json(&Value::Array(events.iter().map(event_json).collect()))?;
             } else if events.is_empty() {
-                println!("no events defined in namespace '{}'", ctx.namespace);
+                println!("no events defined in namespace '{}'", client.namespace());
             } else {
                 println!("{:<40} {:>7}  CREATED", "NAME", "VERSION");
                 for e in &events {

@@ -2,5 +2,6 @@
 //! [`Engine`](crate::Engine), errors through the one code table
 //! ([`Error::codes`](crate::Error::codes)).
 
+pub mod gate;
 pub mod grpc;
 pub mod http;

@@ -78,6 +78,38 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// Delivery to HTTP subscribers (signed webhooks).
     pub webhooks: WebhooksConfig,
+    /// API keys: required on every call (the default for `serve`) or off
+    /// (the embedded default: `fanout dev`, tests).
+    pub auth: AuthConfig,
+}
+
+/// Whether calls must present an API key.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Every gRPC call and HTTP route but health needs a valid key.
+    Required,
+    /// Anyone who reaches the ports may do anything (a warning at start).
+    Disabled,
+}
+
+/// API keys and what needs one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// `/metrics` needs a `read` key too (open by default, like `/healthz`,
+    /// so a scraper needs no secret).
+    pub protect_metrics: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Required,
+            protect_metrics: false,
+        }
+    }
 }
 
 /// How the engine delivers to HTTP subscribers.
@@ -160,6 +192,7 @@ impl Default for Config {
             metrics_refresh_ms: 5_000,
             dashboard: DashboardConfig::default(),
             webhooks: WebhooksConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -238,7 +271,8 @@ pub enum OnUnavailable {
 }
 
 impl Config {
-    /// The embedded default with every file under `data_dir`.
+    /// The embedded default with every file under `data_dir`, open (no
+    /// API keys), as `fanout dev` runs.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         let dir = data_dir.into();
         Config {
@@ -248,6 +282,10 @@ impl Config {
             },
             archive: ArchiveConfig::Local {
                 path: dir.join("archive.db"),
+            },
+            auth: AuthConfig {
+                mode: AuthMode::Disabled,
+                protect_metrics: false,
             },
             ..Config::default()
         }

@@ -70,6 +70,13 @@ impl Engine {
                 version = def.version,
                 "event defined"
             );
+            self.audit(
+                ns,
+                "event.define",
+                name,
+                serde_json::json!({"version": def.version}),
+            )
+            .await;
         }
         Ok((def, created))
     }

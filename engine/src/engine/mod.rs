@@ -33,9 +33,11 @@ use std::time::Duration;
 
 mod breaker;
 mod define;
+mod keys;
 mod publish;
 mod subscriptions;
 
+pub use keys::{KeySpec, MAX_KEY_EVENTS, create_key};
 pub use subscriptions::{OPERATIONAL_EVENTS, SubscriptionSpec, new_secret};
 
 /// What a caller asks to publish.
@@ -94,6 +96,8 @@ struct Inner {
     /// Poked when this replica changes a subscription (the webhook
     /// supervisor looks again at once).
     subscriptions_changed: tokio::sync::Notify,
+    /// The live API keys (checked with no store read).
+    keyring: Arc<crate::auth::Keyring>,
     /// Cancelled when the engine shuts down: held calls (long polls) end
     /// with UNAVAILABLE so their clients wait again elsewhere or later.
     shutdown: tokio_util::sync::CancellationToken,
@@ -154,6 +158,7 @@ impl Engine {
             },
         );
         let config_validation_concurrency = config.limits.validation_concurrency.max(1);
+        let auth_required = config.auth.mode == crate::config::AuthMode::Required;
         Engine {
             inner: Arc::new(Inner {
                 registry: Registry::new(store.clone()),
@@ -177,6 +182,7 @@ impl Engine {
                 failures: Default::default(),
                 failing: AtomicUsize::new(0),
                 subscriptions_changed: Default::default(),
+                keyring: Arc::new(crate::auth::Keyring::new(auth_required)),
                 metrics: Default::default(),
                 shutdown: Default::default(),
             }),

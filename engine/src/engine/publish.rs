@@ -31,6 +31,8 @@ impl Engine {
         wp: Option<NewWaitpoint>,
     ) -> Result<Published> {
         schema::check_not_reserved(&input.event)?;
+        // A key limited to some event names (`keys create --events`).
+        crate::auth::check_caller(|p| p.may_publish(&input.event))?;
         // The event's creation context (messaging semantic conventions):
         // its runs' attempts link to this span.
         let span = tracing::info_span!(

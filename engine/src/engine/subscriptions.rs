@@ -112,6 +112,13 @@ impl Engine {
         }
         self.subscriptions_updated(ns);
         tracing::info!(namespace = %ns, subscription = %sub.task_id, event = %sub.event, "http subscription created");
+        self.audit(
+            ns,
+            "subscription.create",
+            &sub.task_id,
+            json!({"event": sub.event, "url": url}),
+        )
+        .await;
         Ok((sub, secret))
     }
 
@@ -188,6 +195,13 @@ impl Engine {
             return Err(no_subscription(ns, &spec.id));
         }
         self.subscriptions_updated(ns);
+        self.audit(
+            ns,
+            "subscription.update",
+            &sub.task_id,
+            json!({"event": sub.event}),
+        )
+        .await;
         Ok(sub)
     }
 
@@ -199,6 +213,7 @@ impl Engine {
         }
         self.subscriptions_updated(ns);
         tracing::info!(namespace = %ns, subscription = %id, "subscription deleted");
+        self.audit(ns, "subscription.delete", id, json!({})).await;
         Ok(())
     }
 
@@ -240,6 +255,13 @@ impl Engine {
         }
         self.subscriptions_updated(ns);
         tracing::info!(namespace = %ns, subscription = %id, overlap_ms = overlap, "signing secret rotated");
+        self.audit(
+            ns,
+            "subscription.rotate_secret",
+            id,
+            json!({"overlap_ms": overlap}),
+        )
+        .await;
         Ok((secret, until))
     }
 
@@ -281,6 +303,13 @@ impl Engine {
             self.wakeup().namespace(ns);
         }
         tracing::info!(namespace = %ns, subscription = %id, state = %to, reason, "subscription state set");
+        self.audit(
+            ns,
+            "subscription.state",
+            id,
+            json!({"state": to.as_str(), "reason": reason}),
+        )
+        .await;
         let name = match to {
             SubscriptionState::Active => Some(SUBSCRIPTION_RESUMED),
             SubscriptionState::Paused | SubscriptionState::Tripped => Some(SUBSCRIPTION_PAUSED),

@@ -60,6 +60,7 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+mod auth;
 mod endpoint;
 mod event;
 mod logs;
@@ -67,6 +68,7 @@ mod replay;
 mod run;
 mod waitpoint;
 
+pub use auth::*;
 pub use endpoint::*;
 pub use event::*;
 pub use logs::*;

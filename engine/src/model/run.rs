@@ -164,6 +164,29 @@ pub struct DeadLetterSelector {
     pub error_prefix: Option<String>,
 }
 
+impl DeadLetterSelector {
+    /// A short description for the audit log (`3 runs`, `all task=x`).
+    pub fn describe(&self) -> String {
+        if !self.all {
+            return match self.ids.as_slice() {
+                [one] => one.clone(),
+                ids => format!("{} runs", ids.len()),
+            };
+        }
+        let mut d = String::from("all");
+        for (k, v) in [
+            ("event", &self.event),
+            ("task", &self.task),
+            ("error", &self.error_prefix),
+        ] {
+            if let Some(v) = v {
+                d.push_str(&format!(" {k}={}", crate::error::clip(v, 100)));
+            }
+        }
+        d
+    }
+}
+
 /// Dead letters sharing a task and the start of their error: what an
 /// operator triages together.
 #[derive(Debug, Clone, PartialEq, Serialize)]

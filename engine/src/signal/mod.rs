@@ -22,6 +22,8 @@ pub enum Signal {
     Subscriptions(String),
     /// This waitpoint reached a final state (`wp:<id>`).
     WaitpointFinished(String),
+    /// API keys were created or revoked (`keys`): reload the keyring.
+    Keys,
 }
 
 impl fmt::Display for Signal {
@@ -33,6 +35,7 @@ impl fmt::Display for Signal {
             Signal::Events(ns) => write!(f, "events:{ns}"),
             Signal::Subscriptions(ns) => write!(f, "subs:{ns}"),
             Signal::WaitpointFinished(id) => write!(f, "wp:{id}"),
+            Signal::Keys => f.write_str("keys"),
         }
     }
 }
@@ -48,6 +51,7 @@ impl FromStr for Signal {
         let unknown = || UnknownSignal(s.to_string());
         Ok(match s.split_once(':') {
             None if s == "runs" => Signal::AnyRuns,
+            None if s == "keys" => Signal::Keys,
             Some(("runs", ns)) => Signal::Runs(ns.to_string()),
             Some(("due", ms)) => Signal::Due(ms.parse().map_err(|_| unknown())?),
             Some(("events", ns)) => Signal::Events(ns.to_string()),
@@ -71,6 +75,7 @@ mod tests {
             Signal::Events("ns:with:colons".into()),
             Signal::Subscriptions("default".into()),
             Signal::WaitpointFinished("01J0000000".into()),
+            Signal::Keys,
         ] {
             assert_eq!(s.to_string().parse::<Signal>(), Ok(s));
         }

@@ -10,6 +10,7 @@
 //! and commit them in one transaction, because on this hardware a commit
 //! (fsync) costs more than the rows in it.
 
+mod auth;
 mod completions;
 mod console;
 mod definitions;
@@ -23,6 +24,7 @@ pub mod sql;
 mod stats;
 mod waitpoints;
 
+pub use auth::AuthStore;
 pub use completions::Completions;
 pub use console::{Console, EventQuery, GROUPED, WaitpointQuery};
 pub use definitions::Definitions;
@@ -54,6 +56,7 @@ pub trait Store:
     + Stats
     + RunLogs
     + Console
+    + AuthStore
     + 'static
 {
     /// Post-commit events of this process's writes (waitpoints finished,

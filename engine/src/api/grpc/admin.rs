@@ -206,6 +206,37 @@ impl AdminService for AdminApi {
             previous_secret_until_ms: until,
         }))
     }
+
+    async fn create_api_key(
+        &self,
+        req: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        Ok(Response::new(
+            super::keys::create(&self.engine, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_api_keys(
+        &self,
+        _req: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        Ok(Response::new(super::keys::list(&self.engine).await?))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        req: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKeyInfo>, Status> {
+        let key = self.engine.revoke_key(&req.into_inner().key).await?;
+        Ok(Response::new(super::keys::key_info(key)))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        Ok(Response::new(super::keys::audit(&self.engine, req).await?))
+    }
 }
 
 impl AdminApi {

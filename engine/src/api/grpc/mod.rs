@@ -6,6 +6,7 @@
 mod admin;
 mod convert;
 mod events;
+pub mod keys;
 mod replay;
 mod waitpoints;
 mod workers;
@@ -45,8 +46,11 @@ type Response = axum::http::Response<tonic::body::Body>;
 
 /// The server's layers: request decoding errors get their proper codes.
 pub type Layers = tower::layer::util::Stack<
-    tower::util::MapResponseLayer<fn(Response) -> Response>,
-    tower::layer::util::Identity,
+    super::gate::GrpcGate,
+    tower::layer::util::Stack<
+        tower::util::MapResponseLayer<fn(Response) -> Response>,
+        tower::layer::util::Identity,
+    >,
 >;
 
 /// tonic answers an undecodable request with INTERNAL and an over-long one
@@ -103,6 +107,9 @@ pub fn router(
         .http2_keepalive_timeout(Some(keepalive))
         .tcp_keepalive(Some(std::time::Duration::from_secs(60)))
         .layer(tower::util::MapResponseLayer::new(fix))
+        .layer(super::gate::GrpcGate {
+            keyring: engine.keyring().clone(),
+        })
         .add_service(health_service)
         .add_service(EventServiceServer::new(events::EventsApi {
             engine: engine.clone(),

@@ -30,6 +30,40 @@ pub(super) fn routes() -> axum::Router<Engine> {
         .route("/api/v1/replays/{id}", get(get_replay))
         .route("/api/v1/replays/{id}/cancel", post(cancel_replay))
         .route("/api/v1/filters/test", post(test_filter))
+        .route("/api/v1/audit", get(audit))
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuditParams {
+    since_ms: Option<i64>,
+    before: Option<String>,
+    limit: Option<u32>,
+    all_namespaces: Option<bool>,
+}
+
+/// Every mutation, who made it, newest first.
+async fn audit(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, Error> {
+    let ns = namespace(&headers)?;
+    let axum::extract::Query(q) = query.map_err(|e| {
+        Error::InvalidArgument(format!(
+            "query: {e} (expected sinceMs, before, limit, allNamespaces)"
+        ))
+    })?;
+    let entries = engine
+        .list_audit(crate::model::AuditQuery {
+            namespace: (!q.all_namespaces.unwrap_or(false)).then_some(ns),
+            since_ms: q.since_ms.unwrap_or(0),
+            before_id: q.before.unwrap_or_default(),
+            limit: q.limit.unwrap_or(100),
+        })
+        .await?;
+    Ok(Json(json!({ "entries": entries })))
 }
 
 /// Body of the dead-letter actions.

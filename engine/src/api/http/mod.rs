@@ -41,6 +41,10 @@ pub type Mount = Box<dyn FnOnce(Engine) -> axum::Router + Send>;
 pub fn router(engine: Engine, mount: Option<Mount>) -> axum::Router {
     let limits = engine.config().limits.clone();
     let extra = mount.map(|m| m(engine.clone()));
+    let gate = (
+        engine.keyring().clone(),
+        engine.config().auth.protect_metrics,
+    );
     let api = axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
@@ -54,6 +58,10 @@ pub fn router(engine: Engine, mount: Option<Mount>) -> axum::Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(json_only))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            super::gate::http,
+        ))
         .layer(cors(&limits))
         .with_state(engine);
     let all = match extra {

@@ -25,6 +25,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (10, "run logs", "0010_run_logs.sql"),
     (11, "console", "0011_console.sql"),
     (12, "endpoints", "0012_endpoints.sql"),
+    (13, "auth", "0013_auth.sql"),
 );
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (1, "init", "0001_init.sql"),
@@ -39,6 +40,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = migrations!(
     (10, "run logs", "0010_run_logs.sql"),
     (11, "console", "0011_console.sql"),
     (12, "endpoints", "0012_endpoints.sql"),
+    (13, "auth", "0013_auth.sql"),
 );
 
 pub(super) fn migrator(dialect: Dialect) -> Migrator {

@@ -9,6 +9,7 @@
 //! both. Why not `query!`: it checks against one database per crate.
 
 mod announce;
+mod auth;
 mod complete;
 mod console;
 mod definitions;
