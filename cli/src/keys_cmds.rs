@@ -320,3 +320,66 @@ pub async fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Subcommand)]
+pub enum DashboardCmd {
+    /// Print a login link for the console: a new key (default scopes read
+    /// and admin, 12 h) the link logs the browser in with. Revoke it with
+    /// `fanout keys revoke NAME` to end that session.
+    Login(LoginArgs),
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The console's address (the engine's HTTP listener and base path).
+    #[arg(
+        long,
+        env = "FANOUT_CONSOLE_URL",
+        default_value = "http://127.0.0.1:7071"
+    )]
+    console_url: String,
+    /// Scopes of the session's key (repeatable).
+    #[arg(long = "scope", default_values_t = ["read".to_string(), "admin".to_string()])]
+    scopes: Vec<String>,
+    /// How long the link and its session last.
+    #[arg(long, default_value = "12h")]
+    expires: humantime::Duration,
+}
+
+pub async fn dashboard(ctx: &Ctx, cmd: DashboardCmd) -> Result<ExitCode> {
+    let DashboardCmd::Login(a) = cmd;
+    let client = ctx.client().await?;
+    let name = format!("console-{:08x}", rand_suffix());
+    let r = client
+        .raw()
+        .admin()
+        .create_api_key(client.raw().request(pb::CreateApiKeyRequest {
+            name: name.clone(),
+            scopes: a.scopes,
+            namespace: ctx.namespace.clone().unwrap_or_default(),
+            events: vec![],
+            expires_in_ms: a.expires.as_millis() as u64,
+        }))
+        .await
+        .map_err(fanout::Error::from)?
+        .into_inner();
+    println!(
+        "{}/login?key={}",
+        a.console_url.trim_end_matches('/'),
+        r.secret
+    );
+    eprintln!(
+        "a login link for key '{name}', valid for {}; it works until then or until `fanout keys revoke {name}`",
+        a.expires
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A few random bits for a session key's name.
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}

@@ -96,6 +96,9 @@ enum Cmd {
     /// The audit log: every mutation and who made it.
     #[command(subcommand)]
     Audit(keys_cmds::AuditCmd),
+    /// The operator console: `dashboard login` prints a login link.
+    #[command(subcommand)]
+    Dashboard(keys_cmds::DashboardCmd),
 }
 
 /// How the engine writes its log.
@@ -195,6 +198,7 @@ async fn main() -> ExitCode {
                 Cmd::Waitpoint(c) => client_cmds::waitpoint(&ctx, c).await,
                 Cmd::Keys(c) => keys_cmds::keys(&ctx, c).await,
                 Cmd::Audit(c) => keys_cmds::audit(&ctx, c).await,
+                Cmd::Dashboard(c) => keys_cmds::dashboard(&ctx, c).await,
                 _ => unreachable!("server commands handled above"),
             }
         }

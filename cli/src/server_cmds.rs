@@ -154,8 +154,8 @@ async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode
     let console = config.dashboard.clone();
     if console.enabled {
         let opts = fanout_dashboard::Options::new(&console.base_path, listeners.http.local_addr()?);
-        if opts.exposed {
-            tracing::warn!(http = %http, "the console is reachable from other hosts and has no login yet");
+        if opts.exposed && config.auth.mode == config::AuthMode::Disabled {
+            tracing::warn!(http = %http, "auth is disabled and the console is reachable from other hosts");
         }
         listeners = listeners.mount(fanout_dashboard::mount(opts));
     }

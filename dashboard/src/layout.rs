@@ -12,15 +12,20 @@ use fanout_engine::Error;
 use fanout_engine::model::{RunStatus, now_ms};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-/// The namespace in a query or form (`default` when absent), checked.
+/// The namespace in a query or form, checked: when absent, the session
+/// key's own (a key bound to one) or `default`; a bound key naming another
+/// is refused.
 pub(crate) fn namespace(given: Option<&str>) -> Result<String, PageError> {
-    match given.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(fanout_proto::DEFAULT_NAMESPACE.to_string()),
-        Some(ns) => {
-            fanout_engine::routing::schema::check_identifier("ns", ns)?;
-            Ok(ns.to_string())
-        }
+    let given = given.map(str::trim).filter(|s| !s.is_empty());
+    if let Some(ns) = given {
+        fanout_engine::routing::schema::check_identifier("ns", ns)?;
     }
+    let who = fanout_engine::auth::caller();
+    let ns = match &who {
+        Some(p) => p.namespace_for(given)?,
+        None => given,
+    };
+    Ok(ns.unwrap_or(fanout_proto::DEFAULT_NAMESPACE).to_string())
 }
 
 /// What a page needs to render links, forms and the shell.
@@ -105,6 +110,11 @@ impl Ctx {
     /// `body` inside `<main>`.
     pub fn page(&self, current: &str, title: &str, body: Markup) -> Response {
         let base = &self.app.opts.base_path;
+        let keys = self.app.engine.keyring().required();
+        let who = fanout_engine::auth::caller();
+        let who_name = who.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        // A read-only key sees no action forms (they would be refused).
+        let can_act = who.is_none_or(|p| p.has(fanout_engine::model::Scope::Admin));
         let nav = [
             ("/", "Overview"),
             ("/events", "Events"),
@@ -114,6 +124,7 @@ impl Ctx {
             ("/replays", "Replays"),
             ("/waitpoints", "Waitpoints"),
             ("/workers", "Workers"),
+            ("/audit", "Audit"),
         ];
         let markup = html! {
             (DOCTYPE)
@@ -125,7 +136,7 @@ impl Ctx {
                     link rel="stylesheet" href={ (base) "/assets/app.css" };
                     script src={ (base) "/assets/app.js" } defer {}
                 }
-                body data-live={ (base) "/live?ns=" (self.ns) } {
+                body data-live={ (base) "/live?ns=" (self.ns) } class=[(!can_act).then_some("readonly")] {
                     header.top {
                         a.brand href=(self.href("/", &[])) { "fanout" }
                         nav {
@@ -139,10 +150,16 @@ impl Ctx {
                             label { "namespace " input name="ns" value=(self.ns) size="12"; }
                         }
                         span.live-dot title="live updates" {}
+                        @if keys {
+                            form.logout method="post" action={ (base) "/logout" } {
+                                span.who { (who_name) }
+                                button type="submit" { "Log out" }
+                            }
+                        }
                     }
-                    @if self.app.opts.exposed {
+                    @if self.app.opts.exposed && !keys {
                         p.warning role="alert" {
-                            "This console is reachable from other hosts and has no login yet: anyone who can reach this port can retry, discard and replay. Bind the HTTP listener to 127.0.0.1 or put it behind an authenticating proxy."
+                            "Auth is disabled and this console is reachable from other hosts: anyone who can reach this port can retry, discard and replay. Start the engine with API keys required (fanout serve does by default) or bind the HTTP listener to 127.0.0.1."
                         }
                     }
                     main #content {

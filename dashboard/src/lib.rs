@@ -9,12 +9,14 @@
 //! (`assets/app.js`) listens to `/live` (server-sent events) and refreshes
 //! the page's content when something changed. Charts are SVG drawn here.
 //!
-//! Until authentication exists the console is as reachable as the HTTP
-//! listener (loopback by default) and says so on every page when the
-//! listener is bound elsewhere.
+//! When the engine requires API keys, the console does too: `session`
+//! logs a browser in with a key (kept in an `HttpOnly`, `SameSite=Strict`
+//! cookie and checked on every request), pages need `read` and actions
+//! `admin`. With auth off it is as reachable as the HTTP listener and says
+//! so on every page when the listener is bound beyond loopback.
 //!
 //! Map: [`pages`] (one module per top-level path), `layout` (the shell and
-//! small renderers), `csrf`, `form`, `live`, `svg`.
+//! small renderers), `session`, `csrf`, `form`, `live`, `svg`.
 
 mod assets;
 mod cache;
@@ -23,6 +25,7 @@ mod form;
 mod layout;
 mod live;
 pub mod pages;
+mod session;
 mod svg;
 
 use axum::Router;
@@ -37,9 +40,11 @@ pub struct Options {
     /// A prefix the console is served under behind a proxy (`/fanout`);
     /// empty: at `/`.
     pub base_path: String,
-    /// The HTTP listener is reachable from other hosts (not loopback): every
-    /// page says so, since the console has no login yet.
+    /// The HTTP listener is reachable from other hosts (not loopback):
+    /// with auth off every page says so.
     pub exposed: bool,
+    /// Served over TLS: the session cookie is `Secure`.
+    pub secure: bool,
 }
 
 impl Options {
@@ -48,6 +53,7 @@ impl Options {
         Options {
             base_path: normalize_base(base_path),
             exposed: !listen.ip().is_loopback(),
+            secure: false,
         }
     }
 }
@@ -104,9 +110,16 @@ pub fn router(engine: Engine, opts: Options) -> Router {
         .route("/subscriptions/{task}/pause", post(events::pause))
         .route("/subscriptions/{task}/resume", post(events::resume))
         .route("/workers", get(workers::page))
+        .route("/audit", get(audit::page))
         .route("/live", get(live::stream))
         .route("/assets/app.css", get(assets::css))
         .route("/assets/app.js", get(assets::js))
+        .route("/login", get(session::page).post(session::submit))
+        .route("/logout", post(session::logout))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            session::guard,
+        ))
         .layer(axum::middleware::from_fn(csrf::cookie))
         .with_state(app);
     if base.is_empty() {

@@ -408,3 +408,115 @@ async fn base_path_and_live_updates() {
     drop(sse);
     engine.stop().await;
 }
+
+/// A session's cookies after logging in with `key` (the CSRF cookie from
+/// the login page plus the session cookie the login sets).
+async fn log_in(base: &str, key: &str) -> (u16, Session) {
+    let (status, headers, body) = http_with(base, "GET", "/login", "", "").await;
+    assert_eq!(status, 200, "{body}");
+    let csrf = headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("fanout_csrf="))
+        .map(|(_, v)| v.split(';').next().unwrap_or("").to_string())
+        .expect("csrf cookie");
+    let token = csrf
+        .split_once('=')
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let (status, headers, _) = http_with(
+        base,
+        "POST",
+        "/login",
+        &format!("Cookie: {csrf}\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+        &format!("csrf={token}&key={key}"),
+    )
+    .await;
+    let session = headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("fanout_session="))
+        .map(|(_, v)| {
+            assert!(
+                v.contains("HttpOnly") && v.contains("SameSite=Strict"),
+                "{v}"
+            );
+            v.split(';').next().unwrap_or("").to_string()
+        })
+        .unwrap_or_default();
+    (
+        status,
+        Session {
+            base: base.to_string(),
+            cookie: format!("{csrf}; {session}"),
+            token,
+        },
+    )
+}
+
+fanout_tests::per_backend! { fanout_tests::backend: sqlite, postgres;
+    async fn with_keys_required_the_console_asks_for_one_and_honours_its_scopes(b) {
+        let mut config = b.config.clone();
+        config.auth.mode = fanout_engine::config::AuthMode::Required;
+        let engine = TestEngine::start_console(config, "").await;
+        let admin = engine.engine().bootstrap_key().await.unwrap().unwrap();
+        let base = engine.http_url.clone();
+        // No session: pages send the browser to the login form; actions are refused.
+        let (status, headers, _) = http_with(&base, "GET", "/dlq", "", "").await;
+        assert_eq!(status, 303);
+        assert!(headers.iter().any(|(k, v)| k == "location" && v == "/login"), "{headers:?}");
+        let (status, _, _) = http_with(&base, "POST", "/dlq/retry", "Content-Type: application/x-www-form-urlencoded\r\n", "ids=x").await;
+        assert_eq!(status, 401);
+        // A wrong key does not log in.
+        let (status, s) = log_in(&base, "fo_0000000000000000000000000000000000000a").await;
+        assert_eq!(status, 401);
+        assert!(!s.cookie.contains("fanout_session=fo_"));
+
+        let root = fanout::Client::connect(&engine.grpc_url).await.unwrap().api_key(&admin).unwrap();
+        let make = |name: &'static str, scopes: Vec<String>, ns: &'static str| {
+            let root = root.clone();
+            async move {
+                root.raw().admin()
+                    .create_api_key(root.raw().request(fanout::proto::CreateApiKeyRequest {
+                        name: name.into(), scopes, namespace: ns.into(), ..Default::default()
+                    }))
+                    .await.unwrap().into_inner().secret
+            }
+        };
+        // Read-only: pages yes, no action forms, actions refused.
+        let reader = make("console-reader", vec!["read".into()], "shop").await;
+        let (status, s) = log_in(&base, &reader).await;
+        assert_eq!(status, 303);
+        let (status, body) = s.get("/dlq").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("class=\"readonly\"") && body.contains("console-reader"), "{body}");
+        let (status, _, body) = s.post("/dlq/retry", &[("ids", "x")], true).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("scope admin"), "{body}");
+        // Bound to shop: another namespace is refused, its own is the default.
+        let (status, _) = s.get("/runs?ns=bank").await;
+        assert_eq!(status, 403);
+        let (_, body) = s.get("/runs").await;
+        assert!(body.contains("value=\"shop\""), "the namespace field shows the key's own");
+
+        // An admin acts, and the audit log names its key.
+        let ops = make("console-ops", vec!["read".into(), "admin".into()], "").await;
+        let (_, s) = log_in(&base, &ops).await;
+        let (status, _, _) = s.post("/subscriptions/nothing/pause", &[], true).await;
+        assert_eq!(status, 404, "an unknown subscription; but the action was admitted");
+        root.raw().admin()
+            .revoke_api_key(root.raw().request(fanout::proto::RevokeApiKeyRequest { key: "console-reader".into() }))
+            .await.unwrap();
+        let audit = root.raw().admin()
+            .list_audit(root.raw().request(fanout::proto::ListAuditRequest { all_namespaces: true, limit: 50, ..Default::default() }))
+            .await.unwrap().into_inner().entries;
+        assert!(audit.iter().any(|e| e.action == "key.revoke" && e.actor == "bootstrap-admin"), "{audit:?}");
+        // The audit page: admins only.
+        let (status, body) = s.get("/audit?ns=").await;
+        assert_eq!(status, 200, "{body}");
+        let reader_page = log_in(&base, &make("console-reader-2", vec!["read".into()], "").await).await.1;
+        assert_eq!(reader_page.get("/audit").await.0, 403);
+        // The revoked key's session ends.
+        let reader_session = log_in(&base, &reader).await;
+        assert_eq!(reader_session.0, 401, "a revoked key cannot log in");
+        engine.stop().await;
+    }
+}

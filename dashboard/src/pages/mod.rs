@@ -1,5 +1,6 @@
 //! One module per top-level path of the console.
 
+pub(crate) mod audit;
 pub(crate) mod dlq;
 pub(crate) mod events;
 pub(crate) mod log;
