@@ -501,3 +501,53 @@ async fn revocation_reaches_every_replica() {
     other.stop().await;
     a.stop().await;
 }
+
+/// A worker's session outlives the call that opened it; revoking its key
+/// ends it (and its reconnects are refused).
+#[tokio::test]
+async fn revoking_a_worker_key_ends_its_session() {
+    let b = backend("sqlite").await;
+    let (e, admin) = TestEngine::start_with_auth(b.config.clone()).await;
+    let root = Client::connect(&e.grpc_url)
+        .await
+        .unwrap()
+        .api_key(&admin)
+        .unwrap();
+    let ev = fanout::Event::<Order>::new("order.placed");
+    ev.define(&root).await.unwrap();
+    let key = make_key(&root, "worker-1", &["worker"], "", &[], 0).await;
+    let client = Client::connect(&e.grpc_url)
+        .await
+        .unwrap()
+        .api_key(&key)
+        .unwrap();
+    let task = fanout::Task::new("settle", &ev, |o: Order, _| async move {
+        Ok::<_, fanout::TaskError>(o.id)
+    });
+    let worker = fanout::Worker::new(client)
+        .task(task)
+        .start()
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the worker is connected",
+        || async { (!e.engine().workers().list(None).is_empty()).then_some(()) },
+    )
+    .await;
+    root.raw()
+        .admin()
+        .revoke_api_key(root.raw().request(pb::RevokeApiKeyRequest {
+            key: "worker-1".into(),
+        }))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the revoked worker's session ends",
+        || async { e.engine().workers().list(None).is_empty().then_some(()) },
+    )
+    .await;
+    drop(worker);
+    e.stop().await;
+}

@@ -104,6 +104,7 @@ impl WorkerService for WorkersApi {
         req: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<OutStream>, Status> {
         let ns = namespace(&req)?;
+        let who = crate::api::gate::caller_of(req.extensions());
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| {
             Error::InvalidArgument("stream closed before the register message".into())
@@ -158,6 +159,32 @@ impl WorkerService for WorkersApi {
             .await;
 
         let cancel = self.cancel.child_token();
+        // A session outlives the call that opened it: it ends when its key
+        // is revoked or expires (seen here within a second of the keyring).
+        if self.engine.keyring().required() && !who.key_id.is_empty() {
+            let keyring = self.engine.keyring().clone();
+            let (end, out) = (cancel.clone(), tx.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = end.cancelled() => return,
+                    }
+                    if !keyring.is_live(&who.key_id) {
+                        tracing::info!(key = %who.key_id, "worker session ended: its api key was revoked or expired");
+                        let _ = out
+                            .send(Err(Error::Unauthenticated(format!(
+                                "API key {} was revoked or has expired; this session ends",
+                                who.key_id
+                            ))
+                            .into()))
+                            .await;
+                        end.cancel();
+                        return;
+                    }
+                }
+            });
+        }
         // Claimed runs → stream.
         let (runs_tx, mut runs_rx) = mpsc::channel(concurrency);
         let dispatch = tokio::spawn(session.clone().dispatch_loop(runs_tx, cancel.clone()));
