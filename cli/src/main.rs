@@ -37,6 +37,26 @@ struct Cli {
     /// API key for client commands (`fo_…`; `fanout keys create`).
     #[arg(long, global = true, env = "FANOUT_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// For https:// servers: trust this CA (PEM file) instead of the
+    /// system's roots.
+    #[arg(long, global = true, env = "FANOUT_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// For engines that ask for client certificates: this certificate and
+    /// key (PEM files).
+    #[arg(
+        long,
+        global = true,
+        env = "FANOUT_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        global = true,
+        env = "FANOUT_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<std::path::PathBuf>,
     /// Log level when no RUST_LOG is set (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
@@ -186,6 +206,8 @@ async fn main() -> ExitCode {
                 server: cli.server,
                 namespace: cli.namespace,
                 api_key: cli.api_key,
+                ca_cert: cli.ca_cert,
+                client_identity: cli.client_cert.zip(cli.client_key),
             };
             match other {
                 Cmd::Events(c) => client_cmds::events(&ctx, c).await,

@@ -28,6 +28,42 @@ pub struct DevArgs {
     /// prints an admin key).
     #[arg(long)]
     auth: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS flags (`dev` and `serve`): PEM files.
+#[derive(Args, Serialize)]
+pub struct TlsArgs {
+    /// Serve gRPC and HTTP over TLS with this certificate chain.
+    #[arg(long, requires = "tls_key")]
+    #[serde(skip)]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key.
+    #[arg(long, requires = "tls_cert")]
+    #[serde(skip)]
+    tls_key: Option<PathBuf>,
+    /// gRPC clients must present a certificate signed by this CA (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    #[serde(skip)]
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The flags as a `tls` config layer (only what was given).
+    fn layer(&self) -> serde_json::Value {
+        let mut t = serde_json::Map::new();
+        for (k, v) in [
+            ("cert", &self.tls_cert),
+            ("key", &self.tls_key),
+            ("client_ca", &self.tls_client_ca),
+        ] {
+            if let Some(p) = v {
+                t.insert(k.into(), p.display().to_string().into());
+            }
+        }
+        serde_json::Value::Object(t)
+    }
 }
 
 /// HTTP subscribers' flags (`dev` and `serve`).
@@ -123,6 +159,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "required|disabled", value_parser = ["required", "disabled"])]
     #[serde(skip)]
     auth: Option<String>,
+    #[command(flatten)]
+    #[serde(skip)]
+    tls: TlsArgs,
 }
 
 /// `serve`'s backends, said once at start: what is embedded and why.
@@ -153,7 +192,9 @@ async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode
         .with_context(|| format!("cannot listen on {grpc} / {http}"))?;
     let console = config.dashboard.clone();
     if console.enabled {
-        let opts = fanout_dashboard::Options::new(&console.base_path, listeners.http.local_addr()?);
+        let mut opts =
+            fanout_dashboard::Options::new(&console.base_path, listeners.http.local_addr()?);
+        opts.secure = config.tls.enabled();
         if opts.exposed && config.auth.mode == config::AuthMode::Disabled {
             tracing::warn!(http = %http, "auth is disabled and the console is reachable from other hosts");
         }
@@ -161,6 +202,11 @@ async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode
     }
     let stop = terminate();
     let auth = config.auth.mode;
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
     let running = fanout_engine::spawn(config, listeners).await?;
     if auth == config::AuthMode::Required
         && let Some(key) = running
@@ -178,11 +224,11 @@ async fn serve_config(config: Config, grpc: &str, http: &str) -> Result<ExitCode
         );
     }
     println!("fanout engine ready");
-    println!("  gRPC: http://{}", running.grpc_addr());
-    println!("  HTTP: http://{}  (GET /healthz)", running.http_addr());
+    println!("  gRPC: {scheme}://{}", running.grpc_addr());
+    println!("  HTTP: {scheme}://{}  (GET /healthz)", running.http_addr());
     if console.enabled {
         println!(
-            "  console: http://{}{}/",
+            "  console: {scheme}://{}{}/",
             running.http_addr(),
             console.base_path.trim_end_matches('/')
         );
@@ -202,6 +248,7 @@ pub async fn dev(a: DevArgs) -> Result<ExitCode> {
         "dashboard": a.dashboard.layer(),
         "webhooks": a.webhooks.layer(true),
         "auth": {"mode": if a.auth { "required" } else { "disabled" }},
+        "tls": a.tls.layer(),
     });
     let mut config =
         config::load(None, flags).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -218,6 +265,7 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
     let mut flags = serde_json::to_value(&a)?;
     flags["dashboard"] = a.dashboard.layer();
     flags["webhooks"] = a.webhooks.layer(false);
+    flags["tls"] = a.tls.layer();
     if let Some(mode) = &a.auth {
         flags["auth"] = serde_json::json!({ "mode": mode });
     }

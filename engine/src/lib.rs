@@ -52,6 +52,7 @@ pub mod server;
 pub mod signal;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod waitpoint;
 pub mod wakeup;
 pub mod webhook;

@@ -288,13 +288,20 @@ async fn start(
             })
         },
     );
-    let grpc = grpc::router(engine.clone(), cancel.clone())
+    let tls = crate::tls::load(&engine.config().tls).map_err(|e| anyhow::anyhow!(e))?;
+    let (grpc_tls, http_tls) = match tls {
+        Some(t) => (Some(t.grpc), Some(t.http)),
+        None => (None, None),
+    };
+    let grpc = grpc::router(engine.clone(), cancel.clone(), grpc_tls)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
         .serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned());
     let limits = engine.config().limits.clone();
     let http = http::serve(
         listeners.http,
         http::router(engine.clone(), listeners.mount),
         limits,
+        http_tls,
         cancel.clone(),
     );
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "engine started");

@@ -89,11 +89,82 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// TLS for `https://` URLs beyond the defaults (the system's root
+/// certificates, no client certificate).
+#[derive(Clone, Default)]
+pub struct Tls {
+    ca_pem: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("custom_ca", &self.ca_pem.is_some())
+            .field("client_identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl Tls {
+    /// Trust this CA (PEM) instead of the system's roots (a private CA,
+    /// a self-signed engine).
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Present this certificate and key (PEM) to an engine that asks for
+    /// client certificates (`--tls-client-ca`).
+    pub fn client_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// From the files named by `FANOUT_CA_CERT`, `FANOUT_CLIENT_CERT` and
+    /// `FANOUT_CLIENT_KEY` (each optional).
+    pub fn from_env() -> Result<Self> {
+        let read = |var: &str| -> Result<Option<Vec<u8>>> {
+            match std::env::var(var) {
+                Ok(path) if !path.is_empty() => std::fs::read(&path).map(Some).map_err(|e| {
+                    Error::InvalidArgument(format!("{var}={path}: cannot read it: {e}"))
+                }),
+                _ => Ok(None),
+            }
+        };
+        let mut tls = Tls::default();
+        if let Some(ca) = read("FANOUT_CA_CERT")? {
+            tls = tls.ca_pem(ca);
+        }
+        match (read("FANOUT_CLIENT_CERT")?, read("FANOUT_CLIENT_KEY")?) {
+            (Some(c), Some(k)) => tls = tls.client_identity(c, k),
+            (None, None) => {}
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "FANOUT_CLIENT_CERT and FANOUT_CLIENT_KEY go together".into(),
+                ));
+            }
+        }
+        Ok(tls)
+    }
+}
+
 impl Client {
-    /// Connect to `url` (e.g. `http://127.0.0.1:7070`), namespace `default`.
+    /// Connect to `url` (e.g. `http://127.0.0.1:7070`, or `https://…`
+    /// verified against the system's roots), namespace `default`.
     pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::connect_with_tls(url, Tls::default()).await
+    }
+
+    /// [`Client::connect`] with TLS settings (a private CA, a client
+    /// certificate); they apply to `https://` URLs.
+    pub async fn connect_with_tls(url: impl Into<String>, tls: Tls) -> Result<Self> {
         let url = url.into();
-        let endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| Error::Connect {
                 url: url.clone(),
                 message: e.to_string(),
@@ -106,6 +177,20 @@ impl Client {
             .http2_keep_alive_interval(std::time::Duration::from_secs(20))
             .keep_alive_timeout(std::time::Duration::from_secs(20))
             .keep_alive_while_idle(true);
+        if url.starts_with("https://") {
+            let mut cfg = tonic::transport::ClientTlsConfig::new();
+            cfg = match &tls.ca_pem {
+                Some(ca) => cfg.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                None => cfg.with_native_roots(),
+            };
+            if let Some((cert, key)) = &tls.identity {
+                cfg = cfg.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(cfg).map_err(|e| Error::Connect {
+                url: url.clone(),
+                message: format!("tls: {e}"),
+            })?;
+        }
         let channel = endpoint.connect().await.map_err(|e| Error::Connect {
             url: url.clone(),
             message: format!("{e} (is the engine running? try `fanout dev`)"),
@@ -153,7 +238,7 @@ impl Client {
     /// with `FANOUT_API_KEY` when set.
     pub async fn from_env() -> Result<Self> {
         let url = std::env::var("FANOUT_SERVER").unwrap_or_else(|_| "http://127.0.0.1:7070".into());
-        let client = Client::connect(url)
+        let client = Client::connect_with_tls(url, Tls::from_env()?)
             .await?
             .api_key(std::env::var("FANOUT_API_KEY").unwrap_or_default())?;
         Ok(match std::env::var("FANOUT_NAMESPACE") {

@@ -118,7 +118,7 @@ pub use admin::{
     Endpoint, EventDefinition, HttpSubscription, RateLimit, Replay, ReplaySpec, ReplayStatus, Run,
     RunDetail, RunLog, RunQuery, RunStatus, Subscription, SubscriptionState, SubscriptionUpdate,
 };
-pub use client::{Client, EventOptions, PublishOptions, Published, RawClient, RunRef};
+pub use client::{Client, EventOptions, PublishOptions, Published, RawClient, RunRef, Tls};
 pub use context::TaskContext;
 pub use error::{EntityKind, Error, ErrorCode, Result, Violation};
 pub use event::{Event, EventPayload, Publish};

@@ -81,6 +81,28 @@ pub struct Config {
     /// API keys: required on every call (the default for `serve`) or off
     /// (the embedded default: `fanout dev`, tests).
     pub auth: AuthConfig,
+    /// TLS on both listeners (off when no certificate is set).
+    pub tls: TlsConfig,
+}
+
+/// Certificates for TLS on the gRPC and HTTP listeners (PEM files).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain.
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// gRPC clients (workers, SDKs, the CLI) must present a certificate
+    /// signed by this CA (mutual TLS); HTTP is unaffected.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Both a certificate and a key are set.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
 }
 
 /// Whether calls must present an API key.
@@ -193,6 +215,7 @@ impl Default for Config {
             dashboard: DashboardConfig::default(),
             webhooks: WebhooksConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -318,6 +341,12 @@ impl Config {
             ));
         }
         p.extend(self.limits.problems());
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            p.push("tls.cert and tls.key go together: set both (PEM files) or neither".into());
+        }
+        if self.tls.client_ca.is_some() && !self.tls.enabled() {
+            p.push("tls.client_ca needs tls.cert and tls.key (client certificates are asked for over TLS)".into());
+        }
         let trace = &self.dashboard.trace_url;
         if !trace.is_empty()
             && !((trace.starts_with("http://") || trace.starts_with("https://"))

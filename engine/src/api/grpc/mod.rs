@@ -94,14 +94,21 @@ fn request_error_codes(mut resp: Response) -> Response {
 pub fn router(
     engine: Engine,
     cancel: CancellationToken,
-) -> tonic::transport::server::Router<Layers> {
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::server::Router<Layers>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Serving from the start: `run` only builds the router once backends are up.
     drop(health_reporter);
     let limits = &engine.config().limits;
     let keepalive = std::time::Duration::from_millis(limits.grpc_keepalive_ms.max(1_000));
     let fix: fn(Response) -> Response = request_error_codes;
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| Error::InvalidArgument(format!("tls: {e}")))?;
+    }
+    Ok(builder
         .max_concurrent_streams(Some(limits.grpc_max_streams_per_connection))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(keepalive))
@@ -124,5 +131,5 @@ pub fn router(
         .add_service(ReplayServiceServer::new(replay::ReplayApi {
             engine: engine.clone(),
         }))
-        .add_service(AdminServiceServer::new(admin::AdminApi { engine }))
+        .add_service(AdminServiceServer::new(admin::AdminApi { engine })))
 }

@@ -381,6 +381,7 @@ pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -413,11 +414,30 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        match &tls {
+            None => {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                // The handshake is bounded like the headers; a failed one
+                // closes the connection and nothing else.
+                let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let tls = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = tls {
+                        let conn =
+                            watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                        let _ = conn.await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     tokio::select! {
         _ = graceful.shutdown() => {}
