@@ -15,6 +15,9 @@ pub struct Bench {
     schema: Option<(String, String)>,
     /// `--scrape-metrics-ms`: reads `/metrics` while the engine runs.
     _scraper: Option<crate::observe::Scraper>,
+    /// `--auth`: the admin key every client sends (with `--server`:
+    /// `FANOUT_API_KEY`).
+    api_key: Option<String>,
 }
 
 impl Bench {
@@ -54,6 +57,9 @@ impl Bench {
                 _dir: None,
                 schema: None,
                 _scraper: None,
+                api_key: std::env::var("FANOUT_API_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty()),
             });
         }
         let dir = tempfile::tempdir()?;
@@ -77,6 +83,9 @@ impl Bench {
         if let Some(us) = args.claim_linger_us {
             config.claim_linger_us = us;
         }
+        if args.auth {
+            config.auth.mode = fanout_engine::config::AuthMode::Required;
+        }
         tweak(&mut config);
         let mut listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?;
         if console {
@@ -84,6 +93,15 @@ impl Bench {
             listeners = listeners.mount(fanout_dashboard::mount(opts));
         }
         let running = fanout_engine::spawn(config, listeners).await?;
+        let api_key = if args.auth {
+            running
+                .engine()
+                .bootstrap_key()
+                .await
+                .map_err(|e| anyhow::anyhow!("bootstrap key: {e}"))?
+        } else {
+            None
+        };
         let scraper = args.scrape_metrics_ms.map(|ms| {
             crate::observe::Scraper::start(running.http_addr(), Duration::from_millis(ms.max(1)))
         });
@@ -93,11 +111,16 @@ impl Bench {
             running: Some(running),
             _dir: Some(dir),
             schema: made,
+            api_key,
         })
     }
 
     pub async fn client(&self) -> anyhow::Result<fanout::Client> {
-        Ok(fanout::Client::connect(&self.url).await?)
+        let client = fanout::Client::connect(&self.url).await?;
+        Ok(match &self.api_key {
+            Some(k) => client.api_key(k)?,
+            None => client,
+        })
     }
 
     pub async fn stop(self) {

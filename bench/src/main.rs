@@ -86,6 +86,10 @@ pub struct Args {
     /// `metrics_scrapes`).
     #[arg(long)]
     pub scrape_metrics_ms: Option<u64>,
+    /// Require API keys (every client sends the bootstrap admin key): the
+    /// cost of authentication.
+    #[arg(long)]
+    pub auth: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
