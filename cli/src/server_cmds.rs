@@ -276,6 +276,11 @@ pub async fn serve(a: ServeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     explain(&config)?;
+    if config.auth.mode == config::AuthMode::Disabled {
+        tracing::warn!(
+            "auth is disabled: no API key is asked for; anyone who reaches the ports can publish, redefine events and act on runs"
+        );
+    }
     let (grpc, http) = (config.grpc_addr.clone(), config.http_addr.clone());
     serve_config(config, &grpc, &http).await
 }

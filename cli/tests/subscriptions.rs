@@ -6,20 +6,8 @@
 
 mod common;
 
-use std::process::Command;
-
 fn cli(grpc: u16, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .arg("--server")
-        .arg(format!("http://127.0.0.1:{grpc}"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    common::cli(grpc, None, args)
 }
 
 #[test]

@@ -171,13 +171,20 @@ fn validate(config: &Config) -> anyhow::Result<()> {
         .map_err(|problems| anyhow::anyhow!("invalid configuration: {problems}"))
 }
 
-/// Auth off is said once at start; loudly when the ports are reachable
-/// from other hosts.
+/// Auth off and plain text are said once at start; loudly when the ports
+/// are reachable from other hosts.
 fn warn_if_open(config: &Config, grpc: SocketAddr, http: SocketAddr) {
+    let local = grpc.ip().is_loopback() && http.ip().is_loopback();
+    if !local && !config.tls.enabled() {
+        tracing::warn!(
+            grpc = %grpc, http = %http,
+            "listening beyond loopback without TLS: API keys and payloads cross the network in clear (--tls-cert, --tls-key)"
+        );
+    }
     if config.auth.mode == config::AuthMode::Required {
         return;
     }
-    if grpc.ip().is_loopback() && http.ip().is_loopback() {
+    if local {
         tracing::info!("auth is disabled: no API key is asked for (loopback only)");
     } else {
         tracing::warn!(

@@ -92,7 +92,12 @@ pub async fn events(ctx: &Ctx, cmd: EventsCmd) -> Result<ExitCode> {
             if json {
                 print_json(&Value::Array(events.iter().map(event_json).collect()))?;
             } else if events.is_empty() {
-                println!("no events defined in namespace '{}'", client.namespace());
+                match &ctx.namespace {
+                    Some(ns) => println!("no events defined in namespace '{ns}'"),
+                    None => {
+                        println!("no events defined (in the API key's namespace, else 'default')")
+                    }
+                }
             } else {
                 println!("{:<40} {:>7}  CREATED", "NAME", "VERSION");
                 for e in &events {

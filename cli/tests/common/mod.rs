@@ -4,6 +4,36 @@
 
 use std::process::{Child, Command, Stdio};
 
+/// Run the `fanout` CLI against the engine on `grpc` (with `key` as
+/// `--api-key`; the environment's key and namespace are ignored): exit
+/// code, stdout, stderr.
+pub fn cli(grpc: u16, key: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fanout"));
+    c.env_remove("FANOUT_API_KEY")
+        .env_remove("FANOUT_NAMESPACE")
+        .arg("--server")
+        .arg(format!("http://127.0.0.1:{grpc}"));
+    if let Some(k) = key {
+        c.arg("--api-key").arg(k);
+    }
+    let out = c.args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `field` of each JSON line of `out`.
+pub fn json_field(out: &str, field: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v[field].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
 /// A child process killed when the guard drops, so a failing test leaves
 /// no engine or worker behind to take the next test's runs.
 pub struct Guard(pub Child);
@@ -32,6 +62,13 @@ impl std::ops::DerefMut for Guard {
 /// addresses it prints (no port is guessed, so parallel tests cannot
 /// collide). Returns the process and its gRPC and HTTP ports.
 pub fn start(dir: &std::path::Path) -> (Guard, u16, u16) {
+    let (g, grpc, http, _) = start_with(dir, &[]);
+    (g, grpc, http)
+}
+
+/// [`start`] with more `dev` flags; also returns the admin key the first
+/// start prints with `--auth`.
+pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> (Guard, u16, u16, Option<String>) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
         .args([
@@ -45,6 +82,7 @@ pub fn start(dir: &std::path::Path) -> (Guard, u16, u16) {
             "--log-level",
             "warn",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -61,13 +99,15 @@ pub fn start(dir: &std::path::Path) -> (Guard, u16, u16) {
             .unwrap();
         addr.rsplit(':').next().unwrap().parse().unwrap()
     };
-    let (mut grpc, mut http) = (None, None);
+    let (mut grpc, mut http, mut key) = (None, None, None);
     while grpc.is_none() || http.is_none() {
         let line = lines
             .next()
             .expect("fanout dev exited before printing its addresses")
             .unwrap();
-        if line.trim_start().starts_with("gRPC:") {
+        if line.trim_start().starts_with("fo_") {
+            key = Some(line.trim().to_string());
+        } else if line.trim_start().starts_with("gRPC:") {
             grpc = Some(port(&line));
         } else if line.trim_start().starts_with("HTTP:") {
             http = Some(port(&line));
@@ -75,5 +115,5 @@ pub fn start(dir: &std::path::Path) -> (Guard, u16, u16) {
     }
     // Keep draining stdout so the engine never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (Guard(child), grpc.unwrap(), http.unwrap())
+    (Guard(child), grpc.unwrap(), http.unwrap(), key)
 }
