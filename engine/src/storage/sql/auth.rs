@@ -173,7 +173,9 @@ impl AuthStore for SqlStore {
     }
 
     async fn record_audit(&self, e: &AuditEntry) -> Result<()> {
-        let mut tx = self.begin_relaxed("").await?;
+        // Durable like a publish (the writer pool commits synchronously):
+        // an audit trail that a power loss can trim is not one.
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO audit_log (id, at_ms, namespace, actor, action, target, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
