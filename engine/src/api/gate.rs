@@ -22,7 +22,7 @@ fn admit(
     headers: &mut HeaderMap,
 ) -> Result<Arc<Principal>> {
     let scopes = match rule {
-        rules::Rule::Open => return Ok(Principal::anonymous()),
+        rules::Rule::Open => return Ok(Principal::nobody()),
         rules::Rule::Any(scopes) => scopes,
     };
     let who = keyring.authenticate(

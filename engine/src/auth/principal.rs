@@ -37,6 +37,24 @@ impl Principal {
         .clone()
     }
 
+    /// No key and no scope: the caller of an open route (health, metrics)
+    /// while keys are required. Open routes change nothing; should one
+    /// ever call something that checks scopes, it is refused.
+    pub fn nobody() -> Arc<Principal> {
+        static NOBODY: std::sync::OnceLock<Arc<Principal>> = std::sync::OnceLock::new();
+        NOBODY
+            .get_or_init(|| {
+                Arc::new(Principal {
+                    name: "unauthenticated".into(),
+                    key_id: String::new(),
+                    namespace: None,
+                    scopes: Vec::new(),
+                    events: Vec::new(),
+                })
+            })
+            .clone()
+    }
+
     pub fn from_key(key: &ApiKey) -> Principal {
         Principal {
             name: key.name.clone(),
