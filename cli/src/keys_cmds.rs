@@ -7,6 +7,7 @@ use crate::ctx::Ctx;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use fanout::proto as pb;
+use fanout_engine::api::grpc::keys::key_info;
 use fanout_engine::engine::KeySpec;
 use fanout_engine::storage::AuthStore as _;
 use serde_json::{Value, json};
@@ -87,21 +88,6 @@ fn key_json(k: &pb::ApiKeyInfo) -> Value {
     })
 }
 
-fn to_pb(k: fanout_engine::model::ApiKey) -> pb::ApiKeyInfo {
-    pb::ApiKeyInfo {
-        id: k.id,
-        name: k.name,
-        namespace: k.namespace.unwrap_or_default(),
-        scopes: k.scopes.iter().map(|s| s.as_str().to_string()).collect(),
-        events: k.events,
-        created_by: k.created_by,
-        created_at_ms: k.created_at_ms,
-        expires_at_ms: k.expires_at_ms,
-        revoked_at_ms: k.revoked_at_ms,
-        last_used_at_ms: k.last_used_at_ms,
-    }
-}
-
 async fn store(d: &Direct) -> Result<fanout_engine::storage::sql::SqlStore> {
     let url = d.database_url.as_deref().unwrap_or_default();
     let config = if url.starts_with("postgres") {
@@ -139,7 +125,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<ExitCode> {
                 let (key, secret) = made
                     .map_err(|e| anyhow::anyhow!("{e}"))?
                     .context("key not stored")?;
-                (to_pb(key), secret)
+                (key_info(key), secret)
             } else {
                 let client = ctx.client().await?;
                 let r = client
@@ -183,7 +169,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<ExitCode> {
                 s.close().await;
                 list.map_err(|e| anyhow::anyhow!("{e}"))?
                     .into_iter()
-                    .map(to_pb)
+                    .map(key_info)
                     .collect()
             } else {
                 let client = ctx.client().await?;
@@ -234,7 +220,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<ExitCode> {
                     .revoke_key(&a.key, None, fanout_engine::model::now_ms())
                     .await;
                 s.close().await;
-                to_pb(
+                key_info(
                     r.map_err(|e| anyhow::anyhow!("{e}"))?
                         .with_context(|| format!("no API key '{}'", a.key))?,
                 )

@@ -15,17 +15,22 @@ const COOKIE: &str = "fanout_csrf";
 #[derive(Clone)]
 pub(crate) struct Token(pub String);
 
-/// Middleware: find or mint the token, and set the cookie when it is new.
-pub(crate) async fn cookie(mut req: Request, next: Next) -> Response {
-    let existing = req
-        .headers()
+/// The value of the cookie `name` in `req`, if sent.
+pub(crate) fn read_cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, v)| *k == COOKIE && v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(|(_, v)| v.to_string());
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Middleware: find or mint the token, and set the cookie when it is new.
+pub(crate) async fn cookie(mut req: Request, next: Next) -> Response {
+    let existing = read_cookie(&req, COOKIE)
+        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
     let fresh = existing.is_none();
     let token = existing.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
     req.extensions_mut().insert(Token(token.clone()));

@@ -24,18 +24,6 @@ const COOKIE: &str = "fanout_session";
 /// ends it sooner).
 const MAX_AGE_S: u64 = 12 * 3600;
 
-/// The session key in the request's cookies.
-fn session_key(req: &Request) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-}
-
 /// The caller of a console request: anonymous with auth off, else the key
 /// in the session cookie.
 fn caller(app: &App, key: Option<&str>) -> Result<Arc<Principal>, fanout_engine::Error> {
@@ -59,7 +47,7 @@ pub(crate) async fn guard(State(app): State<App>, req: Request, next: Next) -> R
     if path.starts_with("/assets/") || path == "/login" || path == "/logout" {
         return next.run(req).await;
     }
-    let who = match caller(&app, session_key(&req).as_deref()) {
+    let who = match caller(&app, crate::csrf::read_cookie(&req, COOKIE).as_deref()) {
         Ok(p) => p,
         Err(_) if req.method() == Method::GET => {
             return crate::pages::see_other(&format!("{base}/login"));

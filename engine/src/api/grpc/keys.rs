@@ -8,7 +8,8 @@ use crate::model::{ApiKey, AuditQuery, Scope};
 use fanout_proto::v1 as pb;
 use tonic::Request;
 
-pub(super) fn key_info(k: ApiKey) -> pb::ApiKeyInfo {
+/// A stored key as the API shows it (never its hash).
+pub fn key_info(k: ApiKey) -> pb::ApiKeyInfo {
     pb::ApiKeyInfo {
         id: k.id,
         name: k.name,
