@@ -4,16 +4,22 @@
 //! Built once per load of the subscriptions (off the publish path: the
 //! registry caches it until a subscription changes). Each filtered
 //! subscription on an exact event name is filed under one condition its
-//! filter *requires* — a field that must equal one of some strings (or
-//! booleans), or start with one of some prefixes. A publish gathers the
-//! payload's values at each indexed path once, looks them up (a map for
-//! equality, every prefix of the value for prefixes), and evaluates the
-//! full filter of those candidates only, plus the subscriptions nothing
-//! could be filed under (no filter, name patterns, numeric-only or
-//! `anything-but` filters). Filing is a necessary condition, so the result
-//! is exactly [`super::route`]'s: a property test checks it.
+//! filter *requires* ([`Filter::required`]) — a field that must equal one of
+//! some strings (or booleans), start with one of some prefixes, or lie in
+//! one of some numeric ranges. A publish gathers the payload's values at
+//! each indexed path once and looks them up: a map for equality, every
+//! prefix of the value for prefixes, a binary search in bounds sorted for
+//! ranges. It evaluates the full filter of those candidates only — none at
+//! all for a subscription whose condition is its whole filter — plus the
+//! subscriptions nothing could be filed under (no filter, name patterns,
+//! `anything-but`, `$or`, wildcards). Filing is a necessary condition (and
+//! for exact filings a sufficient one), so the result is exactly
+//! [`super::route`]'s: a property test checks it.
+//!
+//! The cost of a publish is then the number of indexed paths, the lookups
+//! in them and the candidates found, not the number of subscriptions.
 
-use super::filter::Filter;
+use super::filter::{Filing, Filter, Required};
 use super::{LiveSub, route_in};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -30,6 +36,43 @@ struct ByName {
     equal: HashMap<Path, HashMap<Key, Vec<usize>>>,
     /// Path → prefix → subscriptions that need the field to start with it.
     prefix: HashMap<Path, HashMap<String, Vec<usize>>>,
+    /// Path → subscriptions that need the field in a numeric range.
+    range: HashMap<Path, Ranges>,
+}
+
+/// Numeric ranges of one path, sorted so a value finds the ranges that may
+/// hold it by binary search: those with a lower bound at or below it, and
+/// (for ranges with no lower bound) those with an upper bound at or above.
+#[derive(Debug, Default)]
+struct Ranges {
+    /// (low, subscription) with a finite low, by low.
+    by_low: Vec<(f64, usize)>,
+    /// (high, subscription) for ranges open below, by high.
+    by_high: Vec<(f64, usize)>,
+}
+
+impl Ranges {
+    fn add(&mut self, (low, high): (f64, f64), sub: usize) {
+        if low.is_finite() {
+            self.by_low.push((low, sub));
+        } else {
+            self.by_high.push((high, sub));
+        }
+    }
+
+    fn sort(&mut self) {
+        self.by_low.sort_by(|a, b| a.0.total_cmp(&b.0));
+        self.by_high.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+
+    /// Every subscription whose range may hold `x` (a superset: a range
+    /// found by its low end may end below `x`; its filter decides).
+    fn candidates(&self, x: f64, out: &mut Vec<usize>) {
+        let n = self.by_low.partition_point(|(low, _)| *low <= x);
+        out.extend(self.by_low[..n].iter().map(|(_, i)| *i));
+        let n = self.by_high.partition_point(|(high, _)| *high < x);
+        out.extend(self.by_high[n..].iter().map(|(_, i)| *i));
+    }
 }
 
 /// An indexable scalar: strings and booleans (numbers compare by value
@@ -57,6 +100,8 @@ pub struct Routes {
     by_name: HashMap<String, ByName>,
     /// Subscriptions on name patterns (`order.*`): evaluated for every event.
     patterns: Vec<usize>,
+    /// Per subscription: found by the index means matched (an exact filing).
+    exact: Vec<bool>,
 }
 
 impl std::ops::Deref for Routes {
@@ -71,33 +116,49 @@ impl Routes {
     pub fn new(subs: Vec<LiveSub>) -> Self {
         let mut by_name: HashMap<String, ByName> = HashMap::new();
         let mut patterns = Vec::new();
+        let mut exact = vec![false; subs.len()];
         for (i, s) in subs.iter().enumerate() {
             if super::pattern::is_pattern(&s.sub.event) {
                 patterns.push(i);
                 continue;
             }
             let slot = by_name.entry(s.sub.event.clone()).or_default();
-            match s.filter.as_ref().and_then(Filter::required) {
-                Some(super::filter::Required::Equal(path, values)) => {
-                    let keys: Vec<Key> = values.iter().filter_map(Key::of).collect();
+            let Some(Filing { required, exact: e }) = s.filter.as_ref().and_then(Filter::required)
+            else {
+                slot.always.push(i);
+                continue;
+            };
+            exact[i] = e;
+            match required {
+                Required::Equal(path, values) => {
                     let map = slot.equal.entry(path).or_default();
-                    for k in keys {
+                    for k in values.iter().filter_map(Key::of) {
                         map.entry(k).or_default().push(i);
                     }
                 }
-                Some(super::filter::Required::Prefix(path, prefixes)) => {
+                Required::Prefix(path, prefixes) => {
                     let map = slot.prefix.entry(path).or_default();
                     for p in prefixes {
                         map.entry(p).or_default().push(i);
                     }
                 }
-                None => slot.always.push(i),
+                Required::Range(path, ranges) => {
+                    let index = slot.range.entry(path).or_default();
+                    for r in ranges {
+                        index.add(r, i);
+                    }
+                }
             }
         }
+        by_name
+            .values_mut()
+            .flat_map(|n| n.range.values_mut())
+            .for_each(Ranges::sort);
         Routes {
             subs,
             by_name,
             patterns,
+            exact,
         }
     }
 
@@ -137,13 +198,22 @@ impl Routes {
                     }
                 }
             }
+            for (path, ranges) in &n.range {
+                values.clear();
+                values_at(payload, path, &mut values);
+                for x in values.iter().filter_map(|v| v.as_f64()) {
+                    ranges.candidates(x, &mut candidates);
+                }
+            }
         }
         // The routing order is the subscriptions' order; a subscription
         // filed under several hits is evaluated once.
         candidates.sort_unstable();
         candidates.dedup();
         route_in(
-            candidates.into_iter().map(|i| &self.subs[i]),
+            candidates
+                .into_iter()
+                .map(|i| (&self.subs[i], self.exact[i])),
             event,
             payload,
             ordering_key,
@@ -152,18 +222,34 @@ impl Routes {
     }
 }
 
-/// The leaf values at `path`, descending through arrays at every level
-/// (as the filter does: an array field matches when an element does).
+/// The leaf values at `path` as the filter sees them: an array on the way
+/// is searched for objects (one level, as a nested pattern does), the
+/// field's value gives its scalars with nested arrays flattened and objects
+/// skipped — so an exact filing finds what the filter would match.
 fn values_at<'a>(v: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
-    match (path.split_first(), v) {
-        (_, Value::Array(items)) => items.iter().for_each(|i| values_at(i, path, out)),
-        (None, scalar) => out.push(scalar),
-        (Some((k, rest)), Value::Object(m)) => {
-            if let Some(inner) = m.get(k) {
-                values_at(inner, rest, out);
-            }
-        }
-        (Some(_), _) => {}
+    let Some((k, rest)) = path.split_first() else {
+        return;
+    };
+    let Some(field) = v.as_object().and_then(|m| m.get(k)) else {
+        return;
+    };
+    if rest.is_empty() {
+        leaves(field, out);
+        return;
+    }
+    match field {
+        // Only the array's objects can hold the field (one level).
+        Value::Array(items) => items.iter().for_each(|i| values_at(i, rest, out)),
+        object @ Value::Object(_) => values_at(object, rest, out),
+        _ => {}
+    }
+}
+
+fn leaves<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
+        Value::Object(_) => {}
+        scalar => out.push(scalar),
     }
 }
 

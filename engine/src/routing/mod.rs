@@ -37,12 +37,20 @@ pub fn route<'a>(
     ordering_key: &str,
     event_id: &str,
 ) -> Vec<&'a LiveSub> {
-    route_in(subs.iter(), event, payload, ordering_key, event_id)
+    route_in(
+        subs.iter().map(|s| (s, false)),
+        event,
+        payload,
+        ordering_key,
+        event_id,
+    )
 }
 
-/// [`route`] over the given subscriptions, in their order.
+/// [`route`] over the given subscriptions, in their order; a subscription
+/// paired with `true` is known to match (the index found it by its whole
+/// filter), so its filter is not evaluated again.
 fn route_in<'a>(
-    subs: impl Iterator<Item = &'a LiveSub>,
+    subs: impl Iterator<Item = (&'a LiveSub, bool)>,
     event: &str,
     payload: &Value,
     ordering_key: &str,
@@ -50,11 +58,12 @@ fn route_in<'a>(
 ) -> Vec<&'a LiveSub> {
     let mut out = Vec::new();
     let mut groups: BTreeMap<&str, Vec<&LiveSub>> = BTreeMap::new();
-    for s in subs {
+    for (s, known) in subs {
         if !name_matches(&s.sub.event, event) {
             continue;
         }
-        if let Some(f) = &s.filter
+        if !known
+            && let Some(f) = &s.filter
             && !f.matches(payload)
         {
             continue;

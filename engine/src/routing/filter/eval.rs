@@ -29,15 +29,16 @@ fn field_matches(f: &Field, v: Option<&Value>) -> bool {
     }
 }
 
-/// The leaf values of a field as EventBridge sees them: a scalar is one,
-/// an array contributes its elements with nested arrays flattened, an
-/// object (or an array's objects) none — objects are matched by nested
-/// patterns, not by leaf operators.
-fn leaves_of<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+/// Does some leaf value of a field, as EventBridge sees them, satisfy `f`?
+/// A scalar is one leaf, an array contributes its elements with nested
+/// arrays flattened, an object (or an array's objects) none — objects are
+/// matched by nested patterns, not by leaf operators. No allocation: this
+/// runs for every candidate filter of every publish.
+fn any_leaf(v: &Value, f: &mut impl FnMut(&Value) -> bool) -> bool {
     match v {
-        Value::Array(items) => items.iter().for_each(|i| leaves_of(i, out)),
-        Value::Object(_) => {}
-        scalar => out.push(scalar),
+        Value::Array(items) => items.iter().any(|i| any_leaf(i, f)),
+        Value::Object(_) => false,
+        scalar => f(scalar),
     }
 }
 
@@ -49,18 +50,12 @@ fn leaf_on_field(l: &Leaf, v: Option<&Value>) -> bool {
         (Leaf::Includes(x), Some(Value::Array(items))) => items.contains(x),
         (Leaf::Includes(Value::String(x)), Some(Value::String(s))) => s.contains(x.as_str()),
         (Leaf::Includes(_), _) => false,
-        (l, Some(v)) => {
-            let mut leaves = Vec::new();
-            leaves_of(v, &mut leaves);
-            match l {
-                // Defined on leaf values: an object or an empty array has
-                // none, so it does not "exist" as a value.
-                Leaf::Exists(want) => leaves.is_empty() != *want,
-                // Like every operator on an array: some element satisfies
-                // it (EventBridge), i.e. some element is not excluded.
-                l => leaves.iter().any(|x| leaf_on_value(l, x)),
-            }
-        }
+        // Defined on leaf values: an object or an empty array has none, so
+        // it does not "exist" as a value.
+        (Leaf::Exists(want), Some(v)) => any_leaf(v, &mut |_| true) == *want,
+        // Like every operator on an array: some element satisfies it
+        // (EventBridge), i.e. some element is not excluded.
+        (l, Some(v)) => any_leaf(v, &mut |x| leaf_on_value(l, x)),
     }
 }
 

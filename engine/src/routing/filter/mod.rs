@@ -484,7 +484,7 @@ fn wildcard_parts(s: &str, at: &str) -> R<Vec<String>> {
 mod eval;
 use eval::node_matches;
 mod required;
-pub use required::Required;
+pub use required::{Filing, Required};
 
 #[cfg(test)]
 mod props;

@@ -38,6 +38,10 @@ fn pattern() -> impl Strategy<Value = Option<Value>> {
         (0i64..4).prop_map(|n| json!(n)),
         word.clone().prop_map(|w| json!({"prefix": w})),
         (0i64..4).prop_map(|n| json!({"numeric": [">=", n]})),
+        (0i64..4).prop_map(|n| json!({"numeric": ["<", n]})),
+        (0i64..4).prop_map(|n| json!({"numeric": ["=", n]})),
+        (0i64..3).prop_map(|n| json!({"numeric": [">", n, "<=", n + 1]})),
+        (0i64..4).prop_map(|n| json!({"$lte": n as f64 + 0.5})),
         word.prop_map(|w| json!({"anything-but": [w]})),
         Just(json!({"exists": false})),
     ];
@@ -60,6 +64,7 @@ fn payload() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(|b| json!(b)),
         (0i64..4).prop_map(|n| json!(n)),
         (0i64..4).prop_map(|n| json!(n as f64)),
+        prop::sample::select(vec![-1.0, 1.5, 2.5]).prop_map(|x| json!(x)),
     ];
     let value = scalar.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
@@ -106,24 +111,73 @@ proptest! {
 }
 
 #[test]
-fn an_equality_or_prefix_filter_is_filed_under_it() {
+fn a_filter_is_filed_under_equality_then_prefix_then_range() {
+    use super::super::filter::{Filing, Required};
     let f = |v: Value| Filter::compile(&v).unwrap().required();
+    let filing = |required, exact| Some(Filing { required, exact });
     assert_eq!(
         f(json!({"n": [{"numeric": [">", 1]}], "tenant": ["acme", "globex"]})),
-        Some(super::super::filter::Required::Equal(
-            vec!["tenant".into()],
-            vec![json!("acme"), json!("globex")]
-        ))
+        filing(
+            Required::Equal(vec!["tenant".into()], vec![json!("acme"), json!("globex")]),
+            false
+        )
+    );
+    assert_eq!(
+        f(json!({"tenant": ["acme", true]})),
+        filing(
+            Required::Equal(vec!["tenant".into()], vec![json!("acme"), json!(true)]),
+            true
+        )
     );
     assert_eq!(
         f(json!({"customer": {"id": [{"prefix": "eu-"}]}})),
-        Some(super::super::filter::Required::Prefix(
-            vec!["customer".into(), "id".into()],
-            vec!["eu-".into()]
-        ))
+        filing(
+            Required::Prefix(vec!["customer".into(), "id".into()], vec!["eu-".into()]),
+            true
+        )
     );
-    assert_eq!(f(json!({"n": [{"numeric": [">", 1]}]})), None);
+    // An equal string is its own prefix, but not all a prefix says.
+    assert_eq!(
+        f(json!({"id": [{"prefix": "eu-"}, "us"]})),
+        filing(
+            Required::Prefix(vec!["id".into()], vec!["eu-".into(), "us".into()]),
+            false
+        )
+    );
+    assert_eq!(
+        f(json!({"n": [{"numeric": [">", 1, "<=", 5]}, {"$lt": 0}, 7]})),
+        filing(
+            Required::Range(
+                vec!["n".into()],
+                vec![(1.0, 5.0), (f64::NEG_INFINITY, 0.0), (7.0, 7.0)]
+            ),
+            false
+        )
+    );
+    assert_eq!(f(json!({"n": [{"anything-but": [1]}]})), None);
     assert_eq!(f(json!({"$or": [{"a": ["x"]}, {"b": ["y"]}]})), None);
+}
+
+#[test]
+fn numeric_ranges_are_found_by_binary_search() {
+    let subs: Vec<LiveSub> = [
+        json!({"n": [{"numeric": [">=", 10]}]}),
+        json!({"n": [{"numeric": ["<", 0]}]}),
+        json!({"n": [{"numeric": [">", 0, "<", 5]}]}),
+        json!({"n": [{"numeric": [">", 5]}]}),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter_map(|(i, f)| live(i, "e", "", Some(f)))
+    .collect();
+    let routes = Routes::new(subs);
+    let at = |n: Value| names(routes.route("e", &json!({ "n": n }), "", "x"));
+    assert_eq!(at(json!(10)), vec!["t000", "t003"]);
+    assert_eq!(at(json!(-0.5)), vec!["t001"]);
+    assert_eq!(at(json!(5)), Vec::<String>::new());
+    assert_eq!(at(json!(4.9)), vec!["t002"]);
+    assert_eq!(at(json!([-1, 3])), vec!["t001", "t002"]);
+    assert_eq!(at(json!("10")), Vec::<String>::new());
 }
 
 #[test]
