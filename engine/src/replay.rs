@@ -373,11 +373,13 @@ async fn process(
                 waitpoint: None,
                 replay_of: e.event_id.clone(),
                 // The original publish's context: the replayed runs'
-                // attempts link to the story they re-tell.
+                // attempts link to the story they re-tell, and carry this
+                // replay's id.
                 trace: crate::telemetry::TraceContext {
                     traceparent: e.traceparent.clone(),
                     tracestate: e.tracestate.clone(),
-                },
+                }
+                .replayed_by(&job.id),
             });
         }
         if !engine

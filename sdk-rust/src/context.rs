@@ -79,6 +79,9 @@ pub struct TaskContext {
     pub(crate) journal: Arc<Mutex<HashMap<String, String>>>,
     /// Per-kind call counters, to key waits by call order.
     pub(crate) seq: Arc<Mutex<HashMap<&'static str, u32>>>,
+    /// This attempt's `process` span (disabled when not traced): a resumed
+    /// attempt links it to the waitpoint it waited on.
+    pub(crate) span: tracing::Span,
 }
 
 impl std::fmt::Debug for TaskContext {

@@ -111,6 +111,7 @@ impl TestContext {
                 logs: Arc::default(),
                 journal: Arc::default(),
                 seq: Arc::default(),
+                span: tracing::Span::none(),
             },
             stubs,
         }

@@ -81,3 +81,53 @@ pub(crate) fn traceparent(span: &tracing::Span) -> String {
     TraceContextPropagator::new().inject_context(&cx, &mut out);
     out.remove("traceparent").unwrap_or_default()
 }
+
+/// The replay job that re-sent this run's event, from the W3C `tracestate`
+/// entry the engine adds to a replayed event's context (`fanout=replay:ID`;
+/// tracestate is where a system puts its own trace data).
+pub(crate) fn replay_id(tracestate: &str) -> Option<&str> {
+    tracestate
+        .split(',')
+        .filter_map(|entry| entry.trim().strip_prefix("fanout="))
+        .find_map(|value| value.strip_prefix("replay:"))
+        .filter(|id| !id.is_empty())
+}
+
+/// Link a resumed attempt's span to the waitpoint it waited on: the
+/// context of the publish whose runs the waitpoint gathered (the span the
+/// children's attempts link to), carrying `fanout.waitpoint.id`.
+pub(crate) fn link_waitpoint(span: &tracing::Span, journal: &serde_json::Value) {
+    let (Some(traceparent), Some(id)) = (
+        journal["traceparent"].as_str(),
+        journal["waitpoint_id"].as_str(),
+    ) else {
+        return;
+    };
+    if span.is_disabled() {
+        return;
+    }
+    let tracestate = journal["tracestate"].as_str().unwrap_or_default();
+    let cx = TraceContextPropagator::new().extract(&One(traceparent, tracestate));
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.add_link_with_attributes(
+            sc,
+            vec![opentelemetry::KeyValue::new(
+                "fanout.waitpoint.id",
+                id.to_string(),
+            )],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_replay_id_is_read_from_the_fanout_tracestate_entry() {
+        assert_eq!(super::replay_id("fanout=replay:r1,congo=t61"), Some("r1"));
+        assert_eq!(super::replay_id("congo=t61, fanout=replay:r2"), Some("r2"));
+        assert_eq!(super::replay_id("congo=t61"), None);
+        assert_eq!(super::replay_id("fanout=other"), None);
+        assert_eq!(super::replay_id(""), None);
+    }
+}

@@ -389,8 +389,11 @@ impl TaskContext {
         }
     }
 
+    /// The waitpoint an earlier execution suspended on at `key`; the
+    /// attempt's span links to it (this attempt resumes from it).
     fn journaled_waitpoint(&self, key: &str) -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(&self.journal_get(key)?).ok()?;
+        crate::trace::link_waitpoint(&self.span, &v);
         v["waitpoint_id"].as_str().map(str::to_string)
     }
 

@@ -391,6 +391,39 @@ async fn execute(
             return (Err(e), String::new());
         }
     };
+    // One attempt, as a CONSUMER span linked to the event's creation
+    // context; the handler's own spans are its children.
+    let span = tracing::info_span!(
+        target: crate::trace::TARGET,
+        "process",
+        otel.name = %format_args!("process {}", a.event),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "fanout",
+        messaging.operation.type = "process",
+        messaging.destination.name = %a.event,
+        messaging.destination.subscription.name = %a.task_id,
+        messaging.consumer.group.name = tracing::field::Empty,
+        messaging.message.id = %a.event_id,
+        fanout.run.id = %a.run_id,
+        fanout.attempt = a.attempt,
+        fanout.replay.of = tracing::field::Empty,
+        fanout.replay.id = tracing::field::Empty,
+        fanout.outcome = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    crate::trace::link(&span, &a.traceparent, &a.tracestate);
+    if !span.is_disabled() {
+        if !a.replay_of.is_empty() {
+            span.record("fanout.replay.of", a.replay_of.as_str());
+        }
+        if let Some(replay) = crate::trace::replay_id(&a.tracestate) {
+            span.record("fanout.replay.id", replay);
+        }
+        if let Some(group) = &task.consumer_group {
+            span.record("messaging.consumer.group.name", group.as_str());
+        }
+    }
     let ctx = TaskContext {
         run_id: a.run_id.clone(),
         attempt: a.attempt,
@@ -415,31 +448,8 @@ async fn execute(
                 .collect(),
         )),
         seq: Arc::default(),
+        span: span.clone(),
     };
-    // One attempt, as a CONSUMER span linked to the event's creation
-    // context; the handler's own spans are its children.
-    let span = tracing::info_span!(
-        target: crate::trace::TARGET,
-        "process",
-        otel.name = %format_args!("process {}", a.event),
-        otel.kind = "consumer",
-        otel.status_code = tracing::field::Empty,
-        messaging.system = "fanout",
-        messaging.operation.type = "process",
-        messaging.destination.name = %a.event,
-        messaging.destination.subscription.name = %a.task_id,
-        messaging.consumer.group.name = tracing::field::Empty,
-        messaging.message.id = %a.event_id,
-        fanout.run.id = %a.run_id,
-        fanout.attempt = a.attempt,
-        fanout.replay.of = tracing::field::Empty,
-        fanout.outcome = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    );
-    crate::trace::link(&span, &a.traceparent, &a.tracestate);
-    if !a.replay_of.is_empty() {
-        span.record("fanout.replay.of", a.replay_of.as_str());
-    }
     let fut = logs.scope(tracing::Instrument::instrument(
         (task.handler)(payload, ctx),
         span.clone(),

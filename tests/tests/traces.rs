@@ -66,6 +66,114 @@ struct Order {
     id: String,
 }
 
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Check {
+    sku: String,
+}
+
+/// A parent publishes and waits (it suspends; its attempt ends), the child
+/// completes, the parent resumes: the resumed attempt links to the child
+/// publish the waitpoint gathered, naming the waitpoint, and the child's
+/// attempt links to the same publish.
+async fn scatter_gather_reads_as_one_story(
+    client: &fanout::Client,
+    collector: &Collector,
+    exporter: &fanout_engine::telemetry::Tracing,
+) {
+    let checkout = Event::<Order>::new("order.checked");
+    let stock = Event::<Check>::new("stock.check");
+    checkout.define(client).await.unwrap();
+    stock.define(client).await.unwrap();
+    let check = Task::new(
+        "check-stock",
+        &stock,
+        |c: Check, _| async move { Ok(c.sku) },
+    );
+    let child_event = stock.clone();
+    let gather = Task::new("gather", &checkout, move |_o: Order, ctx| {
+        let stock = child_event.clone();
+        async move {
+            let results = ctx
+                .publish_and_wait(&stock, &Check { sku: "s-1".into() })
+                .await?;
+            Ok(results.all_ok())
+        }
+    });
+    let worker = Worker::new(client.clone())
+        .task(check)
+        .task(gather)
+        .start()
+        .await
+        .unwrap();
+    let published = checkout
+        .publish(client, &Order { id: "o-2".into() })
+        .await
+        .unwrap();
+    let spans = eventually(
+        Duration::from_secs(20),
+        "the resumed attempt's span",
+        || {
+            exporter.flush();
+            let spans = collector.spans.lock().expect("collector lock").clone();
+            async move {
+                spans
+                    .iter()
+                    .any(|s| {
+                        s.name == "process order.checked"
+                            && attr(s, "fanout.attempt").as_deref() == Some("2")
+                    })
+                    .then_some(spans)
+            }
+        },
+    )
+    .await;
+    let child_send = spans
+        .iter()
+        .find(|s| s.name == "send stock.check")
+        .expect("the child publish is exported");
+    let first = spans
+        .iter()
+        .find(|s| {
+            s.name == "process order.checked" && attr(s, "fanout.attempt").as_deref() == Some("1")
+        })
+        .unwrap();
+    assert_eq!(attr(first, "fanout.outcome").as_deref(), Some("suspended"));
+    assert_eq!(
+        child_send.parent_span_id, first.span_id,
+        "the child publish is made inside the parent's first attempt"
+    );
+    let resumed = spans
+        .iter()
+        .find(|s| {
+            s.name == "process order.checked" && attr(s, "fanout.attempt").as_deref() == Some("2")
+        })
+        .unwrap();
+    let link = resumed
+        .links
+        .iter()
+        .find(|l| l.span_id == child_send.span_id && l.trace_id == child_send.trace_id)
+        .unwrap_or_else(|| panic!("the resumed attempt links to the waitpoint: {resumed:#?}"));
+    assert!(
+        link.attributes
+            .iter()
+            .any(|kv| kv.key == "fanout.waitpoint.id"),
+        "{link:#?}"
+    );
+    let child = spans
+        .iter()
+        .find(|s| s.name == "process stock.check")
+        .unwrap();
+    assert!(
+        child.links.iter().any(|l| l.span_id == child_send.span_id),
+        "the child's attempt links to the same publish"
+    );
+    assert!(
+        published.event_id != attr(child, "messaging.message.id").unwrap_or_default(),
+        "two events"
+    );
+    worker.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_publish_is_one_story_across_subscribers_and_retries() {
     let collector = Collector::default();
@@ -93,7 +201,8 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
         let span = tracing::info_span!("reserve-stock", order = %o.id);
         async { Ok(o.id) }.instrument(span).await
     });
-    let charge = Task::new("charge", &placed, |o: Order, _| async move { Ok(o.id) });
+    let charge = Task::new("charge", &placed, |o: Order, _| async move { Ok(o.id) })
+        .consumer_group("billing");
     let flaky_calls = Arc::new(AtomicU32::new(0));
     let calls = flaky_calls.clone();
     let flaky = Task::new("notify", &placed, move |o: Order, _| {
@@ -225,6 +334,16 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
         .expect("handler span exported");
     assert_eq!(stock.parent_span_id, reserve_attempt.span_id);
     assert_eq!(stock.trace_id, reserve_attempt.trace_id);
+    // A consumer group's member names its group; others name none.
+    let charge_attempt = process
+        .iter()
+        .find(|p| attr(p, "messaging.destination.subscription.name").as_deref() == Some("charge"))
+        .unwrap();
+    assert_eq!(
+        attr(charge_attempt, "messaging.consumer.group.name").as_deref(),
+        Some("billing")
+    );
+    assert_eq!(attr(reserve_attempt, "messaging.consumer.group.name"), None);
 
     // The engine's work: each completion is a child of its attempt (the
     // retry decided there).
@@ -304,6 +423,13 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
             .any(|l| l.trace_id == send.trace_id && l.span_id == send.span_id),
         "the replayed attempt links to the original publish: {replayed:#?}"
     );
+    assert_eq!(
+        attr(&replayed, "fanout.replay.id"),
+        Some(job.id.clone()),
+        "the replayed attempt names its replay job"
+    );
+
+    scatter_gather_reads_as_one_story(&client, &collector, &exporter).await;
 
     worker.shutdown().await.unwrap();
     engine.stop().await;

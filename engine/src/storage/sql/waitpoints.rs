@@ -315,7 +315,14 @@ impl SqlStore {
                     .await?
             };
             if holds {
-                let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
+                // With the publish's trace context: the parent's resumed
+                // attempt links to it (the span its children link to).
+                let mut value = serde_json::json!({ "waitpoint_id": wp.id });
+                if !ev.trace.is_empty() {
+                    value["traceparent"] = ev.trace.traceparent.clone().into();
+                    value["tracestate"] = ev.trace.tracestate.clone().into();
+                }
+                let value = value.to_string();
                 self.journal(tx, &p.run_id, &p.step_key, &value, now)
                     .await?;
                 if !done {
