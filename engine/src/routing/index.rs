@@ -20,7 +20,7 @@
 //! in them and the candidates found, not the number of subscriptions.
 
 use super::filter::{Filing, Filter, Required};
-use super::{LiveSub, route_in};
+use super::{Known, LiveSub, route_in};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -100,8 +100,9 @@ pub struct Routes {
     by_name: HashMap<String, ByName>,
     /// Subscriptions on name patterns (`order.*`): evaluated for every event.
     patterns: Vec<usize>,
-    /// Per subscription: found by the index means matched (an exact filing).
-    exact: Vec<bool>,
+    /// Per subscription, what being a candidate says: its name (filed under
+    /// it), a match (an exact filing), or nothing (a name pattern).
+    known: Vec<Known>,
 }
 
 impl std::ops::Deref for Routes {
@@ -116,10 +117,11 @@ impl Routes {
     pub fn new(subs: Vec<LiveSub>) -> Self {
         let mut by_name: HashMap<String, ByName> = HashMap::new();
         let mut patterns = Vec::new();
-        let mut exact = vec![false; subs.len()];
+        let mut known = vec![Known::Name; subs.len()];
         for (i, s) in subs.iter().enumerate() {
             if super::pattern::is_pattern(&s.sub.event) {
                 patterns.push(i);
+                known[i] = Known::Nothing;
                 continue;
             }
             let slot = by_name.entry(s.sub.event.clone()).or_default();
@@ -128,7 +130,9 @@ impl Routes {
                 slot.always.push(i);
                 continue;
             };
-            exact[i] = e;
+            if e {
+                known[i] = Known::Match;
+            }
             match required {
                 Required::Equal(path, values) => {
                     let map = slot.equal.entry(path).or_default();
@@ -158,7 +162,7 @@ impl Routes {
             subs,
             by_name,
             patterns,
-            exact,
+            known,
         }
     }
 
@@ -213,7 +217,7 @@ impl Routes {
         route_in(
             candidates
                 .into_iter()
-                .map(|i| (&self.subs[i], self.exact[i])),
+                .map(|i| (&self.subs[i], self.known[i])),
             event,
             payload,
             ordering_key,

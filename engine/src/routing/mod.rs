@@ -38,7 +38,7 @@ pub fn route<'a>(
     event_id: &str,
 ) -> Vec<&'a LiveSub> {
     route_in(
-        subs.iter().map(|s| (s, false)),
+        subs.iter().map(|s| (s, Known::Nothing)),
         event,
         payload,
         ordering_key,
@@ -46,11 +46,20 @@ pub fn route<'a>(
     )
 }
 
-/// [`route`] over the given subscriptions, in their order; a subscription
-/// paired with `true` is known to match (the index found it by its whole
-/// filter), so its filter is not evaluated again.
+/// What the caller of [`route_in`] already knows of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Nothing,
+    /// Its event name is the event's (filed under that exact name).
+    Name,
+    /// Name and filter match (the index found it by its whole filter).
+    Match,
+}
+
+/// [`route`] over the given subscriptions, in their order, skipping the
+/// checks each one's [`Known`] already answers.
 fn route_in<'a>(
-    subs: impl Iterator<Item = (&'a LiveSub, bool)>,
+    subs: impl Iterator<Item = (&'a LiveSub, Known)>,
     event: &str,
     payload: &Value,
     ordering_key: &str,
@@ -59,10 +68,10 @@ fn route_in<'a>(
     let mut out = Vec::new();
     let mut groups: BTreeMap<&str, Vec<&LiveSub>> = BTreeMap::new();
     for (s, known) in subs {
-        if !name_matches(&s.sub.event, event) {
+        if known == Known::Nothing && !name_matches(&s.sub.event, event) {
             continue;
         }
-        if !known
+        if known != Known::Match
             && let Some(f) = &s.filter
             && !f.matches(payload)
         {
