@@ -81,6 +81,9 @@ pub struct Args {
     /// cost of tracing; the summary gains `spans_exported`).
     #[arg(long)]
     pub trace: bool,
+    /// What the in-process collector of `--trace` does with each span.
+    #[arg(long, value_enum, default_value_t = observe::Collector::Decode)]
+    pub collector: observe::Collector,
     /// Scrape the in-process engine's `/metrics` every this many ms during
     /// the run (the cost of a Prometheus server; the summary gains
     /// `metrics_scrapes`).
@@ -137,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         return print(&summary, args.json);
     }
     let tracing = if args.trace {
-        Some(observe::Tracing::start().await?)
+        Some(observe::Tracing::start(args.collector).await?)
     } else {
         None
     };

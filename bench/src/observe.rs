@@ -1,6 +1,8 @@
 //! What observability costs: `--trace` exports every span (engine and
 //! in-process workers) over OTLP to a collector in this process, which
-//! counts and drops them; `--scrape-metrics-ms` reads `/metrics` on that
+//! counts and drops them (`--collector decode` decodes each span as a real
+//! collector does, its CPU counted against the run; `count` skips their
+//! contents, so the figure is the exporting side's); `--scrape-metrics-ms` reads `/metrics` on that
 //! period for the whole run, as a Prometheus server would.
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -34,6 +36,88 @@ impl TraceService for Counter {
     }
 }
 
+/// What the collector does with each export it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Collector {
+    /// Decode every span fully (what a real collector pays), in this
+    /// process: its CPU is counted against the bench.
+    Decode,
+    /// Count the spans and skip their contents: the bench then measures
+    /// what the engine and workers pay, as with a collector elsewhere.
+    Count,
+}
+
+/// `ExportTraceServiceRequest` down to the spans, each left undecoded
+/// (prost skips the fields a message does not declare): counting spans
+/// costs almost nothing, so the bench's figure is the exporting side's.
+mod skim {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Request {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_spans: Vec<ResourceSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceSpans {
+        #[prost(message, repeated, tag = "2")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeSpans {
+        #[prost(message, repeated, tag = "2")]
+        pub spans: Vec<Skipped>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Skipped {}
+}
+
+/// The OTLP trace service over [`skim`]: the same wire protocol as
+/// `TraceServiceServer`, a request type that only counts.
+#[derive(Clone, Default)]
+struct Skimmer(Counter);
+
+impl tonic::server::NamedService for Skimmer {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl tonic::server::UnaryService<skim::Request> for Skimmer {
+    type Response = ExportTraceServiceResponse;
+    type Future = tonic::codegen::BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
+    fn call(&mut self, req: tonic::Request<skim::Request>) -> Self::Future {
+        let n: usize = req
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        (self.0).0.fetch_add(n as u64, Ordering::Relaxed);
+        Box::pin(async { Ok(tonic::Response::new(ExportTraceServiceResponse::default())) })
+    }
+}
+
+impl<B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for Skimmer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let svc = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.unary(svc, req).await)
+        })
+    }
+}
+
 /// The exporter and its collector, for one process.
 pub struct Tracing {
     spans: Counter,
@@ -42,16 +126,25 @@ pub struct Tracing {
 
 impl Tracing {
     /// Start a collector on a free port and export every span to it.
-    pub async fn start() -> anyhow::Result<Tracing> {
+    pub async fn start(collector: Collector) -> anyhow::Result<Tracing> {
         use tracing_subscriber::layer::SubscriberExt as _;
         let spans = Counter::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(spans.clone()))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let mut server = tonic::transport::Server::builder();
+        match collector {
+            Collector::Decode => tokio::spawn(
+                server
+                    .add_service(TraceServiceServer::new(spans.clone()))
+                    .serve_with_incoming(incoming),
+            ),
+            Collector::Count => tokio::spawn(
+                server
+                    .add_service(Skimmer(spans.clone()))
+                    .serve_with_incoming(incoming),
+            ),
+        };
         let (layer, exporter) =
             fanout_engine::telemetry::otlp_layer(&fanout_engine::telemetry::OtlpConfig {
                 endpoint: format!("http://{addr}"),

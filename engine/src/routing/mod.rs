@@ -65,7 +65,9 @@ fn route_in<'a>(
     ordering_key: &str,
     event_id: &str,
 ) -> Vec<&'a LiveSub> {
-    let mut out = Vec::new();
+    // Sized for the index's candidates (a handful to a few dozen), not for
+    // every subscription when called with all of them.
+    let mut out = Vec::with_capacity(subs.size_hint().0.min(64));
     let mut groups: BTreeMap<&str, Vec<&LiveSub>> = BTreeMap::new();
     for (s, known) in subs {
         if known == Known::Nothing && !name_matches(&s.sub.event, event) {
