@@ -8,7 +8,7 @@
 //! some strings (or booleans), start with one of some prefixes, or lie in
 //! one of some numeric ranges. A publish gathers the payload's values at
 //! each indexed path once and looks them up: a map for equality, every
-//! prefix of the value for prefixes, a binary search in bounds sorted for
+//! prefix of the value for prefixes, an interval tree (sorted bounds) for
 //! ranges. It evaluates the full filter of those candidates only — none at
 //! all for a subscription whose condition is its whole filter — plus the
 //! subscriptions nothing could be filed under (no filter, name patterns,
@@ -40,38 +40,65 @@ struct ByName {
     range: HashMap<Path, Ranges>,
 }
 
-/// Numeric ranges of one path, sorted so a value finds the ranges that may
-/// hold it by binary search: those with a lower bound at or below it, and
-/// (for ranges with no lower bound) those with an upper bound at or above.
+/// Numeric ranges of one path as a static interval tree: the ranges sorted
+/// by low end, read as a balanced binary tree (each slice's middle is its
+/// root) where every root knows the highest high end below it. A value
+/// visits only subtrees that can hold it: O(log n + ranges found).
 #[derive(Debug, Default)]
 struct Ranges {
-    /// (low, subscription) with a finite low, by low.
-    by_low: Vec<(f64, usize)>,
-    /// (high, subscription) for ranges open below, by high.
-    by_high: Vec<(f64, usize)>,
+    /// (low, high, subscription), by low.
+    spans: Vec<(f64, f64, usize)>,
+    /// For the subtree rooted at each index: its highest high end.
+    max_high: Vec<f64>,
 }
 
 impl Ranges {
     fn add(&mut self, (low, high): (f64, f64), sub: usize) {
-        if low.is_finite() {
-            self.by_low.push((low, sub));
-        } else {
-            self.by_high.push((high, sub));
+        self.spans.push((low, high, sub));
+    }
+
+    fn build(&mut self) {
+        self.spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        self.max_high = vec![f64::NEG_INFINITY; self.spans.len()];
+        self.fill(0, self.spans.len());
+    }
+
+    fn fill(&mut self, lo: usize, hi: usize) -> f64 {
+        if lo >= hi {
+            return f64::NEG_INFINITY;
         }
+        let mid = lo + (hi - lo) / 2;
+        let m = self.spans[mid]
+            .1
+            .max(self.fill(lo, mid))
+            .max(self.fill(mid + 1, hi));
+        self.max_high[mid] = m;
+        m
     }
 
-    fn sort(&mut self) {
-        self.by_low.sort_by(|a, b| a.0.total_cmp(&b.0));
-        self.by_high.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-
-    /// Every subscription whose range may hold `x` (a superset: a range
-    /// found by its low end may end below `x`; its filter decides).
+    /// Every subscription with a range holding `x` (ranges are closed, so
+    /// this is a superset where the pattern says `>`; the filter decides).
     fn candidates(&self, x: f64, out: &mut Vec<usize>) {
-        let n = self.by_low.partition_point(|(low, _)| *low <= x);
-        out.extend(self.by_low[..n].iter().map(|(_, i)| *i));
-        let n = self.by_high.partition_point(|(high, _)| *high < x);
-        out.extend(self.by_high[n..].iter().map(|(_, i)| *i));
+        self.visit(0, self.spans.len(), x, out);
+    }
+
+    fn visit(&self, lo: usize, hi: usize, x: f64, out: &mut Vec<usize>) {
+        if lo >= hi {
+            return;
+        }
+        let mid = lo + (hi - lo) / 2;
+        if self.max_high[mid] < x {
+            return;
+        }
+        self.visit(lo, mid, x, out);
+        let (low, high, sub) = self.spans[mid];
+        // Everything right of `mid` starts at or above `low`.
+        if low <= x {
+            if high >= x {
+                out.push(sub);
+            }
+            self.visit(mid + 1, hi, x, out);
+        }
     }
 }
 
@@ -157,7 +184,7 @@ impl Routes {
         by_name
             .values_mut()
             .flat_map(|n| n.range.values_mut())
-            .for_each(Ranges::sort);
+            .for_each(Ranges::build);
         Routes {
             subs,
             by_name,

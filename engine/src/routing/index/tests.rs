@@ -159,7 +159,7 @@ fn a_filter_is_filed_under_equality_then_prefix_then_range() {
 }
 
 #[test]
-fn numeric_ranges_are_found_by_binary_search() {
+fn numeric_ranges_are_found_in_an_interval_tree() {
     let subs: Vec<LiveSub> = [
         json!({"n": [{"numeric": [">=", 10]}]}),
         json!({"n": [{"numeric": ["<", 0]}]}),
@@ -178,6 +178,38 @@ fn numeric_ranges_are_found_by_binary_search() {
     assert_eq!(at(json!(4.9)), vec!["t002"]);
     assert_eq!(at(json!([-1, 3])), vec!["t001", "t002"]);
     assert_eq!(at(json!("10")), Vec::<String>::new());
+}
+
+#[test]
+fn the_interval_tree_finds_exactly_the_ranges_holding_a_value() {
+    // 300 bands of assorted widths, some open at one end; every value
+    // against a brute-force scan.
+    let mut ranges = Ranges::default();
+    let mut spans = Vec::new();
+    for i in 0..300usize {
+        let low = if i % 17 == 0 {
+            f64::NEG_INFINITY
+        } else {
+            (i * 7 % 101) as f64
+        };
+        let high = if i % 13 == 0 {
+            f64::INFINITY
+        } else {
+            low.max(0.0) + (i % 9) as f64
+        };
+        ranges.add((low, high), i);
+        spans.push((low, high));
+    }
+    ranges.build();
+    for x in (-20..130).map(|v| v as f64 / 1.5) {
+        let mut found = Vec::new();
+        ranges.candidates(x, &mut found);
+        found.sort_unstable();
+        let expected: Vec<usize> = (0..300)
+            .filter(|&i| spans[i].0 <= x && x <= spans[i].1)
+            .collect();
+        assert_eq!(found, expected, "at {x}");
+    }
 }
 
 #[test]
