@@ -75,6 +75,7 @@ struct Check {
 /// completes, the parent resumes: the resumed attempt links to the child
 /// publish the waitpoint gathered, naming the waitpoint, and the child's
 /// attempt links to the same publish.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 async fn scatter_gather_reads_as_one_story(
     client: &fanout::Client,
     collector: &Collector,

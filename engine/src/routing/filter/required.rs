@@ -32,6 +32,9 @@ pub struct Filing {
 /// A leaf's part of a condition, and whether it says all the leaf says.
 type Part<T> = Option<(T, bool)>;
 
+/// A field's path and the parts its alternatives made.
+type Found<T> = (Vec<String>, Vec<(T, bool)>);
+
 impl Filter {
     /// A field that must equal one of some strings or booleans, else one
     /// that must start with one of some prefixes (an equal string counts as
@@ -74,7 +77,7 @@ impl Filter {
 /// A found field as a filing: exact when the pattern is that field alone
 /// and every alternative's part says all the alternative says.
 fn file<T>(
-    (path, parts): (Vec<String>, Vec<(T, bool)>),
+    (path, parts): Found<T>,
     single: bool,
     make: fn(Vec<String>, Vec<T>) -> Required,
 ) -> Filing {
@@ -113,7 +116,7 @@ fn first_field<T>(
     node: &Node,
     path: &mut Vec<String>,
     leaf: &dyn Fn(&Leaf) -> Part<T>,
-) -> Option<(Vec<String>, Vec<(T, bool)>)> {
+) -> Option<Found<T>> {
     let Node::All { fields, .. } = node;
     for (k, f) in fields {
         path.push(k.clone());
