@@ -84,6 +84,10 @@ pub struct Args {
     /// What the in-process collector of `--trace` does with each span.
     #[arg(long, value_enum, default_value_t = observe::Collector::Decode)]
     pub collector: observe::Collector,
+    /// With `--trace`: export the engine's spans only, not the in-process
+    /// workers' `process` spans (the engine's share of the cost).
+    #[arg(long)]
+    pub trace_engine_only: bool,
     /// Scrape the in-process engine's `/metrics` every this many ms during
     /// the run (the cost of a Prometheus server; the summary gains
     /// `metrics_scrapes`).
@@ -140,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
         return print(&summary, args.json);
     }
     let tracing = if args.trace {
-        Some(observe::Tracing::start(args.collector).await?)
+        Some(observe::Tracing::start(args.collector, !args.trace_engine_only).await?)
     } else {
         None
     };

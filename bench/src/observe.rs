@@ -125,8 +125,11 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// Start a collector on a free port and export every span to it.
-    pub async fn start(collector: Collector) -> anyhow::Result<Tracing> {
+    /// Start a collector on a free port and export every span to it — or,
+    /// with `workers` false, only the engine's: the in-process workers'
+    /// `process` spans are not recorded, as when workers run elsewhere.
+    pub async fn start(collector: Collector, workers: bool) -> anyhow::Result<Tracing> {
+        use tracing_subscriber::Layer as _;
         use tracing_subscriber::layer::SubscriberExt as _;
         let spans = Counter::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -151,6 +154,9 @@ impl Tracing {
                 service_name: "fanout-bench".into(),
             })
             .map_err(anyhow::Error::msg)?;
+        let layer = layer.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+            workers || !(m.name() == "process" && m.target() == fanout_engine::telemetry::TARGET)
+        }));
         tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
         Ok(Tracing { spans, exporter })
     }
