@@ -130,6 +130,8 @@ pub struct Routes {
     /// Per subscription, what being a candidate says: its name (filed under
     /// it), a match (an exact filing), or nothing (a name pattern).
     known: Vec<Known>,
+    /// Per subscription: does it belong to a consumer group?
+    grouped: Vec<bool>,
 }
 
 impl std::ops::Deref for Routes {
@@ -145,6 +147,10 @@ impl Routes {
         let mut by_name: HashMap<String, ByName> = HashMap::new();
         let mut patterns = Vec::new();
         let mut known = vec![Known::Name; subs.len()];
+        let grouped = subs
+            .iter()
+            .map(|s| !s.sub.consumer_group.is_empty())
+            .collect();
         for (i, s) in subs.iter().enumerate() {
             if super::pattern::is_pattern(&s.sub.event) {
                 patterns.push(i);
@@ -190,6 +196,7 @@ impl Routes {
             by_name,
             patterns,
             known,
+            grouped,
         }
     }
 
@@ -244,7 +251,7 @@ impl Routes {
         route_in(
             candidates
                 .into_iter()
-                .map(|i| (&self.subs[i], self.known[i])),
+                .map(|i| (&self.subs[i], self.known[i], self.grouped[i])),
             event,
             payload,
             ordering_key,
