@@ -5,7 +5,9 @@
 //!
 //! The mix (realistic for multi-tenant fan-out): 60 % equality on a tenant
 //! plus a numeric threshold, 25 % a prefix on a SKU, 10 % equality on an
-//! event type, 5 % numeric-only (found by the range index).
+//! event type, 5 % numeric-only (found by the range index); and the same
+//! at 10,000 with value pools grown 100× ([`Pools::scaled`]), so each event
+//! creates as many runs as at 100.
 
 use fanout_engine::model::{RetryPolicy, Subscription};
 use fanout_engine::routing::filter::Filter;
@@ -14,13 +16,42 @@ use fanout_engine::routing::{LiveSub, route};
 use serde_json::{Value, json};
 use std::time::Instant;
 
-fn subs(n: usize) -> Vec<LiveSub> {
+/// How many tenants, SKU prefixes and types the subscriptions and events
+/// draw from: the mix (5,000 / 997 / 50 at any size: at 10,000
+/// subscriptions ~20 share each type, so each event creates ~23 runs), or
+/// pools grown with the subscriptions so each event creates as many runs
+/// as at 100 (what matching costs apart from handing out more runs).
+#[derive(Clone, Copy)]
+struct Pools {
+    tenants: usize,
+    skus: usize,
+    types: usize,
+}
+
+impl Pools {
+    const SHARED: Pools = Pools {
+        tenants: 5000,
+        skus: 997,
+        types: 50,
+    };
+
+    fn scaled(subs: usize) -> Pools {
+        let k = (subs / 100).max(1);
+        Pools {
+            tenants: 5000 * k,
+            skus: 997 * k,
+            types: 50 * k,
+        }
+    }
+}
+
+fn subs(n: usize, pools: Pools) -> Vec<LiveSub> {
     (0..n)
         .map(|i| {
             let filter = match i % 20 {
-                0..=11 => json!({"tenant": [format!("t{}", i % 5000)], "amount": [{"numeric": [">", (i % 7) * 100]}]}),
-                12..=16 => json!({"sku": [{"prefix": format!("S{}-", i % 997)}]}),
-                17 | 18 => json!({"type": [format!("type{}", i % 50)]}),
+                0..=11 => json!({"tenant": [format!("t{}", i % pools.tenants)], "amount": [{"numeric": [">", (i % 7) * 100]}]}),
+                12..=16 => json!({"sku": [{"prefix": format!("S{}-", i % pools.skus)}]}),
+                17 | 18 => json!({"type": [format!("type{}", i % pools.types)]}),
                 _ => json!({"amount": [{"numeric": [">=", 100_000 + i]}]}),
             };
             LiveSub {
@@ -43,11 +74,11 @@ fn subs(n: usize) -> Vec<LiveSub> {
         .collect()
 }
 
-fn payloads(n: usize) -> Vec<Value> {
+fn payloads(n: usize, pools: Pools) -> Vec<Value> {
     (0..n)
         .map(|i| {
-            json!({"tenant": format!("t{}", (i * 7919) % 5000), "amount": (i % 900) as f64,
-                   "sku": format!("S{}-{}", (i * 31) % 997, i), "type": format!("type{}", i % 50),
+            json!({"tenant": format!("t{}", (i * 7919) % pools.tenants), "amount": (i % 900) as f64,
+                   "sku": format!("S{}-{}", (i * 31) % pools.skus, i), "type": format!("type{}", (i * 13) % pools.types),
                    "lines": [{"sku": "x", "qty": 1}]})
         })
         .collect()
@@ -77,10 +108,14 @@ fn per_event(payloads: &[Value], mut f: impl FnMut(&Value) -> usize) -> (f64, us
 
 pub fn run(events: usize) -> Value {
     let events = events.max(100);
-    let payloads = payloads(events);
     let mut out = serde_json::Map::new();
-    for n in [100, 10_000] {
-        let list = subs(n);
+    for (key, n, pools) in [
+        ("subs_100", 100, Pools::SHARED),
+        ("subs_10000", 10_000, Pools::SHARED),
+        ("subs_10000_runs_held", 10_000, Pools::scaled(10_000)),
+    ] {
+        let payloads = payloads(events, pools);
+        let list = subs(n, pools);
         let t0 = Instant::now();
         let routes = Routes::new(list.clone());
         let build_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -95,14 +130,16 @@ pub fn run(events: usize) -> Value {
             "the index routes as evaluating every filter"
         );
         out.insert(
-            format!("subs_{n}"),
+            key.into(),
             json!({"indexed_us_per_event": indexed, "every_filter_us_per_event": linear,
                    "runs_per_event": hits_i as f64 / events as f64, "index_build_ms": build_ms}),
         );
     }
     let us = |n: &str| out[n]["indexed_us_per_event"].as_f64().unwrap_or(f64::NAN);
     let growth = us("subs_10000") / us("subs_100");
+    let held = us("subs_10000_runs_held") / us("subs_100");
     out.insert("indexed_growth_100_to_10000".into(), json!(growth));
+    out.insert("indexed_growth_runs_held".into(), json!(held));
     out.insert("scenario".into(), json!("matching"));
     out.insert("events".into(), json!(events));
     Value::Object(out)
