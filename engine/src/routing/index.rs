@@ -19,7 +19,7 @@
 //! The cost of a publish is then the number of indexed paths, the lookups
 //! in them and the candidates found, not the number of subscriptions.
 
-use super::filter::{Filing, Filter, Required};
+use super::filter::{Filing, Filter, Required, any_leaf};
 use super::{Known, LiveSub, route_in};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -272,7 +272,11 @@ fn values_at<'a>(v: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
         return;
     };
     if rest.is_empty() {
-        leaves(field, out);
+        // The filter's own notion of a field's leaves.
+        any_leaf(field, &mut |x| {
+            out.push(x);
+            false
+        });
         return;
     }
     match field {
@@ -280,14 +284,6 @@ fn values_at<'a>(v: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
         Value::Array(items) => items.iter().for_each(|i| values_at(i, rest, out)),
         object @ Value::Object(_) => values_at(object, rest, out),
         _ => {}
-    }
-}
-
-fn leaves<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
-        Value::Object(_) => {}
-        scalar => out.push(scalar),
     }
 }
 

@@ -33,8 +33,9 @@ fn field_matches(f: &Field, v: Option<&Value>) -> bool {
 /// A scalar is one leaf, an array contributes its elements with nested
 /// arrays flattened, an object (or an array's objects) none — objects are
 /// matched by nested patterns, not by leaf operators. No allocation: this
-/// runs for every candidate filter of every publish.
-fn any_leaf(v: &Value, f: &mut impl FnMut(&Value) -> bool) -> bool {
+/// runs for every candidate filter of every publish. The routing index
+/// gathers values through it too, so both see the same leaves.
+pub(crate) fn any_leaf<'a>(v: &'a Value, f: &mut impl FnMut(&'a Value) -> bool) -> bool {
     match v {
         Value::Array(items) => items.iter().any(|i| any_leaf(i, f)),
         Value::Object(_) => false,

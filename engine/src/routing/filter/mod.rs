@@ -482,6 +482,7 @@ fn wildcard_parts(s: &str, at: &str) -> R<Vec<String>> {
 }
 
 mod eval;
+pub(crate) use eval::any_leaf;
 use eval::node_matches;
 mod required;
 pub use required::{Filing, Required};
