@@ -154,9 +154,20 @@ impl Tracing {
                 service_name: "fanout-bench".into(),
             })
             .map_err(anyhow::Error::msg)?;
-        let layer = layer.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
-            workers || !(m.name() == "process" && m.target() == fanout_engine::telemetry::TARGET)
-        }));
+        // The workers' spans are left out by a second filter only when
+        // asked: a filter function gives no level hint, so with it every
+        // library's TRACE callsite (h2 opens spans per frame) becomes live
+        // and is asked about — a cost the engine's own setup (and the CLI's)
+        // does not have. The hint keeps those off.
+        let engine_only = tracing_subscriber::filter::filter_fn(|m| {
+            !(m.name() == "process" && m.target() == fanout_engine::telemetry::TARGET)
+        })
+        .with_max_level_hint(tracing::Level::INFO);
+        let layer = if workers {
+            layer.boxed()
+        } else {
+            layer.with_filter(engine_only).boxed()
+        };
         tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
         Ok(Tracing { spans, exporter })
     }

@@ -74,12 +74,17 @@ pub(crate) fn traceparent(span: &tracing::Span) -> String {
         return String::new();
     }
     let cx = span.context();
-    if !cx.span().span_context().is_valid() {
+    let sc = cx.span().span_context().clone();
+    if !sc.is_valid() {
         return String::new();
     }
-    let mut out = std::collections::HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut out);
-    out.remove("traceparent").unwrap_or_default()
+    // As the W3C propagator writes it (version 00, the `sampled` flag).
+    format!(
+        "00-{}-{}-{:02x}",
+        sc.trace_id(),
+        sc.span_id(),
+        (sc.trace_flags() & opentelemetry::trace::TraceFlags::SAMPLED).to_u8()
+    )
 }
 
 /// The replay job that re-sent this run's event, from the W3C `tracestate`

@@ -4,7 +4,9 @@
 //! subscribers, one failing once, must produce the `send` span (PRODUCER,
 //! child of the caller's span), one `process` span per attempt (CONSUMER,
 //! linked to `send`), the spans the handler opens as children of its
-//! attempt, and the engine's `complete` spans in the same traces. One test in this binary: the subscriber is process-global.
+//! attempt, and the engine's `complete` spans in the same traces; a
+//! scatter-gather and a webhook delivery read the same way. One test in
+//! this binary: the subscriber is process-global.
 
 use fanout::{Event, Retry, Task, TaskError, Worker};
 use fanout_engine::telemetry::{OtlpConfig, otlp_layer};
@@ -175,6 +177,110 @@ async fn scatter_gather_reads_as_one_story(
     worker.shutdown().await.unwrap();
 }
 
+/// A webhook delivery is an attempt too: the engine's `process` span
+/// (CONSUMER, a child of the publish) with the POST's status, the
+/// receiver gets that span as its `traceparent`, and recording each
+/// answer is a `complete` span under it (the 503 retried).
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+async fn a_webhook_delivery_is_an_attempt(
+    client: &fanout::Client,
+    collector: &Collector,
+    exporter: &fanout_engine::telemetry::Tracing,
+) {
+    let shipped = Event::<Order>::new("order.shipped");
+    shipped.define(client).await.unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let heard = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let heard = heard.clone();
+        async move {
+            let mut all = heard.lock().expect("receiver lock");
+            all.push(
+                headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            // The first delivery is turned away, the retry accepted.
+            match all.len() {
+                1 => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                _ => axum::http::StatusCode::OK,
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/hooks?token=secret",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    client
+        .create_subscription(
+            fanout::HttpSubscription::new("shipping-hook", "order.shipped", &url).retry(
+                Retry::attempts(3).backoff(Duration::from_millis(10), Duration::from_millis(10)),
+            ),
+        )
+        .await
+        .unwrap();
+    shipped
+        .publish(client, &Order { id: "o-3".into() })
+        .await
+        .unwrap();
+    let spans = eventually(Duration::from_secs(20), "both deliveries' spans", || {
+        exporter.flush();
+        let spans = collector.spans.lock().expect("collector lock").clone();
+        async move {
+            let deliveries = spans
+                .iter()
+                .filter(|s| s.name == "process order.shipped")
+                .count();
+            (deliveries == 2).then_some(spans)
+        }
+    })
+    .await;
+    let send = spans
+        .iter()
+        .find(|s| s.name == "send order.shipped")
+        .unwrap();
+    let deliveries: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "process order.shipped")
+        .collect();
+    let heard = seen.lock().expect("receiver lock").clone();
+    for d in &deliveries {
+        assert_eq!(d.kind, SpanKind::Consumer as i32);
+        assert_eq!(d.parent_span_id, send.span_id, "a child of the publish");
+        assert_eq!(
+            attr(d, "messaging.destination.subscription.name").as_deref(),
+            Some("shipping-hook")
+        );
+        assert_eq!(
+            attr(d, "url.full").as_deref(),
+            Some(url.split('?').next().unwrap()),
+            "no query string in the span"
+        );
+        assert!(
+            heard.iter().any(|t| t.contains(&hex(&d.span_id))),
+            "the receiver got the delivery's span as its parent: {heard:?}"
+        );
+        let complete = spans
+            .iter()
+            .find(|s| s.name == "complete" && s.parent_span_id == d.span_id)
+            .unwrap_or_else(|| panic!("recording the answer is under the delivery: {d:#?}"));
+        let (status, effect) = match attr(d, "fanout.attempt").as_deref() {
+            Some("1") => ("503", "retrying"),
+            _ => ("200", "completed"),
+        };
+        assert_eq!(
+            attr(d, "http.response.status_code").as_deref(),
+            Some(status)
+        );
+        assert_eq!(attr(complete, "fanout.effect").as_deref(), Some(effect));
+    }
+    client.delete_subscription("shipping-hook").await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_publish_is_one_story_across_subscribers_and_retries() {
     let collector = Collector::default();
@@ -193,7 +299,9 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
 
     let backend = fanout_tests::backend("sqlite").await;
-    let engine = TestEngine::start(backend.config.clone()).await;
+    let mut config = backend.config.clone();
+    config.webhooks.allow_loopback = true;
+    let engine = TestEngine::start(config).await;
     let client = engine.client().await;
     let placed = Event::<Order>::new("order.placed");
     placed.define(&client).await.unwrap();
@@ -431,6 +539,7 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
     );
 
     scatter_gather_reads_as_one_story(&client, &collector, &exporter).await;
+    a_webhook_delivery_is_an_attempt(&client, &collector, &exporter).await;
 
     worker.shutdown().await.unwrap();
     engine.stop().await;

@@ -15,6 +15,7 @@
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::*;
+use crate::telemetry::{Span, TraceContext};
 use crate::wakeup::Target;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,9 @@ struct InFlight {
     renewed: Instant,
     /// When the attempt started (for `fanout_run_duration_seconds`).
     started: Instant,
+    /// The event's creation context, kept only while traces are exported:
+    /// the `complete` span's parent when the attempt sent no span of its own.
+    trace: TraceContext,
 }
 
 impl InFlight {
@@ -244,6 +248,7 @@ impl Session {
                         }
                         if let Ok(mut set) = self.in_flight.lock() {
                             let now = Instant::now();
+                            let tracing_on = crate::telemetry::span::enabled();
                             set.extend(claimed.iter().map(|c| {
                                 (
                                     c.run_id.clone(),
@@ -255,6 +260,11 @@ impl Session {
                                         lease: Duration::from_millis(c.lease_ms),
                                         renewed: now,
                                         started: now,
+                                        trace: if tracing_on {
+                                            c.trace.clone()
+                                        } else {
+                                            TraceContext::default()
+                                        },
                                     },
                                 )
                             }));
@@ -314,17 +324,35 @@ impl Session {
     }
 
     /// A result from the worker: record it and free the slot.
+    ///
+    /// Recording it (and the retry or dead letter it leads to) is a
+    /// `complete` span, a child of the attempt's own span (`attempt_span`:
+    /// the worker's `process` span, the webhook delivery's) or, when the
+    /// attempt sent none, of the event's creation context.
     pub async fn on_result(
         &self,
         run_id: String,
         attempt: u32,
         outcome: Outcome,
+        attempt_span: TraceContext,
     ) -> Result<CompletionEffect> {
-        let run = self.in_flight.lock().ok().and_then(|set| {
-            set.get(&run_id)
-                .map(|r| (r.task.clone(), r.started, r.event.clone(), r.probe))
+        let mut event_trace = TraceContext::default();
+        let run = self.in_flight.lock().ok().and_then(|mut set| {
+            set.get_mut(&run_id).map(|r| {
+                event_trace = std::mem::take(&mut r.trace);
+                (r.task.clone(), r.started, r.event.clone(), r.probe)
+            })
         });
         let failed = matches!(outcome, Outcome::Failed { .. });
+        let parent = if attempt_span.is_empty() {
+            event_trace
+        } else {
+            attempt_span
+        };
+        let mut span = match parent.is_empty() {
+            true => Span::default(),
+            false => Span::complete(&run_id, attempt, !failed, &parent),
+        };
         let error = match (&outcome, &run) {
             (Outcome::Failed { message, .. }, Some(_)) => message.clone(),
             _ => String::new(),
@@ -348,6 +376,18 @@ impl Session {
                 retry_wakes,
             )
             .await;
+        if span.is_recording() {
+            match &effect {
+                Ok(CompletionEffect::Completed) => span.set("fanout.effect", "completed"),
+                Ok(CompletionEffect::Retrying { at_ms }) => {
+                    span.set("fanout.effect", "retrying");
+                    span.set("fanout.retry_at_ms", *at_ms);
+                }
+                Ok(CompletionEffect::Dead) => span.set("fanout.effect", "dead"),
+                Ok(CompletionEffect::Stale) => span.set("fanout.effect", "stale"),
+                Err(e) => span.fail(format!("{:?}", e.codes().0)),
+            }
+        }
         if let (Some((task, started, event, probe)), Ok(e)) = (&run, &effect) {
             let metrics = self.engine.metrics();
             if *e != CompletionEffect::Stale {

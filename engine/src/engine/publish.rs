@@ -11,10 +11,8 @@ use crate::ratelimit::Decision;
 use crate::routing::filter::Filter;
 use crate::routing::registry::LiveEvent;
 use crate::routing::schema::{self};
-use crate::telemetry::TraceContext;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 impl Engine {
     /// Validate and durably publish; see the module docs for the steps.
@@ -34,42 +32,18 @@ impl Engine {
         // A key limited to some event names (`keys create --events`).
         crate::auth::check_caller(|p| p.may_publish(&input.event))?;
         // The event's creation context (messaging semantic conventions):
-        // its runs' attempts link to this span.
-        let span = tracing::info_span!(
-            target: crate::telemetry::TARGET,
-            "send",
-            otel.name = %format_args!("send {}", input.event),
-            otel.kind = "producer",
-            otel.status_code = tracing::field::Empty,
-            messaging.system = "fanout",
-            messaging.operation.type = "send",
-            messaging.destination.name = %input.event,
-            messaging.message.id = tracing::field::Empty,
-            fanout.namespace = ns,
-            fanout.runs_created = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
+        // its runs' attempts link to this span, a child of the publisher's.
+        let mut span = crate::telemetry::Span::send(ns, &input.event, &input.trace);
         let mut input = input;
-        if !span.is_disabled() {
-            input.trace.parent(&span);
-            input.trace = TraceContext::of(&span);
-        } else {
-            input.trace = TraceContext::default();
-        }
-        let out = self
-            .publish_inner(ns, input, wp)
-            .instrument(span.clone())
-            .await;
-        if !span.is_disabled() {
+        input.trace = span.context();
+        let out = self.publish_inner(ns, input, wp).await;
+        if span.is_recording() {
             match &out {
                 Ok(p) => {
-                    span.record("messaging.message.id", p.event_id.as_str());
-                    span.record("fanout.runs_created", p.runs.len());
+                    span.set("messaging.message.id", p.event_id.clone());
+                    span.set("fanout.runs_created", p.runs.len() as i64);
                 }
-                Err(e) => {
-                    span.record("otel.status_code", "ERROR");
-                    span.record("error.type", tracing::field::debug(e.codes().0));
-                }
+                Err(e) => span.fail(format!("{:?}", e.codes().0)),
             }
         }
         out

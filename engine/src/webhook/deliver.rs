@@ -15,6 +15,7 @@
 use super::sign;
 use crate::limits;
 use crate::model::*;
+use crate::telemetry::TraceContext;
 use serde_json::value::RawValue;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +27,8 @@ pub struct Answer {
     pub outcome: Outcome,
     /// The endpoint answered 410 Gone: disable the subscription.
     pub gone: bool,
+    /// The HTTP status of the answer (0: none came).
+    pub status: u16,
 }
 
 /// The JSON body of a delivery.
@@ -78,6 +81,7 @@ pub async fn deliver(
     client: &reqwest::Client,
     ep: &Endpoint,
     run: &ClaimedRun,
+    trace: &TraceContext,
     max_output: usize,
 ) -> Answer {
     let body = body(run);
@@ -92,11 +96,12 @@ pub async fn deliver(
         .header("webhook-id", &run.run_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature);
-    if !run.trace.is_empty() {
-        // The event's creation context, so the receiver's spans join its trace.
-        req = req.header("traceparent", &run.trace.traceparent);
-        if !run.trace.tracestate.is_empty() {
-            req = req.header("tracestate", &run.trace.tracestate);
+    if !trace.is_empty() {
+        // The delivery's span (or, untraced, the event's creation context),
+        // so the receiver's spans join the event's trace.
+        req = req.header("traceparent", &trace.traceparent);
+        if !trace.tracestate.is_empty() {
+            req = req.header("tracestate", &trace.tracestate);
         }
     }
     let res = match req.body(body).send().await {
@@ -104,6 +109,7 @@ pub async fn deliver(
         Err(e) => return failed(describe(&e, ep.timeout_ms), 0),
     };
     let status = res.status();
+    let code = status.as_u16();
     let retry_after = retry_after(res.headers().get("retry-after"));
     let location = res
         .headers()
@@ -131,6 +137,7 @@ pub async fn deliver(
         return Answer {
             outcome: Outcome::Ok(output),
             gone: false,
+            status: code,
         };
     }
     let mut message = format!("HTTP {status} in {took} ms");
@@ -155,6 +162,7 @@ pub async fn deliver(
             retry_after_ms: wait,
         },
         gone: status == reqwest::StatusCode::GONE,
+        status: code,
     }
 }
 
@@ -166,6 +174,7 @@ fn failed(message: String, retry_after_ms: u64) -> Answer {
             retry_after_ms,
         },
         gone: false,
+        status: 0,
     }
 }
 

@@ -24,6 +24,7 @@ use crate::dispatch::Session;
 use crate::engine::Engine;
 use crate::model::*;
 use crate::ratelimit::Decision;
+use crate::telemetry::span::{Delivery, Span};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,7 +214,40 @@ async fn deliver_one(
         }
     }
     let max_output = engine.config().max_payload_bytes;
-    let answer = deliver::deliver(&client, &ep, &run, max_output).await;
+    let mut span = Span::deliver(
+        &Delivery {
+            event: &run.event,
+            event_id: &run.event_id,
+            subscription: &id,
+            run_id: &run.run_id,
+            attempt: run.attempt,
+            url: &ep.url,
+        },
+        &run.trace,
+    );
+    let trace = match span.is_recording() {
+        true => span.context(),
+        false => run.trace.clone(),
+    };
+    let answer = deliver::deliver(&client, &ep, &run, &trace, max_output).await;
+    if span.is_recording() {
+        if answer.status > 0 {
+            span.set("http.response.status_code", i64::from(answer.status));
+        }
+        match &answer.outcome {
+            Outcome::Ok(_) => span.set("fanout.outcome", "ok"),
+            Outcome::Failed { .. } => {
+                span.set("fanout.outcome", "failed");
+                span.fail(match answer.status {
+                    0 => "transport".to_string(),
+                    s => s.to_string(),
+                });
+            }
+        }
+    }
+    // Ended before the result is recorded: `complete` follows it.
+    let attempt_span = span.context();
+    drop(span);
     if answer.gone {
         // Disabled before the failure is recorded, so its retry is not
         // claimed in between.
@@ -234,7 +268,12 @@ async fn deliver_one(
         tracing::debug!(namespace = %ns, subscription = %id, run_id = %run.run_id, attempt = run.attempt, error = %message, "webhook delivery failed");
     }
     if let Err(e) = session
-        .on_result(run.run_id.clone(), run.attempt, answer.outcome)
+        .on_result(
+            run.run_id.clone(),
+            run.attempt,
+            answer.outcome,
+            attempt_span,
+        )
         .await
     {
         tracing::warn!(namespace = %ns, subscription = %id, run_id = %run.run_id, error = %e, "webhooks: could not record the attempt; its lease will expire");

@@ -10,9 +10,7 @@ use super::{convert, namespace};
 use crate::dispatch::Session;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::model::{
-    Breaker, CompletionEffect, Outcome, Subscription, SubscriptionState, new_id, now_ms,
-};
+use crate::model::{Breaker, Outcome, Subscription, SubscriptionState, new_id, now_ms};
 use fanout_proto::v1 as pb;
 use fanout_proto::v1::worker_service_server::WorkerService;
 use pb::{server_message::Msg as Out, worker_message::Msg as In};
@@ -22,7 +20,6 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
 
 pub struct WorkersApi {
     pub engine: Engine,
@@ -217,7 +214,7 @@ impl WorkerService for WorkersApi {
                 };
                 match msg {
                     Ok(Some(pb::WorkerMessage {
-                        msg: Some(In::Result(r)),
+                        msg: Some(In::Result(mut r)),
                     })) => {
                         let outcome = match r.outcome {
                             Some(pb::run_result::Outcome::Suspended(_)) => {
@@ -257,48 +254,18 @@ impl WorkerService for WorkersApi {
                             },
                         };
                         let s = session.clone();
-                        // Recording the attempt (and retry scheduling or
-                        // dead-lettering), as a child of its `process` span.
-                        let span = tracing::info_span!(
-                            target: crate::telemetry::TARGET,
-                            "complete",
-                            fanout.run.id = %r.run_id,
-                            fanout.attempt = r.attempt,
-                            fanout.outcome = if matches!(outcome, Outcome::Ok(_)) { "ok" } else { "failed" },
-                            fanout.effect = tracing::field::Empty,
-                            fanout.retry_at_ms = tracing::field::Empty,
-                        );
-                        if !span.is_disabled() {
-                            crate::telemetry::TraceContext::from_headers(|k| {
-                                (k == "traceparent").then_some(r.traceparent.as_str())
-                            })
-                            .parent(&span);
-                        }
+                        // The attempt's `process` span: the parent of the
+                        // engine's `complete` span.
+                        let attempt_span = crate::telemetry::TraceContext {
+                            traceparent: std::mem::take(&mut r.traceparent),
+                            tracestate: String::new(),
+                        };
                         tokio::spawn(async move {
-                            match s
-                                .on_result(r.run_id.clone(), r.attempt, outcome)
-                                .instrument(span.clone())
+                            if let Err(e) = s
+                                .on_result(r.run_id.clone(), r.attempt, outcome, attempt_span)
                                 .await
                             {
-                                Ok(effect) => {
-                                    if !span.is_disabled() {
-                                        let (name, at) = match effect {
-                                            CompletionEffect::Completed => ("completed", None),
-                                            CompletionEffect::Retrying { at_ms } => {
-                                                ("retrying", Some(at_ms))
-                                            }
-                                            CompletionEffect::Dead => ("dead", None),
-                                            CompletionEffect::Stale => ("stale", None),
-                                        };
-                                        span.record("fanout.effect", name);
-                                        if let Some(at) = at {
-                                            span.record("fanout.retry_at_ms", at);
-                                        }
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::warn!(run_id = %r.run_id, error = %e, "could not record result; the lease will expire and the run retry");
-                                }
+                                tracing::warn!(run_id = %r.run_id, error = %e, "could not record result; the lease will expire and the run retry");
                             }
                         });
                     }
