@@ -13,6 +13,7 @@ use crate::engine::{Engine, PublishInput};
 use crate::error::EntityKind;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::telemetry::TraceContext;
 use crate::wakeup::waiters::Heard;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -96,6 +97,7 @@ impl Engine {
             kind: WaitpointKind::Runs,
             timeout_at_ms: timeout_at,
             parent,
+            trace: Default::default(),
         };
         let wp_id = wp.id.clone();
         // Listen before the waitpoint exists: whatever finishes it is then
@@ -195,12 +197,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Suspend `parent` until `duration` from now.
+    /// Suspend `parent` until `duration` from now; `trace` is the span the
+    /// sleep began in (the resumed attempt links to it).
     pub async fn sleep(
         &self,
         ns: &str,
         parent: ParentRef,
         duration: Duration,
+        trace: TraceContext,
     ) -> Result<WaitpointView> {
         self.check_parent(Some(&parent))?;
         crate::limits::check_timeout("duration_ms", duration.as_millis() as u64)?;
@@ -211,18 +215,21 @@ impl Engine {
             kind: WaitpointKind::Time,
             timeout_at_ms: at.max(1),
             parent: Some(parent),
+            trace,
         };
         self.store().create_waitpoint(&wp, now_ms()).await?;
         self.expire_at(at);
         self.waitpoint(ns, &wp.id).await
     }
 
-    /// A token waitpoint, completed later by `complete_token`.
+    /// A token waitpoint, completed later by `complete_token`; with a
+    /// `parent`, `trace` is the span its wait began in.
     pub async fn create_token(
         &self,
         ns: &str,
         timeout: Option<Duration>,
         parent: Option<ParentRef>,
+        trace: TraceContext,
     ) -> Result<WaitpointView> {
         self.check_parent(parent.as_ref())?;
         if let Some(t) = timeout {
@@ -239,6 +246,7 @@ impl Engine {
             kind: WaitpointKind::Token,
             timeout_at_ms: at,
             parent,
+            trace,
         };
         self.store().create_waitpoint(&wp, now_ms()).await?;
         if at > 0 {

@@ -90,7 +90,7 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
 
         // A token waitpoint, a step on a running run, a replay job.
         let wp = store
-            .create_waitpoint(&NewWaitpoint { id: new_id(), namespace: "default".into(), kind: WaitpointKind::Token, timeout_at_ms: 0, parent: None }, t0)
+            .create_waitpoint(&NewWaitpoint { id: new_id(), namespace: "default".into(), kind: WaitpointKind::Token, timeout_at_ms: 0, parent: None, trace: Default::default() }, t0)
             .await
             .unwrap();
         let waiting = store
@@ -108,7 +108,7 @@ fanout_tests::per_backend! { fanout_tests::store: sqlite, postgres;
         assert!(store.waitpoints_of_run("default", &a.run_id).await.unwrap().is_empty(), "[{name}] a step that is no waitpoint");
         let parent = ParentRef { run_id: a.run_id.clone(), attempt: a.attempt, step_key: "approval".into(), worker_id: "w2".into() };
         let token = store
-            .create_waitpoint(&NewWaitpoint { id: new_id(), namespace: "default".into(), kind: WaitpointKind::Token, timeout_at_ms: 0, parent: Some(parent) }, t0)
+            .create_waitpoint(&NewWaitpoint { id: new_id(), namespace: "default".into(), kind: WaitpointKind::Token, timeout_at_ms: 0, parent: Some(parent), trace: Default::default() }, t0)
             .await
             .unwrap();
         let of_run = store.waitpoints_of_run("default", &a.run_id).await.unwrap();

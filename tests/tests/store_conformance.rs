@@ -147,6 +147,7 @@ fn waiting(mut ev: NewEvent) -> NewEvent {
         kind: WaitpointKind::Runs,
         timeout_at_ms: 0,
         parent: None,
+        trace: Default::default(),
     });
     ev
 }

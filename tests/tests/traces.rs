@@ -5,7 +5,7 @@
 //! child of the caller's span), one `process` span per attempt (CONSUMER,
 //! linked to `send`), the spans the handler opens as children of its
 //! attempt, and the engine's `complete` spans in the same traces; a
-//! scatter-gather and a webhook delivery read the same way. One test in
+//! scatter-gather, a webhook delivery and a sleep read the same way. One test in
 //! this binary: the subscriber is process-global.
 
 use fanout::{Event, Retry, Task, TaskError, Worker};
@@ -281,6 +281,68 @@ async fn a_webhook_delivery_is_an_attempt(
     client.delete_subscription("shipping-hook").await.unwrap();
 }
 
+/// A run that sleeps suspends (its first attempt ends `suspended`); the
+/// attempt that resumes links to the span the sleep began in — the first
+/// attempt's — naming the waitpoint.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+async fn a_sleep_resumes_with_a_link(
+    client: &fanout::Client,
+    collector: &Collector,
+    exporter: &fanout_engine::telemetry::Tracing,
+) {
+    let delayed = Event::<Order>::new("order.delayed");
+    delayed.define(client).await.unwrap();
+    let nap = Task::new("nap", &delayed, |o: Order, ctx| async move {
+        ctx.sleep(Duration::from_millis(20)).await?;
+        Ok(o.id)
+    });
+    let worker = Worker::new(client.clone()).task(nap).start().await.unwrap();
+    delayed
+        .publish(client, &Order { id: "o-4".into() })
+        .await
+        .unwrap();
+    let spans = eventually(Duration::from_secs(20), "the resumed nap", || {
+        exporter.flush();
+        let spans = collector.spans.lock().expect("collector lock").clone();
+        async move {
+            spans
+                .iter()
+                .any(|s| {
+                    s.name == "process order.delayed"
+                        && attr(s, "fanout.outcome").as_deref() == Some("ok")
+                })
+                .then_some(spans)
+        }
+    })
+    .await;
+    let attempts: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "process order.delayed")
+        .collect();
+    let first = attempts
+        .iter()
+        .find(|s| attr(s, "fanout.outcome").as_deref() == Some("suspended"))
+        .unwrap_or_else(|| panic!("the sleeping attempt: {attempts:#?}"));
+    let resumed = attempts
+        .iter()
+        .find(|s| attr(s, "fanout.outcome").as_deref() == Some("ok"))
+        .unwrap();
+    let link = resumed
+        .links
+        .iter()
+        .find(|l| l.span_id == first.span_id && l.trace_id == first.trace_id)
+        .unwrap_or_else(|| {
+            panic!("the resumed attempt links to where the sleep began: {resumed:#?}")
+        });
+    assert!(
+        link.attributes
+            .iter()
+            .any(|kv| kv.key == "fanout.waitpoint.id"),
+        "{link:#?}"
+    );
+    worker.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_publish_is_one_story_across_subscribers_and_retries() {
     let collector = Collector::default();
@@ -540,6 +602,7 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
 
     scatter_gather_reads_as_one_story(&client, &collector, &exporter).await;
     a_webhook_delivery_is_an_attempt(&client, &collector, &exporter).await;
+    a_sleep_resumes_with_a_link(&client, &collector, &exporter).await;
 
     worker.shutdown().await.unwrap();
     engine.stop().await;

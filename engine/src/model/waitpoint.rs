@@ -59,6 +59,10 @@ pub struct NewWaitpoint {
     /// Deadline (runs, token) or wake-up time (time), epoch ms; 0 = none.
     pub timeout_at_ms: i64,
     pub parent: Option<ParentRef>,
+    /// The span the wait began in (the suspending request's W3C context),
+    /// kept in the parent's journal entry: its resumed attempt links to
+    /// it. Publish-and-wait keeps the child publish's context instead.
+    pub trace: crate::telemetry::TraceContext,
 }
 
 /// A waitpoint as stored.

@@ -68,11 +68,12 @@ impl WaitpointService for WaitpointsApi {
         req: Request<pb::SleepRequest>,
     ) -> Result<Response<pb::WaitpointInfo>, Status> {
         let ns = namespace(&req)?;
+        let trace = super::trace_context(&req);
         let r = req.into_inner();
         let parent = need_parent(r.parent, "sleep")?;
         let v = self
             .engine
-            .sleep(&ns, parent, Duration::from_millis(r.duration_ms))
+            .sleep(&ns, parent, Duration::from_millis(r.duration_ms), trace)
             .await?;
         Ok(Response::new(convert::waitpoint(v)))
     }
@@ -82,11 +83,12 @@ impl WaitpointService for WaitpointsApi {
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::WaitpointInfo>, Status> {
         let ns = namespace(&req)?;
+        let trace = super::trace_context(&req);
         let r = req.into_inner();
         let timeout = (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms));
         let v = self
             .engine
-            .create_token(&ns, timeout, convert::parent(r.parent))
+            .create_token(&ns, timeout, convert::parent(r.parent), trace)
             .await?;
         Ok(Response::new(convert::waitpoint(v)))
     }

@@ -418,7 +418,14 @@ impl WaitpointStore for SqlStore {
                     p.run_id, p.attempt, wp.namespace
                 )));
             }
-            let value = serde_json::json!({ "waitpoint_id": wp.id }).to_string();
+            // With the span the wait began in, as publish-and-wait keeps
+            // its child publish's: the resumed attempt links to it.
+            let mut value = serde_json::json!({ "waitpoint_id": wp.id });
+            if !wp.trace.is_empty() {
+                value["traceparent"] = wp.trace.traceparent.clone().into();
+                value["tracestate"] = wp.trace.tracestate.clone().into();
+            }
+            let value = value.to_string();
             self.journal(&mut tx, &p.run_id, &p.step_key, &value, now)
                 .await?;
             parent_id = p.run_id.clone();
