@@ -344,14 +344,10 @@ impl Session {
             })
         });
         let failed = matches!(outcome, Outcome::Failed { .. });
-        let parent = if attempt_span.is_empty() {
-            event_trace
-        } else {
-            attempt_span
-        };
-        let mut span = match parent.is_empty() {
-            true => Span::default(),
-            false => Span::complete(&run_id, attempt, !failed, &parent),
+        let mut span = match (attempt_span.is_empty(), event_trace.is_empty()) {
+            (false, _) => Span::complete(&attempt_span, None),
+            (true, false) => Span::complete(&event_trace, Some((&run_id, attempt, !failed))),
+            (true, true) => Span::default(),
         };
         let error = match (&outcome, &run) {
             (Outcome::Failed { message, .. }, Some(_)) => message.clone(),

@@ -90,14 +90,18 @@ impl Span {
     }
 
     /// Recording one attempt's result (and the retry or dead letter it
-    /// leads to), a child of the attempt's `process` span (`parent`).
-    pub fn complete(run_id: &str, attempt: u32, ok: bool, parent: &TraceContext) -> Span {
-        Span::start("complete", SpanKind::Internal, parent, || {
-            vec![
+    /// leads to), a child of the attempt's span (`parent`), whose run,
+    /// attempt and outcome it does not repeat — unless the attempt sent no
+    /// span and `parent` is the event's creation context: then `named`
+    /// (run id, attempt, whether it succeeded) says which attempt it was.
+    pub fn complete(parent: &TraceContext, named: Option<(&str, u32, bool)>) -> Span {
+        Span::start("complete", SpanKind::Internal, parent, || match named {
+            Some((run_id, attempt, ok)) => vec![
                 KeyValue::new("fanout.run.id", run_id.to_string()),
                 KeyValue::new("fanout.attempt", i64::from(attempt)),
                 KeyValue::new("fanout.outcome", if ok { "ok" } else { "failed" }),
-            ]
+            ],
+            None => Vec::with_capacity(2),
         })
     }
 
