@@ -255,8 +255,29 @@ impl Engine {
         self.waitpoint(ns, &wp.id).await
     }
 
-    /// Complete a token waitpoint with data (JSON text).
+    /// Complete a token waitpoint with data (JSON text). Traced as a
+    /// `complete waitpoint` span under the completer's context (`trace`),
+    /// naming the run it resumes.
     pub async fn complete_token(
+        &self,
+        ns: &str,
+        id: &str,
+        data_json: &str,
+        trace: &TraceContext,
+    ) -> Result<WaitpointView> {
+        let mut span = crate::telemetry::Span::waitpoint_completed(id, "token", trace);
+        let out = self.complete_token_inner(ns, id, data_json).await;
+        match &out {
+            Ok(v) if !v.waitpoint.parent_run_id.is_empty() => {
+                span.set("fanout.run.id", v.waitpoint.parent_run_id.clone())
+            }
+            Ok(_) => {}
+            Err(e) => span.fail(format!("{:?}", e.codes().0)),
+        }
+        out
+    }
+
+    async fn complete_token_inner(
         &self,
         ns: &str,
         id: &str,

@@ -5,7 +5,8 @@
 //! child of the caller's span), one `process` span per attempt (CONSUMER,
 //! linked to `send`), the spans the handler opens as children of its
 //! attempt, and the engine's `complete` spans in the same traces; a
-//! scatter-gather, a webhook delivery and a sleep read the same way. One test in
+//! scatter-gather, a webhook delivery, a sleep and a token's completion
+//! read the same way. One test in
 //! this binary: the subscriber is process-global.
 
 use fanout::{Event, Retry, Task, TaskError, Worker};
@@ -343,6 +344,50 @@ async fn a_sleep_resumes_with_a_link(
     worker.shutdown().await.unwrap();
 }
 
+/// Completing a token is the engine's work in the completer's trace: a
+/// `complete waitpoint` span under the caller's span, naming the token.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+async fn completing_a_token_is_in_the_completers_trace(
+    client: &fanout::Client,
+    collector: &Collector,
+    exporter: &fanout_engine::telemetry::Tracing,
+) {
+    let token = client.create_token(None).await.unwrap();
+    let approve = tracing::info_span!("approve");
+    async {
+        client
+            .complete_token(&token.id, &serde_json::json!({"ok": true}))
+            .await
+    }
+    .instrument(approve.clone())
+    .await
+    .unwrap();
+    drop(approve);
+    let spans = eventually(Duration::from_secs(20), "the token's completion", || {
+        exporter.flush();
+        let spans = collector.spans.lock().expect("collector lock").clone();
+        async move {
+            spans
+                .iter()
+                .any(|s| s.name == "complete waitpoint")
+                .then_some(spans)
+        }
+    })
+    .await;
+    let approve = spans.iter().find(|s| s.name == "approve").unwrap();
+    let done = spans
+        .iter()
+        .find(|s| s.name == "complete waitpoint")
+        .unwrap();
+    assert_eq!(done.parent_span_id, approve.span_id, "{done:#?}");
+    assert_eq!(done.trace_id, approve.trace_id);
+    assert_eq!(attr(done, "fanout.waitpoint.id"), Some(token.id.clone()));
+    assert_eq!(
+        attr(done, "fanout.waitpoint.kind").as_deref(),
+        Some("token")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_publish_is_one_story_across_subscribers_and_retries() {
     let collector = Collector::default();
@@ -603,6 +648,7 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
     scatter_gather_reads_as_one_story(&client, &collector, &exporter).await;
     a_webhook_delivery_is_an_attempt(&client, &collector, &exporter).await;
     a_sleep_resumes_with_a_link(&client, &collector, &exporter).await;
+    completing_a_token_is_in_the_completers_trace(&client, &collector, &exporter).await;
 
     worker.shutdown().await.unwrap();
     engine.stop().await;

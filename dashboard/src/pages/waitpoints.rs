@@ -93,7 +93,9 @@ pub(crate) async fn complete(
             "data: not JSON ({e}); write e.g. {{\"approved\": true}} or leave it empty for null"
         ))
     })?;
-    ctx.engine().complete_token(&ns, &id, &data).await?;
+    ctx.engine()
+        .complete_token(&ns, &id, &data, &Default::default())
+        .await?;
     Ok(see_other(&ctx.done_href(
         &ns,
         "/waitpoints",

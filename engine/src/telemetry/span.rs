@@ -1,6 +1,7 @@
 //! The engine's own spans — `send {event}` for a publish, `complete` for
 //! recording an attempt's result (with the retry or dead letter it leads
-//! to), `process {event}` for a webhook delivery — made with the OpenTelemetry API directly,
+//! to), `process {event}` for a webhook delivery, `complete waitpoint` for
+//! a token completed from outside — made with the OpenTelemetry API directly,
 //! not as `tracing` spans: nothing runs inside them that opens spans of
 //! its own, so the `tracing` registry, its per-span extensions and field
 //! visitors would be pure cost, and constant attributes (`messaging.system
@@ -145,6 +146,18 @@ impl Span {
                 kv
             },
         )
+    }
+
+    /// A waitpoint completed from outside (a token), a child of the
+    /// completer's context when it sent one; the run it resumes is set as
+    /// `fanout.run.id` once known.
+    pub fn waitpoint_completed(id: &str, kind: &'static str, parent: &TraceContext) -> Span {
+        Span::start("complete waitpoint", SpanKind::Internal, parent, || {
+            vec![
+                KeyValue::new("fanout.waitpoint.id", id.to_string()),
+                KeyValue::new("fanout.waitpoint.kind", kind),
+            ]
+        })
     }
 
     /// The W3C context naming this span, empty when tracing is off.

@@ -98,8 +98,12 @@ impl WaitpointService for WaitpointsApi {
         req: Request<pb::CompleteTokenRequest>,
     ) -> Result<Response<pb::WaitpointInfo>, Status> {
         let ns = namespace(&req)?;
+        let trace = super::trace_context(&req);
         let r = req.into_inner();
-        let v = self.engine.complete_token(&ns, &r.id, &r.data_json).await?;
+        let v = self
+            .engine
+            .complete_token(&ns, &r.id, &r.data_json, &trace)
+            .await?;
         Ok(Response::new(convert::waitpoint(v)))
     }
 

@@ -281,7 +281,10 @@ async fn complete_waitpoint(
     let data = body
         .and_then(|b| b.data)
         .map_or_else(|| "null".to_string(), |d| d.get().to_string());
-    let w = engine.complete_token(&ns, &id, &data).await?;
+    let trace = crate::telemetry::TraceContext::from_headers(|k| {
+        headers.get(k).and_then(|v| v.to_str().ok())
+    });
+    let w = engine.complete_token(&ns, &id, &data, &trace).await?;
     Ok(Json(
         json!({"waitpointId": w.waitpoint.id, "status": w.waitpoint.status}),
     ))
