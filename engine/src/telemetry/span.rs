@@ -168,9 +168,10 @@ impl Span {
         }
     }
 
-    /// Whether anything is recorded (attributes worth computing).
+    /// Whether anything is recorded (attributes worth computing): false
+    /// when tracing is off or the sampler dropped this span.
     pub fn is_recording(&self) -> bool {
-        self.0.is_some()
+        self.0.as_ref().is_some_and(|s| s.is_recording())
     }
 
     /// Set an attribute.
