@@ -19,6 +19,8 @@ use std::borrow::Cow;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+// Process-wide, as the `tracing` subscriber the exporter's layer joins:
+// every engine in a process exports through the one installed tracer.
 static ON: AtomicBool = AtomicBool::new(false);
 static TRACER: RwLock<Option<SdkTracer>> = RwLock::new(None);
 
