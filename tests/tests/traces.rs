@@ -48,6 +48,26 @@ impl TraceService for Collector {
     }
 }
 
+impl Collector {
+    /// Every span received so far, once `done` holds of them: the
+    /// exporter is flushed before each look (within 20 s).
+    #[allow(clippy::expect_used)]
+    async fn spans_when(
+        &self,
+        exporter: &fanout_engine::telemetry::Tracing,
+        what: &str,
+        done: impl Fn(&[Span]) -> bool,
+    ) -> Vec<Span> {
+        eventually(Duration::from_secs(20), what, || {
+            exporter.flush();
+            let spans = self.spans.lock().expect("collector lock").clone();
+            let ok = done(&spans);
+            async move { ok.then_some(spans) }
+        })
+        .await
+    }
+}
+
 fn attr(span: &Span, key: &str) -> Option<String> {
     span.attributes
         .iter()
@@ -113,24 +133,14 @@ async fn scatter_gather_reads_as_one_story(
         .publish(client, &Order { id: "o-2".into() })
         .await
         .unwrap();
-    let spans = eventually(
-        Duration::from_secs(20),
-        "the resumed attempt's span",
-        || {
-            exporter.flush();
-            let spans = collector.spans.lock().expect("collector lock").clone();
-            async move {
-                spans
-                    .iter()
-                    .any(|s| {
-                        s.name == "process order.checked"
-                            && attr(s, "fanout.attempt").as_deref() == Some("2")
-                    })
-                    .then_some(spans)
-            }
-        },
-    )
-    .await;
+    let spans = collector
+        .spans_when(exporter, "the resumed attempt's span", |spans| {
+            spans.iter().any(|s| {
+                s.name == "process order.checked"
+                    && attr(s, "fanout.attempt").as_deref() == Some("2")
+            })
+        })
+        .await;
     let child_send = spans
         .iter()
         .find(|s| s.name == "send stock.check")
@@ -228,18 +238,15 @@ async fn a_webhook_delivery_is_an_attempt(
         .publish(client, &Order { id: "o-3".into() })
         .await
         .unwrap();
-    let spans = eventually(Duration::from_secs(20), "both deliveries' spans", || {
-        exporter.flush();
-        let spans = collector.spans.lock().expect("collector lock").clone();
-        async move {
-            let deliveries = spans
+    let spans = collector
+        .spans_when(exporter, "both deliveries' spans", |spans| {
+            spans
                 .iter()
                 .filter(|s| s.name == "process order.shipped")
-                .count();
-            (deliveries == 2).then_some(spans)
-        }
-    })
-    .await;
+                .count()
+                == 2
+        })
+        .await;
     let send = spans
         .iter()
         .find(|s| s.name == "send order.shipped")
@@ -302,20 +309,14 @@ async fn a_sleep_resumes_with_a_link(
         .publish(client, &Order { id: "o-4".into() })
         .await
         .unwrap();
-    let spans = eventually(Duration::from_secs(20), "the resumed nap", || {
-        exporter.flush();
-        let spans = collector.spans.lock().expect("collector lock").clone();
-        async move {
-            spans
-                .iter()
-                .any(|s| {
-                    s.name == "process order.delayed"
-                        && attr(s, "fanout.outcome").as_deref() == Some("ok")
-                })
-                .then_some(spans)
-        }
-    })
-    .await;
+    let spans = collector
+        .spans_when(exporter, "the resumed nap", |spans| {
+            spans.iter().any(|s| {
+                s.name == "process order.delayed"
+                    && attr(s, "fanout.outcome").as_deref() == Some("ok")
+            })
+        })
+        .await;
     let attempts: Vec<&Span> = spans
         .iter()
         .filter(|s| s.name == "process order.delayed")
@@ -363,17 +364,11 @@ async fn completing_a_token_is_in_the_completers_trace(
     .await
     .unwrap();
     drop(approve);
-    let spans = eventually(Duration::from_secs(20), "the token's completion", || {
-        exporter.flush();
-        let spans = collector.spans.lock().expect("collector lock").clone();
-        async move {
-            spans
-                .iter()
-                .any(|s| s.name == "complete waitpoint")
-                .then_some(spans)
-        }
-    })
-    .await;
+    let spans = collector
+        .spans_when(exporter, "the token's completion", |spans| {
+            spans.iter().any(|s| s.name == "complete waitpoint")
+        })
+        .await;
     let approve = spans.iter().find(|s| s.name == "approve").unwrap();
     let done = spans
         .iter()
@@ -459,17 +454,11 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
         .then_some(())
     })
     .await;
-    let spans = eventually(
-        Duration::from_secs(20),
-        "the spans reach the collector",
-        || {
-            exporter.flush();
-            let spans = collector.spans.lock().unwrap().clone();
-            let complete = spans.iter().filter(|s| s.name == "complete").count();
-            async move { (complete >= 4).then_some(spans) }
-        },
-    )
-    .await;
+    let spans = collector
+        .spans_when(&exporter, "the spans reach the collector", |spans| {
+            spans.iter().filter(|s| s.name == "complete").count() >= 4
+        })
+        .await;
 
     // The publish: one PRODUCER span, a child of the caller's span.
     let sends: Vec<&Span> = spans
@@ -616,22 +605,18 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
         },
     )
     .await;
-    let replayed = eventually(
-        Duration::from_secs(20),
-        "the replayed attempt's span",
-        || {
-            exporter.flush();
-            let spans = collector.spans.lock().expect("collector lock").clone();
-            let id = published.event_id.clone();
-            async move {
-                spans.into_iter().find(|s| {
-                    s.name == "process order.placed"
-                        && attr(s, "fanout.replay.of") == Some(id.clone())
-                })
-            }
-        },
-    )
-    .await;
+    let is_replayed = |s: &Span| {
+        s.name == "process order.placed"
+            && attr(s, "fanout.replay.of").as_deref() == Some(published.event_id.as_str())
+    };
+    let replayed = collector
+        .spans_when(&exporter, "the replayed attempt's span", |spans| {
+            spans.iter().any(is_replayed)
+        })
+        .await
+        .into_iter()
+        .find(is_replayed)
+        .expect("found above");
     assert!(
         replayed
             .links
