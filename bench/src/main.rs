@@ -88,6 +88,10 @@ pub struct Args {
     /// workers' `process` spans (the engine's share of the cost).
     #[arg(long)]
     pub trace_engine_only: bool,
+    /// With --trace: send spans through `opentelemetry-otlp`'s exporter
+    /// instead of the lean one a plain collector address gets (A/B runs).
+    #[arg(long, requires = "trace")]
+    pub otlp_library: bool,
     /// Scrape the in-process engine's `/metrics` every this many ms during
     /// the run (the cost of a Prometheus server; the summary gains
     /// `metrics_scrapes`).
@@ -144,7 +148,10 @@ async fn main() -> anyhow::Result<()> {
         return print(&summary, args.json);
     }
     let tracing = if args.trace {
-        Some(observe::Tracing::start(args.collector, !args.trace_engine_only).await?)
+        Some(
+            observe::Tracing::start(args.collector, !args.trace_engine_only, args.otlp_library)
+                .await?,
+        )
     } else {
         None
     };

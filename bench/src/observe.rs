@@ -47,10 +47,13 @@ pub enum Collector {
     Count,
 }
 
-/// `ExportTraceServiceRequest` down to the spans, each left undecoded
-/// (prost skips the fields a message does not declare): counting spans
-/// costs almost nothing, so the bench's figure is the exporting side's.
+/// `ExportTraceServiceRequest` down to the spans, each counted by its
+/// length prefix and stepped over, never decoded: counting spans costs
+/// almost nothing, so the bench's figure is the exporting side's.
 mod skim {
+    use prost::bytes::{Buf, BufMut};
+    use prost::encoding::{DecodeContext, WireType, skip_field};
+
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Request {
         #[prost(message, repeated, tag = "1")]
@@ -61,13 +64,34 @@ mod skim {
         #[prost(message, repeated, tag = "2")]
         pub scope_spans: Vec<ScopeSpans>,
     }
-    #[derive(Clone, PartialEq, prost::Message)]
+    /// `ScopeSpans`, of which only the number of `spans` (field 2) is kept.
+    #[derive(Clone, Debug, Default, PartialEq)]
     pub struct ScopeSpans {
-        #[prost(message, repeated, tag = "2")]
-        pub spans: Vec<Skipped>,
+        pub spans: usize,
     }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Skipped {}
+    impl prost::Message for ScopeSpans {
+        fn encode_raw(&self, _: &mut impl BufMut) {}
+        fn merge_field(
+            &mut self,
+            tag: u32,
+            wire_type: WireType,
+            buf: &mut impl Buf,
+            ctx: DecodeContext,
+        ) -> Result<(), prost::DecodeError> {
+            // Skipping a length-delimited field reads its length and steps
+            // over that many bytes (checked against the buffer).
+            if tag == 2 && wire_type == WireType::LengthDelimited {
+                self.spans += 1;
+            }
+            skip_field(wire_type, tag, buf, ctx)
+        }
+        fn encoded_len(&self) -> usize {
+            0
+        }
+        fn clear(&mut self) {
+            self.spans = 0;
+        }
+    }
 }
 
 /// The OTLP trace service over [`skim`]: the same wire protocol as
@@ -88,7 +112,7 @@ impl tonic::server::UnaryService<skim::Request> for Skimmer {
             .resource_spans
             .iter()
             .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
+            .map(|s| s.spans)
             .sum();
         (self.0).0.fetch_add(n as u64, Ordering::Relaxed);
         Box::pin(async { Ok(tonic::Response::new(ExportTraceServiceResponse::default())) })
@@ -128,7 +152,11 @@ impl Tracing {
     /// Start a collector on a free port and export every span to it — or,
     /// with `workers` false, only the engine's: the in-process workers'
     /// `process` spans are not recorded, as when workers run elsewhere.
-    pub async fn start(collector: Collector, workers: bool) -> anyhow::Result<Tracing> {
+    pub async fn start(
+        collector: Collector,
+        workers: bool,
+        library: bool,
+    ) -> anyhow::Result<Tracing> {
         use tracing_subscriber::Layer as _;
         use tracing_subscriber::layer::SubscriberExt as _;
         let spans = Counter::default();
@@ -152,6 +180,11 @@ impl Tracing {
             fanout_engine::telemetry::otlp_layer(&fanout_engine::telemetry::OtlpConfig {
                 endpoint: format!("http://{addr}"),
                 service_name: "fanout-bench".into(),
+                exporter: if library {
+                    fanout_engine::telemetry::OtlpExporter::Library
+                } else {
+                    fanout_engine::telemetry::OtlpExporter::Auto
+                },
             })
             .map_err(anyhow::Error::msg)?;
         // The workers' spans are left out by a second filter only when

@@ -173,6 +173,7 @@ fn init_telemetry(
                     .ok()
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "fanout".into()),
+                exporter: fanout_engine::telemetry::OtlpExporter::Auto,
             };
             let (layer, guard) = fanout_engine::telemetry::otlp_layer(&config)?;
             (Some(layer), Some(guard))

@@ -6,9 +6,10 @@
 //! they are exported, and the spans a handler opens are their children.
 //! With none, nothing is recorded.
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use std::str::FromStr;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The `tracing` target of the SDK's spans (as the engine's).
@@ -40,19 +41,54 @@ pub(crate) fn inject(metadata: &mut tonic::metadata::MetadataMap) {
     }
 }
 
-struct One<'a>(&'a str, &'a str);
+/// The span a stored `traceparent`/`tracestate` pair names, read as the
+/// W3C propagator reads a version-00 header (lowercase hex, only the
+/// `sampled` flag kept) without building a header map and a `Context`
+/// per attempt; `None` when empty or malformed. (The engine reads its
+/// stored contexts the same way; the SDK does not depend on it.)
+fn remote_span_context(traceparent: &str, tracestate: &str) -> Option<SpanContext> {
+    let mut parts = traceparent.trim().split('-');
+    let (Some(version), Some(trace), Some(span), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    if version.len() != 2 || version == "ff" || hex(version).is_none() {
+        return None;
+    }
+    let trace_state = if tracestate.is_empty() {
+        TraceState::NONE
+    } else {
+        TraceState::from_str(tracestate).unwrap_or_default()
+    };
+    let sc = SpanContext::new(
+        TraceId::from(hex(trace).filter(|_| trace.len() == 32)?),
+        SpanId::from(u64::try_from(hex(span).filter(|_| span.len() == 16)?).ok()?),
+        TraceFlags::new(u8::try_from(hex(flags).filter(|_| flags.len() == 2)?).ok()?)
+            & TraceFlags::SAMPLED,
+        true,
+        trace_state,
+    );
+    sc.is_valid().then_some(sc)
+}
 
-impl Extractor for One<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        match key {
-            "traceparent" => Some(self.0).filter(|s| !s.is_empty()),
-            "tracestate" => Some(self.1).filter(|s| !s.is_empty()),
-            _ => None,
-        }
+/// Lowercase hex (as W3C requires) up to 32 digits as a number.
+fn hex(s: &str) -> Option<u128> {
+    if s.len() > 32 {
+        return None;
     }
-    fn keys(&self) -> Vec<&str> {
-        vec!["traceparent", "tracestate"]
-    }
+    s.bytes().try_fold(0u128, |n, b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(n << 4 | u128::from(digit))
+    })
 }
 
 /// Link `span` to the context `traceparent` names (nothing when empty or
@@ -61,9 +97,7 @@ pub(crate) fn link(span: &tracing::Span, traceparent: &str, tracestate: &str) {
     if traceparent.is_empty() || span.is_disabled() {
         return;
     }
-    let cx = TraceContextPropagator::new().extract(&One(traceparent, tracestate));
-    let sc = cx.span().span_context().clone();
-    if sc.is_valid() {
+    if let Some(sc) = remote_span_context(traceparent, tracestate) {
         span.add_link(sc);
     }
 }
@@ -79,12 +113,25 @@ pub(crate) fn traceparent(span: &tracing::Span) -> String {
         return String::new();
     }
     // As the W3C propagator writes it (version 00, the `sampled` flag).
-    format!(
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        (sc.trace_flags() & opentelemetry::trace::TraceFlags::SAMPLED).to_u8()
-    )
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, &sc.trace_id().to_bytes());
+    out.push('-');
+    push_hex(&mut out, &sc.span_id().to_bytes());
+    out.push('-');
+    push_hex(
+        &mut out,
+        &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
 }
 
 /// The replay job that re-sent this run's event, from the W3C `tracestate`
@@ -112,9 +159,7 @@ pub(crate) fn link_waitpoint(span: &tracing::Span, journal: &serde_json::Value) 
         return;
     }
     let tracestate = journal["tracestate"].as_str().unwrap_or_default();
-    let cx = TraceContextPropagator::new().extract(&One(traceparent, tracestate));
-    let sc = cx.span().span_context().clone();
-    if sc.is_valid() {
+    if let Some(sc) = remote_span_context(traceparent, tracestate) {
         span.add_link_with_attributes(
             sc,
             vec![opentelemetry::KeyValue::new(
@@ -127,6 +172,64 @@ pub(crate) fn link_waitpoint(span: &tracing::Span, journal: &serde_json::Value) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stored_context_reads_as_the_w3c_propagator_reads_it() {
+        use opentelemetry::propagation::{Extractor, TextMapPropagator};
+        use opentelemetry::trace::TraceContextExt;
+        struct Two<'a>(&'a str, &'a str);
+        impl Extractor for Two<'_> {
+            fn get(&self, key: &str) -> Option<&str> {
+                match key {
+                    "traceparent" => Some(self.0),
+                    "tracestate" => Some(self.1).filter(|s| !s.is_empty()),
+                    _ => None,
+                }
+            }
+            fn keys(&self) -> Vec<&str> {
+                vec!["traceparent", "tracestate"]
+            }
+        }
+        let propagator = super::TraceContextPropagator::new();
+        for (tp, ts) in [
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff",
+                "congo=t61,rojo=1",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+                "",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "",
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "not a state",
+            ),
+            ("", ""),
+        ] {
+            let expected = propagator.extract(&Two(tp, ts));
+            let expected = expected.span().span_context().clone();
+            match super::remote_span_context(tp, ts) {
+                Some(sc) => assert_eq!(sc, expected, "{tp} {ts}"),
+                None => assert!(!expected.is_valid(), "{tp} {ts}"),
+            }
+        }
+    }
+
     #[test]
     fn the_replay_id_is_read_from_the_fanout_tracestate_entry() {
         assert_eq!(super::replay_id("fanout=replay:r1,congo=t61"), Some("r1"));

@@ -6,6 +6,8 @@
 //! `FANOUT_TEST_CLICKHOUSE_URL` are set (`.ci/run` sets all three, so CI
 //! skips nothing); each Postgres test gets a schema of its own.
 
+pub mod collector;
+
 use fanout_engine::config::{Config, StoreConfig};
 use fanout_engine::{Listeners, Running};
 use std::time::{Duration, Instant};

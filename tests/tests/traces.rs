@@ -10,15 +10,9 @@
 //! this binary: the subscriber is process-global.
 
 use fanout::{Event, Retry, Task, TaskError, Worker};
-use fanout_engine::telemetry::{OtlpConfig, otlp_layer};
+use fanout_engine::telemetry::{OtlpConfig, OtlpExporter, otlp_layer};
+use fanout_tests::collector::{Collector, attr};
 use fanout_tests::{TestEngine, eventually};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,59 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
-
-#[derive(Clone, Default)]
-struct Collector {
-    spans: Arc<Mutex<Vec<Span>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut all = self.spans.lock().expect("collector lock");
-        for rs in req.into_inner().resource_spans {
-            for ss in rs.scope_spans {
-                all.extend(ss.spans);
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-impl Collector {
-    /// Every span received so far, once `done` holds of them: the
-    /// exporter is flushed before each look (within 20 s).
-    #[allow(clippy::expect_used)]
-    async fn spans_when(
-        &self,
-        exporter: &fanout_engine::telemetry::Tracing,
-        what: &str,
-        done: impl Fn(&[Span]) -> bool,
-    ) -> Vec<Span> {
-        eventually(Duration::from_secs(20), what, || {
-            exporter.flush();
-            let spans = self.spans.lock().expect("collector lock").clone();
-            let ok = done(&spans);
-            async move { ok.then_some(spans) }
-        })
-        .await
-    }
-}
-
-fn attr(span: &Span, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            AnyValue::StringValue(s) => Some(s.clone()),
-            AnyValue::IntValue(i) => Some(i.to_string()),
-            AnyValue::BoolValue(b) => Some(b.to_string()),
-            other => Some(format!("{other:?}")),
-        })
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -385,17 +326,11 @@ async fn completing_a_token_is_in_the_completers_trace(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_publish_is_one_story_across_subscribers_and_retries() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let collector = Collector::start().await;
     let (layer, exporter) = otlp_layer(&OtlpConfig {
-        endpoint: format!("http://{addr}"),
+        endpoint: collector.endpoint(),
         service_name: "fanout-test".into(),
+        exporter: OtlpExporter::Auto,
     })
     .unwrap();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
@@ -635,7 +570,14 @@ async fn one_publish_is_one_story_across_subscribers_and_retries() {
     a_sleep_resumes_with_a_link(&client, &collector, &exporter).await;
     completing_a_token_is_in_the_completers_trace(&client, &collector, &exporter).await;
 
+    // A plain collector address took the lean exporter (the library's
+    // exporter says `OTel-OTLP-Exporter-Rust`; tests/tests/traces_library.rs).
+    let agents = collector.user_agents();
+    assert!(
+        !agents.is_empty() && agents.iter().all(|a| a.starts_with("fanout/")),
+        "every export came from the lean exporter: {agents:?}"
+    );
+
     worker.shutdown().await.unwrap();
     engine.stop().await;
-    server.abort();
 }

@@ -2,9 +2,8 @@
 //! `tracestate`): read from a publisher's headers, written by the `send`
 //! span, re-tagged by a replay, and turned back into a parent or a link.
 
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use std::str::FromStr;
 
 /// Longest `traceparent` / `tracestate` kept (the W3C limits are 55 and
 /// 512 characters); longer input is dropped, never stored.
@@ -52,14 +51,36 @@ impl TraceContext {
     }
 
     /// The span this names, as a remote span context (`None` when empty
-    /// or malformed). Read through the W3C propagator straight from the
-    /// two strings: no header map per span.
+    /// or malformed): read as the W3C propagator reads a version-00
+    /// header (lowercase hex, only the `sampled` flag kept), straight from
+    /// the two strings, with no header map or `Context` per span.
     pub fn span_context(&self) -> Option<SpanContext> {
-        if self.is_empty() {
+        let mut parts = self.traceparent.trim().split('-');
+        let (Some(version), Some(trace), Some(span), Some(flags), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        if version.len() != 2 || version == "ff" || hex(version).is_none() {
             return None;
         }
-        let cx = TraceContextPropagator::new().extract(&Pair(self));
-        let sc = cx.span().span_context().clone();
+        let trace_state = if self.tracestate.is_empty() {
+            TraceState::NONE
+        } else {
+            TraceState::from_str(&self.tracestate).unwrap_or_default()
+        };
+        let sc = SpanContext::new(
+            TraceId::from(hex(trace).filter(|_| trace.len() == 32)?),
+            SpanId::from(u64::try_from(hex(span).filter(|_| span.len() == 16)?).ok()?),
+            TraceFlags::new(u8::try_from(hex(flags).filter(|_| flags.len() == 2)?).ok()?)
+                & TraceFlags::SAMPLED,
+            true,
+            trace_state,
+        );
         sc.is_valid().then_some(sc)
     }
 
@@ -98,15 +119,43 @@ impl TraceContext {
     }
 }
 
+/// Lowercase hex (as W3C requires) up to 32 digits as a number.
+fn hex(s: &str) -> Option<u128> {
+    if s.len() > 32 {
+        return None;
+    }
+    s.bytes().try_fold(0u128, |n, b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(n << 4 | u128::from(digit))
+    })
+}
+
 /// A span context as a W3C `traceparent` (version 00; of the flags only
 /// `sampled` is defined), as the propagator writes it.
 pub fn format_traceparent(sc: &SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        (sc.trace_flags() & TraceFlags::SAMPLED).to_u8()
-    )
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, &sc.trace_id().to_bytes());
+    out.push('-');
+    push_hex(&mut out, &sc.span_id().to_bytes());
+    out.push('-');
+    push_hex(
+        &mut out,
+        &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
+    );
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
 }
 
 /// `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`, ids not all zero.
@@ -121,22 +170,6 @@ fn valid_traceparent(s: &str) -> bool {
         && hex(parts[3], 2)
         && parts[1].bytes().any(|b| b != b'0')
         && parts[2].bytes().any(|b| b != b'0')
-}
-
-/// A stored context read as the propagator's header source.
-struct Pair<'a>(&'a TraceContext);
-
-impl Extractor for Pair<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        match key {
-            "traceparent" => Some(self.0.traceparent.as_str()),
-            "tracestate" => Some(self.0.tracestate.as_str()).filter(|s| !s.is_empty()),
-            _ => None,
-        }
-    }
-    fn keys(&self) -> Vec<&str> {
-        vec!["traceparent", "tracestate"]
-    }
 }
 
 #[cfg(test)]
@@ -192,5 +225,77 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
+        assert_eq!(format_traceparent(&sc), tc.traceparent);
+    }
+
+    #[test]
+    fn a_stored_context_reads_as_the_w3c_propagator_reads_it() {
+        use opentelemetry::propagation::{Extractor, TextMapPropagator};
+        struct Two<'a>(&'a str, &'a str);
+        impl Extractor for Two<'_> {
+            fn get(&self, key: &str) -> Option<&str> {
+                match key {
+                    "traceparent" => Some(self.0),
+                    "tracestate" => Some(self.1).filter(|s| !s.is_empty()),
+                    _ => None,
+                }
+            }
+            fn keys(&self) -> Vec<&str> {
+                vec!["traceparent", "tracestate"]
+            }
+        }
+        let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+        for (tp, ts) in [
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+                "congo=t61,rojo=1",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff",
+                "fanout=replay:r",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+                "",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "",
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "",
+            ),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", ""),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "not a state",
+            ),
+            ("", ""),
+        ] {
+            let tc = TraceContext {
+                traceparent: tp.into(),
+                tracestate: ts.into(),
+            };
+            let expected = propagator.extract(&Two(tp, ts));
+            let expected = expected.span().span_context().clone();
+            let got = tc.span_context();
+            assert_eq!(got.is_some(), expected.is_valid(), "{tp} {ts}");
+            if let Some(sc) = got {
+                assert_eq!(sc, expected, "{tp} {ts}");
+            }
+        }
     }
 }

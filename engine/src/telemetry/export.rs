@@ -1,7 +1,9 @@
 //! The OTLP exporter: one tracer provider shared by the engine's own
 //! spans ([`super::span`]) and, through a `tracing` layer, the spans a
 //! process opens inside them (an SDK worker's `process` spans and its
-//! handlers' spans when it shares the process).
+//! handlers' spans when it shares the process). A plain `http://`
+//! collector gets the lean exporter ([`super::otlp`]); anything else
+//! configured through `OTEL_EXPORTER_OTLP_*` gets `opentelemetry-otlp`'s.
 
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
@@ -12,6 +14,19 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// `service.name` of every span.
     pub service_name: String,
+    /// Which exporter sends the spans.
+    pub exporter: OtlpExporter,
+}
+
+/// The exporter behind [`otlp_layer`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OtlpExporter {
+    /// The lean exporter ([`super::otlp`]) for a plain `http://` collector
+    /// with no other `OTEL_EXPORTER_OTLP_*` setting, else the library's.
+    #[default]
+    Auto,
+    /// `opentelemetry-otlp`'s exporter whatever the configuration.
+    Library,
 }
 
 /// The exporter pipeline; flushes and shuts down when dropped.
@@ -47,17 +62,20 @@ where
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig as _;
     use tracing_subscriber::Layer as _;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(config.endpoint.clone())
-        .build()
-        .map_err(|e| format!("OTLP exporter for {}: {e}", config.endpoint))?;
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_span_processor(
-            opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
-                .with_batch_config(batch_config())
-                .build(),
-        )
+    let builder = opentelemetry_sdk::trace::SdkTracerProvider::builder();
+    let lean =
+        config.exporter == OtlpExporter::Auto && super::otlp::plain_endpoint(&config.endpoint);
+    let builder = if lean {
+        builder.with_span_processor(batch(super::otlp::Exporter::new(&config.endpoint)?))
+    } else {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(config.endpoint.clone())
+            .build()
+            .map_err(|e| format!("OTLP exporter for {}: {e}", config.endpoint))?;
+        builder.with_span_processor(batch(exporter))
+    };
+    let provider = builder
         .with_resource(
             opentelemetry_sdk::Resource::builder()
                 .with_service_name(config.service_name.clone())
@@ -93,6 +111,15 @@ where
         .with_tracked_inactivity(false)
         .with_filter(filter);
     Ok((layer, Tracing { provider }))
+}
+
+/// Finished spans, queued and sent in batches by `exporter`.
+fn batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    exporter: E,
+) -> opentelemetry_sdk::trace::BatchSpanProcessor {
+    opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch_config())
+        .build()
 }
 
 /// The batch exporter's queue and batch sizes: the `OTEL_BSP_*` variables

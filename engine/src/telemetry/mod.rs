@@ -17,10 +17,11 @@
 
 mod context;
 mod export;
+mod otlp;
 pub mod span;
 
 pub use context::{TraceContext, format_traceparent};
-pub use export::{OtlpConfig, Tracing, otlp_layer};
+pub use export::{OtlpConfig, OtlpExporter, Tracing, otlp_layer};
 pub use span::Span;
 
 /// The `tracing` target of every `tracing` span meant for the exporter.
