@@ -148,10 +148,12 @@ async fn main() -> anyhow::Result<()> {
         return print(&summary, args.json);
     }
     let tracing = if args.trace {
-        Some(
-            observe::Tracing::start(args.collector, !args.trace_engine_only, args.otlp_library)
-                .await?,
-        )
+        let exporter = if args.otlp_library {
+            fanout_engine::telemetry::OtlpExporter::Library
+        } else {
+            fanout_engine::telemetry::OtlpExporter::Auto
+        };
+        Some(observe::Tracing::start(args.collector, !args.trace_engine_only, exporter).await?)
     } else {
         None
     };

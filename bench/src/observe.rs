@@ -155,7 +155,7 @@ impl Tracing {
     pub async fn start(
         collector: Collector,
         workers: bool,
-        library: bool,
+        exporter: fanout_engine::telemetry::OtlpExporter,
     ) -> anyhow::Result<Tracing> {
         use tracing_subscriber::Layer as _;
         use tracing_subscriber::layer::SubscriberExt as _;
@@ -180,11 +180,7 @@ impl Tracing {
             fanout_engine::telemetry::otlp_layer(&fanout_engine::telemetry::OtlpConfig {
                 endpoint: format!("http://{addr}"),
                 service_name: "fanout-bench".into(),
-                exporter: if library {
-                    fanout_engine::telemetry::OtlpExporter::Library
-                } else {
-                    fanout_engine::telemetry::OtlpExporter::Auto
-                },
+                exporter,
             })
             .map_err(anyhow::Error::msg)?;
         // The workers' spans are left out by a second filter only when
