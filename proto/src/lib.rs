@@ -13,6 +13,7 @@ pub mod v1 {
 }
 
 pub mod error_detail;
+pub mod traceparent;
 
 /// Metadata key that selects the namespace of a call.
 pub const NAMESPACE_HEADER: &str = "x-fanout-namespace";

@@ -6,6 +6,7 @@
 //! they are exported, and the spans a handler opens are their children.
 //! With none, nothing is recorded.
 
+use fanout_proto::traceparent::TraceParent;
 use opentelemetry::propagation::{Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -44,51 +45,25 @@ pub(crate) fn inject(metadata: &mut tonic::metadata::MetadataMap) {
 /// The span a stored `traceparent`/`tracestate` pair names, read as the
 /// W3C propagator reads a version-00 header (lowercase hex, only the
 /// `sampled` flag kept) without building a header map and a `Context`
-/// per attempt; `None` when empty or malformed. (The engine reads its
-/// stored contexts the same way; the SDK does not depend on it.)
+/// per attempt; `None` when empty or malformed (the reading shared with
+/// the engine: `fanout_proto::traceparent`).
 fn remote_span_context(traceparent: &str, tracestate: &str) -> Option<SpanContext> {
-    let mut parts = traceparent.trim().split('-');
-    let (Some(version), Some(trace), Some(span), Some(flags), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
+    let tp = TraceParent::parse(traceparent)?;
+    let state = match tracestate {
+        "" => TraceState::NONE,
+        s => TraceState::from_str(s).unwrap_or_default(),
     };
-    if version.len() != 2 || version == "ff" || hex(version).is_none() {
-        return None;
-    }
-    let trace_state = if tracestate.is_empty() {
-        TraceState::NONE
-    } else {
-        TraceState::from_str(tracestate).unwrap_or_default()
-    };
-    let sc = SpanContext::new(
-        TraceId::from(hex(trace).filter(|_| trace.len() == 32)?),
-        SpanId::from(u64::try_from(hex(span).filter(|_| span.len() == 16)?).ok()?),
-        TraceFlags::new(u8::try_from(hex(flags).filter(|_| flags.len() == 2)?).ok()?)
-            & TraceFlags::SAMPLED,
+    Some(SpanContext::new(
+        TraceId::from(tp.trace_id),
+        SpanId::from(tp.span_id),
+        if tp.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        },
         true,
-        trace_state,
-    );
-    sc.is_valid().then_some(sc)
-}
-
-/// Lowercase hex (as W3C requires) up to 32 digits as a number.
-fn hex(s: &str) -> Option<u128> {
-    if s.len() > 32 {
-        return None;
-    }
-    s.bytes().try_fold(0u128, |n, b| {
-        let digit = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(n << 4 | u128::from(digit))
-    })
+        state,
+    ))
 }
 
 /// Link `span` to the context `traceparent` names (nothing when empty or
@@ -112,26 +87,12 @@ pub(crate) fn traceparent(span: &tracing::Span) -> String {
     if !sc.is_valid() {
         return String::new();
     }
-    // As the W3C propagator writes it (version 00, the `sampled` flag).
-    let mut out = String::with_capacity(55);
-    out.push_str("00-");
-    push_hex(&mut out, &sc.trace_id().to_bytes());
-    out.push('-');
-    push_hex(&mut out, &sc.span_id().to_bytes());
-    out.push('-');
-    push_hex(
-        &mut out,
-        &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
-    );
-    out
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    TraceParent {
+        trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+        span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+        sampled: sc.is_sampled(),
     }
+    .format()
 }
 
 /// The replay job that re-sent this run's event, from the W3C `tracestate`

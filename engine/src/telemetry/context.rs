@@ -2,6 +2,7 @@
 //! `tracestate`): read from a publisher's headers, written by the `send`
 //! span, re-tagged by a replay, and turned back into a parent or a link.
 
+use fanout_proto::traceparent::TraceParent;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::str::FromStr;
 
@@ -55,33 +56,23 @@ impl TraceContext {
     /// header (lowercase hex, only the `sampled` flag kept), straight from
     /// the two strings, with no header map or `Context` per span.
     pub fn span_context(&self) -> Option<SpanContext> {
-        let mut parts = self.traceparent.trim().split('-');
-        let (Some(version), Some(trace), Some(span), Some(flags), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        if version.len() != 2 || version == "ff" || hex(version).is_none() {
-            return None;
-        }
+        let tp = TraceParent::parse(&self.traceparent)?;
         let trace_state = if self.tracestate.is_empty() {
             TraceState::NONE
         } else {
             TraceState::from_str(&self.tracestate).unwrap_or_default()
         };
-        let sc = SpanContext::new(
-            TraceId::from(hex(trace).filter(|_| trace.len() == 32)?),
-            SpanId::from(u64::try_from(hex(span).filter(|_| span.len() == 16)?).ok()?),
-            TraceFlags::new(u8::try_from(hex(flags).filter(|_| flags.len() == 2)?).ok()?)
-                & TraceFlags::SAMPLED,
+        Some(SpanContext::new(
+            TraceId::from(tp.trace_id),
+            SpanId::from(tp.span_id),
+            if tp.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
             true,
             trace_state,
-        );
-        sc.is_valid().then_some(sc)
+        ))
     }
 
     /// The OpenTelemetry context this names (a remote parent).
@@ -119,43 +110,15 @@ impl TraceContext {
     }
 }
 
-/// Lowercase hex (as W3C requires) up to 32 digits as a number.
-fn hex(s: &str) -> Option<u128> {
-    if s.len() > 32 {
-        return None;
-    }
-    s.bytes().try_fold(0u128, |n, b| {
-        let digit = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(n << 4 | u128::from(digit))
-    })
-}
-
 /// A span context as a W3C `traceparent` (version 00; of the flags only
 /// `sampled` is defined), as the propagator writes it.
 pub fn format_traceparent(sc: &SpanContext) -> String {
-    let mut out = String::with_capacity(55);
-    out.push_str("00-");
-    push_hex(&mut out, &sc.trace_id().to_bytes());
-    out.push('-');
-    push_hex(&mut out, &sc.span_id().to_bytes());
-    out.push('-');
-    push_hex(
-        &mut out,
-        &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
-    );
-    out
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    TraceParent {
+        trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+        span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+        sampled: sc.is_sampled(),
     }
+    .format()
 }
 
 /// `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`, ids not all zero.
